@@ -1,0 +1,91 @@
+//! The configuration of l4lb: loading `lb.toml` into a checked [`Config`].
+//!
+//! The pipeline is `text -> file.rs` (TOML syntax, unknown keys, value types)
+//! `-> validate.rs` (defaults, ranges, addresses, cross-key rules)
+//! `-> unsupported.rs` (features this build refuses), collecting every error
+//! on the way, each pinned to a file, line, column and key path. This module
+//! owns that pipeline and its public entry points; it does not start anything
+//! from the configuration.
+
+mod address;
+mod checker;
+mod error;
+mod file;
+pub mod model;
+mod paths;
+mod report;
+mod strategy;
+mod unsupported;
+mod validate;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use model::*;
+
+use address::Resolve;
+use report::Report;
+
+/// Reads and checks the configuration file at `path`. A file that cannot be
+/// read is one error naming it.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, path),
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            column: None,
+            key_path: String::new(),
+            message: format!("cannot read the configuration file: {e}"),
+        }])),
+    }
+}
+
+/// Checks configuration `text`; `source` names it in messages and becomes
+/// [`Config::source`]. Host names are resolved with the system resolver.
+pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigErrors> {
+    parse_with(
+        text,
+        source,
+        address::system_resolve,
+        Features::RefuseUnsupported,
+    )
+}
+
+/// Whether uses of features this build does not implement are errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Features {
+    RefuseUnsupported,
+    /// Only for checking the validation of those features' values.
+    #[cfg(test)]
+    AllowUnsupported,
+}
+
+/// [`parse`] with the given host-name resolver and feature gate.
+fn parse_with(
+    text: &str,
+    source: &Path,
+    resolve: Resolve,
+    features: Features,
+) -> Result<Config, ConfigErrors> {
+    let mut report = Report::new(source.display().to_string(), text);
+    let Some(doc) = file::read(text, &mut report) else {
+        return Err(report.into_errors());
+    };
+    let config = validate::validate(&doc, source, resolve, &mut report);
+    report.sort_from(0);
+    let validated = report.count();
+    if features == Features::RefuseUnsupported {
+        unsupported::check(&doc, &mut report);
+        report.sort_from(validated);
+    }
+    if report.has_errors() {
+        Err(report.into_errors())
+    } else {
+        Ok(config)
+    }
+}

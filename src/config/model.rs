@@ -1,0 +1,304 @@
+//! The checked configuration: what the rest of l4lb runs on.
+//!
+//! Every value here has been parsed, defaulted, resolved and validated by
+//! `validate.rs`; nothing downstream re-checks it. This file owns only the data
+//! types and their small, pure helpers. It does no parsing and no I/O.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// A whole, valid `lb.toml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file this configuration was read from (for messages and reloads).
+    pub source: PathBuf,
+    /// `[admin]`; `None` when the table is absent (no admin listener).
+    pub admin: Option<AdminConfig>,
+    pub global: GlobalConfig,
+    pub services: Vec<ServiceConfig>,
+}
+
+/// `[admin]`: the operator HTTP endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// Bearer token for the runtime API; empty means none.
+    pub token: String,
+}
+
+/// `[global]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlobalConfig {
+    /// Runtime worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Process-wide cap on proxied TCP connections; 0 means unlimited.
+    pub max_connections: usize,
+    /// How long SIGTERM waits for open connections to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for GlobalConfig {
+    fn default() -> Self {
+        GlobalConfig {
+            workers: 0,
+            max_connections: 0,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One `[[service]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    /// Unique name, `[A-Za-z0-9_.-]{1,64}`.
+    pub name: String,
+    pub protocol: Protocol,
+    /// Every address to listen on (at least one, each used by one service only).
+    pub listen: Vec<SocketAddr>,
+    pub strategy: StrategyConfig,
+    /// Per service (tcp); 0 means unlimited.
+    pub max_connections: usize,
+    /// Per client IP (tcp); 0 means unlimited.
+    pub max_connections_per_source: usize,
+    pub connect_timeout: Duration,
+    /// Backends tried for one client before giving up (>= 1).
+    pub connect_attempts: u32,
+    /// tcp: close both sides after this long with no bytes; udp: forget the flow.
+    pub idle_timeout: Duration,
+    /// udp: bound of the flow table.
+    pub max_flows: usize,
+    pub proxy_protocol: ProxyProtocol,
+    pub accept_proxy_protocol: bool,
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+    pub on_all_down: OnAllDown,
+    pub close_on_down: bool,
+    pub health: Option<HealthConfig>,
+    pub outlier: Option<OutlierConfig>,
+    /// At least one.
+    pub backends: Vec<BackendConfig>,
+}
+
+/// How a service picks a backend: the strategy and its parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StrategyConfig {
+    pub kind: StrategyKind,
+    /// Hashing strategies only (`source_hash`, `consistent_hash`, `maglev`).
+    pub hash_key: HashKey,
+    /// `consistent_hash`: ring points per unit of weight.
+    pub virtual_nodes: u32,
+    /// `maglev`: lookup table size, a prime.
+    pub table_size: usize,
+}
+
+impl Default for StrategyConfig {
+    fn default() -> Self {
+        StrategyConfig {
+            kind: StrategyKind::RoundRobin,
+            hash_key: HashKey::SourceIp,
+            virtual_nodes: 160,
+            table_size: 65537,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrategyKind {
+    RoundRobin,
+    LeastConnections,
+    PowerOfTwo,
+    Random,
+    LeastResponseTime,
+    SourceHash,
+    ConsistentHash,
+    Maglev,
+}
+
+impl StrategyKind {
+    /// Every strategy, in the order the documentation lists them.
+    pub const ALL: [StrategyKind; 8] = [
+        StrategyKind::RoundRobin,
+        StrategyKind::LeastConnections,
+        StrategyKind::PowerOfTwo,
+        StrategyKind::Random,
+        StrategyKind::LeastResponseTime,
+        StrategyKind::SourceHash,
+        StrategyKind::ConsistentHash,
+        StrategyKind::Maglev,
+    ];
+
+    /// The name used in `lb.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StrategyKind::RoundRobin => "round_robin",
+            StrategyKind::LeastConnections => "least_connections",
+            StrategyKind::PowerOfTwo => "power_of_two",
+            StrategyKind::Random => "random",
+            StrategyKind::LeastResponseTime => "least_response_time",
+            StrategyKind::SourceHash => "source_hash",
+            StrategyKind::ConsistentHash => "consistent_hash",
+            StrategyKind::Maglev => "maglev",
+        }
+    }
+
+    /// Looks a strategy up by its `lb.toml` name.
+    pub fn from_name(name: &str) -> Option<StrategyKind> {
+        StrategyKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// Whether the strategy hashes a client key (and so takes `hash_key`).
+    pub fn is_hashing(self) -> bool {
+        matches!(
+            self,
+            StrategyKind::SourceHash | StrategyKind::ConsistentHash | StrategyKind::Maglev
+        )
+    }
+}
+
+impl fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a hashing strategy hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashKey {
+    SourceIp,
+    SourceIpPort,
+}
+
+impl HashKey {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HashKey::SourceIp => "source_ip",
+            HashKey::SourceIpPort => "source_ip_port",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    Off,
+    V1,
+    V2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnAllDown {
+    Reject,
+    UseAll,
+}
+
+/// `[service.health]`: active checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthConfig {
+    pub kind: HealthKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    /// Probe this port instead of the backend's own; `None` means the backend's.
+    pub port: Option<u16>,
+    /// udp probes: payload to send.
+    pub send: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthKind {
+    Tcp,
+    Udp,
+}
+
+/// `[service.outlier]`: passive checks from real traffic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutlierConfig {
+    pub consecutive_failures: u32,
+    pub ejection_time: Duration,
+}
+
+/// One `[[service.backend]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendConfig {
+    /// The address exactly as configured (used as its name in metrics and status).
+    pub address: String,
+    /// What `address` resolved to when the config was loaded.
+    pub resolved: SocketAddr,
+    /// 1..=1000.
+    pub weight: u32,
+    /// 0 means unlimited.
+    pub max_connections: usize,
+    pub backup: bool,
+    pub slow_start: Duration,
+}
+
+impl ServiceConfig {
+    /// One line describing the service, for `l4lb check`, e.g.
+    /// `service "pg": tcp 0.0.0.0:6432 -> 3 backends (least_connections)`.
+    pub fn summary(&self) -> String {
+        let listen: Vec<String> = self.listen.iter().map(SocketAddr::to_string).collect();
+        let backups = self.backends.iter().filter(|b| b.backup).count();
+        let primaries = self.backends.len() - backups;
+        let mut line = format!(
+            "service \"{}\": {} {} -> {}",
+            self.name,
+            self.protocol,
+            listen.join(", "),
+            count(primaries, "backend")
+        );
+        if backups > 0 {
+            line.push_str(&format!(" + {}", count(backups, "backup")));
+        }
+        line.push_str(&format!(" ({})", self.strategy.kind));
+        if let Some(health) = &self.health {
+            let kind = match health.kind {
+                HealthKind::Tcp => "tcp",
+                HealthKind::Udp => "udp",
+            };
+            let every = humantime::format_duration(health.interval);
+            line.push_str(&format!(", health {kind} every {every}"));
+        }
+        if let Some(outlier) = &self.outlier {
+            let ejection = humantime::format_duration(outlier.ejection_time);
+            let failures = count(outlier.consecutive_failures as usize, "failure");
+            line.push_str(&format!(
+                ", outlier ejection after {failures} for {ejection}"
+            ));
+        }
+        line
+    }
+}
+
+/// "1 backend", "3 backends".
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

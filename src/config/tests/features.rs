@@ -1,0 +1,142 @@
+//! Features this build does not implement: each use is one error at its key,
+//! and the default (off) values are accepted.
+
+use super::*;
+
+#[test]
+fn each_unsupported_service_feature_is_refused_at_its_key() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["protocol = \"udp\""],
+            "lb.toml:4:12: service \"pg\".protocol: not supported yet: udp services",
+        ),
+        (
+            &["max_flows = 100"],
+            "lb.toml:4:13: service \"pg\".max_flows: not supported yet: the udp flow table \
+             bound (max_flows applies to udp services)",
+        ),
+        (
+            &["[service.health]"],
+            "lb.toml:4:1: service \"pg\".health: not supported yet: active health checks",
+        ),
+        (
+            &["health = { rise = 1 }"],
+            "lb.toml:4:10: service \"pg\".health: not supported yet: active health checks",
+        ),
+        (
+            &["[service.outlier]"],
+            "lb.toml:4:1: service \"pg\".outlier: not supported yet: passive outlier detection",
+        ),
+        (
+            &["proxy_protocol = \"v1\""],
+            "lb.toml:4:18: service \"pg\".proxy_protocol: not supported yet: sending PROXY \
+             protocol headers to backends",
+        ),
+        (
+            &["proxy_protocol = \"v2\""],
+            "lb.toml:4:18: service \"pg\".proxy_protocol: not supported yet: sending PROXY \
+             protocol headers to backends",
+        ),
+        (
+            &["accept_proxy_protocol = true"],
+            "lb.toml:4:25: service \"pg\".accept_proxy_protocol: not supported yet: accepting \
+             PROXY protocol headers from clients",
+        ),
+        (
+            &["allow = [\"10.0.0.0/8\"]"],
+            "lb.toml:4:9: service \"pg\".allow: not supported yet: source address allow lists",
+        ),
+        (
+            &["deny = [\"::1\"]"],
+            "lb.toml:4:8: service \"pg\".deny: not supported yet: source address deny lists",
+        ),
+        (
+            &["on_all_down = \"use_all\""],
+            "lb.toml:4:15: service \"pg\".on_all_down: not supported yet: failing open when \
+             every backend is down (on_all_down = \"use_all\")",
+        ),
+        (
+            &["close_on_down = true"],
+            "lb.toml:4:17: service \"pg\".close_on_down: not supported yet: closing open \
+             sessions when a backend goes down",
+        ),
+    ];
+    for (extra, expected) in cases {
+        assert_eq!(error(&service_with(extra)), *expected);
+    }
+}
+
+#[test]
+fn each_unsupported_backend_feature_is_refused_at_its_key() {
+    assert_eq!(
+        error(&backend_with(&["backup = true"])),
+        "lb.toml:6:10: service \"pg\".backend[0].backup: not supported yet: backup backends"
+    );
+    assert_eq!(
+        error(&backend_with(&["slow_start = \"30s\""])),
+        "lb.toml:6:14: service \"pg\".backend[0].slow_start: not supported yet: backend slow start"
+    );
+}
+
+#[test]
+fn the_admin_table_is_refused() {
+    let text = lines(&["[admin]", "listen = \"127.0.0.1:9100\""]) + &service_with(&[]);
+    assert_eq!(
+        error(&text),
+        "lb.toml:1:1: admin: not supported yet: the admin HTTP endpoint ([admin])"
+    );
+}
+
+#[test]
+fn explicit_off_values_are_accepted() {
+    let text = service_with(&[
+        "protocol = \"tcp\"",
+        "proxy_protocol = \"off\"",
+        "accept_proxy_protocol = false",
+        "allow = []",
+        "deny = []",
+        "on_all_down = \"reject\"",
+        "close_on_down = false",
+    ]) + "backup = false\nslow_start = \"0s\"\n";
+    valid(&text);
+}
+
+#[test]
+fn supported_limits_and_global_keys_are_accepted() {
+    let text = lines(&[
+        "[global]",
+        "workers = 2",
+        "max_connections = 10",
+        "shutdown_grace = \"5s\"",
+    ]) + &service_with(&["max_connections = 5", "max_connections_per_source = 2"]);
+    let config = valid(&text);
+    assert_eq!(config.services[0].max_connections_per_source, 2);
+}
+
+#[test]
+fn unsupported_errors_follow_the_validation_errors() {
+    let text = service_with(&["protocol = \"udp\"", "max_flows = 0"]);
+    assert_eq!(
+        errors(&text),
+        [
+            "lb.toml:5:13: service \"pg\".max_flows: must be at least 1, got 0",
+            "lb.toml:4:12: service \"pg\".protocol: not supported yet: udp services",
+            "lb.toml:5:13: service \"pg\".max_flows: not supported yet: the udp flow table \
+             bound (max_flows applies to udp services)",
+        ]
+    );
+}
+
+#[test]
+fn an_invalid_value_of_an_unsupported_key_is_only_reported_invalid() {
+    assert_eq!(
+        error(&service_with(&["proxy_protocol = \"v9\""])),
+        "lb.toml:4:18: service \"pg\".proxy_protocol: must be one of \"off\", \"v1\", \"v2\"; got \"v9\""
+    );
+    assert_eq!(
+        error(&backend_with(&["slow_start = \"later\""])),
+        "lb.toml:6:14: service \"pg\".backend[0].slow_start: invalid duration \"later\" \
+         (expected number at 0); expected a number and a unit, e.g. \"250ms\", \"2s\", \"1h\" \
+         or \"1m30s\""
+    );
+}

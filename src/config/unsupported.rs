@@ -1,0 +1,132 @@
+//! Features the configuration can describe but this build of l4lb does not
+//! implement yet. Each use is an error (`not supported yet: ...`) at its key,
+//! so nothing is silently ignored.
+//!
+//! This file owns only the list below: when a feature lands, delete its line.
+//! The values themselves are still parsed and validated by `validate.rs`, and
+//! the model keeps every field.
+
+use super::file::{Field, RawBackend, RawDocument, ServiceEntry, StringList};
+use super::paths;
+use super::report::{Report, Span};
+
+/// One feature refused by this build, and how to find a use of it.
+struct Feature<T> {
+    /// Shown as `not supported yet: {what}`.
+    what: &'static str,
+    /// The key named in the error.
+    key: &'static str,
+    /// Where `T` uses the feature, if it does.
+    used: fn(&T) -> Option<Span>,
+}
+
+const SERVICE_FEATURES: &[Feature<ServiceEntry>] = &[
+    Feature {
+        what: "udp services",
+        key: "protocol",
+        used: |s| equals(&s.fields.value.protocol, &["udp"]),
+    },
+    Feature {
+        what: "the udp flow table bound (max_flows applies to udp services)",
+        key: "max_flows",
+        used: |s| s.fields.value.max_flows.as_ref().map(|f| f.span()),
+    },
+    Feature {
+        what: "active health checks",
+        key: "health",
+        used: |s| s.health.as_ref().map(|h| h.span.clone()),
+    },
+    Feature {
+        what: "passive outlier detection",
+        key: "outlier",
+        used: |s| s.outlier.as_ref().map(|o| o.span.clone()),
+    },
+    Feature {
+        what: "sending PROXY protocol headers to backends",
+        key: "proxy_protocol",
+        used: |s| equals(&s.fields.value.proxy_protocol, &["v1", "v2"]),
+    },
+    Feature {
+        what: "accepting PROXY protocol headers from clients",
+        key: "accept_proxy_protocol",
+        used: |s| is_true(&s.fields.value.accept_proxy_protocol),
+    },
+    Feature {
+        what: "source address allow lists",
+        key: "allow",
+        used: |s| non_empty(&s.fields.value.allow),
+    },
+    Feature {
+        what: "source address deny lists",
+        key: "deny",
+        used: |s| non_empty(&s.fields.value.deny),
+    },
+    Feature {
+        what: "failing open when every backend is down (on_all_down = \"use_all\")",
+        key: "on_all_down",
+        used: |s| equals(&s.fields.value.on_all_down, &["use_all"]),
+    },
+    Feature {
+        what: "closing open sessions when a backend goes down",
+        key: "close_on_down",
+        used: |s| is_true(&s.fields.value.close_on_down),
+    },
+];
+
+const BACKEND_FEATURES: &[Feature<RawBackend>] = &[
+    Feature {
+        what: "backup backends",
+        key: "backup",
+        used: |b| is_true(&b.backup),
+    },
+    Feature {
+        what: "backend slow start",
+        key: "slow_start",
+        used: |b| {
+            let text = b.slow_start.as_ref()?;
+            let duration = humantime::parse_duration(&text.get_ref().0).ok()?;
+            (!duration.is_zero()).then(|| text.span())
+        },
+    },
+];
+
+/// Reports every use of a feature this build does not implement.
+pub fn check(doc: &RawDocument, report: &mut Report) {
+    if let Some(admin) = &doc.admin {
+        let message = "not supported yet: the admin HTTP endpoint ([admin])";
+        report.at(&admin.span, &admin.path, message);
+    }
+    for service in &doc.services {
+        report_uses(SERVICE_FEATURES, service, &service.fields.path, report);
+        for backend in &service.backends {
+            report_uses(BACKEND_FEATURES, &backend.value, &backend.path, report);
+        }
+    }
+}
+
+fn report_uses<T>(features: &[Feature<T>], item: &T, path: &str, report: &mut Report) {
+    for feature in features {
+        if let Some(span) = (feature.used)(item) {
+            let message = format!("not supported yet: {}", feature.what);
+            report.at(&span, &paths::join(path, feature.key), message);
+        }
+    }
+}
+
+fn equals(field: &Field<String>, values: &[&str]) -> Option<Span> {
+    field
+        .as_ref()
+        .filter(|f| values.contains(&f.get_ref().as_str()))
+        .map(|f| f.span())
+}
+
+fn is_true(field: &Field<bool>) -> Option<Span> {
+    field.as_ref().filter(|f| *f.get_ref()).map(|f| f.span())
+}
+
+fn non_empty(field: &Field<StringList>) -> Option<Span> {
+    field
+        .as_ref()
+        .filter(|f| !f.get_ref().0.is_empty())
+        .map(|f| f.span())
+}

@@ -1,0 +1,408 @@
+//! From the file as written to the checked [`Config`]: each table's defaults
+//! and the rules that tie keys together (unique service names and listen
+//! addresses, unique backends, udp PROXY versions, health timeouts).
+//!
+//! Every problem is reported and validation carries on with a stand-in value,
+//! so one run finds them all; the returned `Config` is only meaningful when no
+//! error was reported. This file does not read TOML (`file.rs`), check single
+//! values (`checker.rs`), judge strategies (`strategy.rs`) or decide which
+//! features this build supports (`unsupported.rs`).
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::ops::RangeInclusive;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::address::{Listener, Resolve, check_conflicts};
+use super::checker::{Checker, flag, text};
+use super::file::{
+    Listen, RawAdmin, RawBackend, RawDocument, RawGlobal, RawHealth, RawOutlier, RawService,
+    Section, ServiceEntry,
+};
+use super::model::*;
+use super::paths;
+use super::report::{Report, Span};
+use super::values::{as_u32, as_usize};
+
+const DEFAULT_ADMIN_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 9100));
+const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+const UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const SECOND: Duration = Duration::from_secs(1);
+
+const UNLIMITED: RangeInclusive<i64> = 0..=i64::MAX;
+const AT_LEAST_ONE: RangeInclusive<i64> = 1..=i64::MAX;
+const U32_AT_LEAST_ONE: RangeInclusive<i64> = 1..=u32::MAX as i64;
+
+const PROTOCOLS: &[(&str, Protocol)] = &[("tcp", Protocol::Tcp), ("udp", Protocol::Udp)];
+const PROXY_PROTOCOLS: &[(&str, ProxyProtocol)] = &[
+    ("off", ProxyProtocol::Off),
+    ("v1", ProxyProtocol::V1),
+    ("v2", ProxyProtocol::V2),
+];
+const ON_ALL_DOWN: &[(&str, OnAllDown)] = &[
+    ("reject", OnAllDown::Reject),
+    ("use_all", OnAllDown::UseAll),
+];
+const HEALTH_KINDS: &[(&str, HealthKind)] = &[("tcp", HealthKind::Tcp), ("udp", HealthKind::Udp)];
+
+/// Validates the whole document, reporting every problem into `report`.
+pub fn validate(doc: &RawDocument, source: &Path, resolve: Resolve, report: &mut Report) -> Config {
+    let mut v = Validation {
+        report,
+        resolve,
+        listeners: Vec::new(),
+    };
+    let admin = doc.admin.as_ref().map(|s| v.admin(s));
+    let global = doc.global.as_ref().map(|s| v.global(s));
+    let names = v.service_names(&doc.services);
+    let services = doc
+        .services
+        .iter()
+        .zip(names)
+        .map(|(entry, name)| v.service(entry, name))
+        .collect();
+    if doc.services.is_empty() && !doc.service_written {
+        v.report
+            .error(None, "", "no services: add at least one [[service]] table");
+    }
+    check_conflicts(&v.listeners, v.report);
+    Config {
+        source: source.to_path_buf(),
+        admin,
+        global: global.unwrap_or_default(),
+        services,
+    }
+}
+
+/// State shared by the whole validation.
+struct Validation<'r, 'a> {
+    report: &'r mut Report<'a>,
+    resolve: Resolve,
+    /// Every listen address seen so far, to find collisions at the end.
+    listeners: Vec<Listener>,
+}
+
+impl<'a> Validation<'_, 'a> {
+    fn checker<'s>(&'s mut self, path: &'s str) -> Checker<'s, 'a> {
+        Checker::new(self.report, self.resolve, path)
+    }
+
+    fn admin(&mut self, section: &Section<RawAdmin>) -> AdminConfig {
+        let raw = &section.value;
+        let mut c = self.checker(&section.path);
+        let listen = match &raw.listen {
+            Some(text) => c.address(&c.key("listen"), text).map(|a| (a, text.span())),
+            None => Some((DEFAULT_ADMIN_LISTEN, section.span.clone())),
+        };
+        let token = text(&raw.token, "");
+        if let Some((addr, span)) = &listen {
+            self.listeners.push(Listener {
+                protocol: Protocol::Tcp,
+                addr: *addr,
+                span: span.clone(),
+                path: section.key_path("listen"),
+            });
+        }
+        AdminConfig {
+            listen: listen.map_or(DEFAULT_ADMIN_LISTEN, |(a, _)| a),
+            token,
+        }
+    }
+
+    fn global(&mut self, section: &Section<RawGlobal>) -> GlobalConfig {
+        let raw = &section.value;
+        let defaults = GlobalConfig::default();
+        let mut c = self.checker(&section.path);
+        GlobalConfig {
+            workers: as_usize(c.int("workers", &raw.workers, 0..=1024, 0)),
+            max_connections: as_usize(c.int("max_connections", &raw.max_connections, UNLIMITED, 0)),
+            shutdown_grace: c
+                .duration(
+                    "shutdown_grace",
+                    &raw.shutdown_grace,
+                    defaults.shutdown_grace,
+                    true,
+                )
+                .unwrap_or(defaults.shutdown_grace),
+        }
+    }
+
+    /// Each service's name (empty when missing or invalid), reporting
+    /// missing, malformed and repeated names.
+    fn service_names(&mut self, services: &[ServiceEntry]) -> Vec<String> {
+        let mut first_seen: HashMap<&str, Span> = HashMap::new();
+        let mut names = Vec::new();
+        for entry in services {
+            let section = &entry.fields;
+            let mut c = self.checker(&section.path);
+            let Some(name) = c.required(section, "name", &section.value.name, "\"pg\"") else {
+                names.push(String::new());
+                continue;
+            };
+            let (text, span) = (name.get_ref().as_str(), name.span());
+            let key = section.key_path("name");
+            if !paths::is_valid_service_name(text) {
+                let message = format!(
+                    "invalid service name \"{text}\": expected 1 to {} characters \
+                     from A-Z, a-z, 0-9, '_', '.' and '-'",
+                    paths::MAX_SERVICE_NAME_LEN
+                );
+                c.report.at(&span, &key, message);
+            } else if let Some(first) = first_seen.get(text) {
+                let place = c.report.describe(first);
+                let message =
+                    format!("duplicate service name \"{text}\", first defined at {place}");
+                c.report.at(&span, &key, message);
+            } else {
+                first_seen.insert(text, span);
+            }
+            names.push(text.to_string());
+        }
+        names
+    }
+
+    fn service(&mut self, entry: &ServiceEntry, name: String) -> ServiceConfig {
+        let section = &entry.fields;
+        let raw = &section.value;
+        let mut c = self.checker(&section.path);
+        let protocol = c
+            .choice("protocol", &raw.protocol, PROTOCOLS, Protocol::Tcp)
+            .unwrap_or(Protocol::Tcp);
+        let listeners = c.listen(section, protocol);
+        let strategy = c.strategy(raw, entry.backends.len());
+        let idle_default = match protocol {
+            Protocol::Tcp => TCP_IDLE_TIMEOUT,
+            Protocol::Udp => UDP_IDLE_TIMEOUT,
+        };
+        let mut service = ServiceConfig {
+            name,
+            protocol,
+            listen: listeners.iter().map(|l| l.addr).collect(),
+            strategy,
+            max_connections: as_usize(c.int("max_connections", &raw.max_connections, UNLIMITED, 0)),
+            max_connections_per_source: as_usize(c.int(
+                "max_connections_per_source",
+                &raw.max_connections_per_source,
+                UNLIMITED,
+                0,
+            )),
+            connect_timeout: c.positive_duration(
+                "connect_timeout",
+                &raw.connect_timeout,
+                3 * SECOND,
+            ),
+            connect_attempts: as_u32(c.int("connect_attempts", &raw.connect_attempts, 1..=100, 3)),
+            idle_timeout: c.positive_duration("idle_timeout", &raw.idle_timeout, idle_default),
+            max_flows: as_usize(c.int("max_flows", &raw.max_flows, AT_LEAST_ONE, 10_000)),
+            proxy_protocol: c.proxy_protocol(raw, protocol),
+            accept_proxy_protocol: flag(&raw.accept_proxy_protocol),
+            allow: c.cidrs("allow", &raw.allow),
+            deny: c.cidrs("deny", &raw.deny),
+            on_all_down: c
+                .choice(
+                    "on_all_down",
+                    &raw.on_all_down,
+                    ON_ALL_DOWN,
+                    OnAllDown::Reject,
+                )
+                .unwrap_or(OnAllDown::Reject),
+            close_on_down: flag(&raw.close_on_down),
+            health: None,
+            outlier: None,
+            backends: Vec::new(),
+        };
+        self.listeners.extend(listeners);
+        service.health = entry.health.as_ref().map(|s| self.health(s));
+        service.outlier = entry.outlier.as_ref().map(|s| self.outlier(s));
+        service.backends = self.backends(entry);
+        service
+    }
+
+    fn health(&mut self, section: &Section<RawHealth>) -> HealthConfig {
+        let raw = &section.value;
+        let mut c = self.checker(&section.path);
+        let kind = c.choice("kind", &raw.kind, HEALTH_KINDS, HealthKind::Tcp);
+        let interval = c.duration("interval", &raw.interval, 2 * SECOND, false);
+        let timeout = c.duration("timeout", &raw.timeout, SECOND, false);
+        if let (Some(interval), Some(timeout)) = (interval, timeout) {
+            c.timeout_within_interval(section, interval, timeout);
+        }
+        let port = c.int("port", &raw.port, 0..=65535, 0);
+        HealthConfig {
+            kind: kind.unwrap_or(HealthKind::Tcp),
+            interval: interval.unwrap_or(2 * SECOND),
+            timeout: timeout.unwrap_or(SECOND),
+            rise: as_u32(c.int("rise", &raw.rise, 1..=100, 2)),
+            fall: as_u32(c.int("fall", &raw.fall, 1..=100, 3)),
+            port: u16::try_from(port).ok().filter(|&p| p != 0),
+            send: text(&raw.send, ""),
+        }
+    }
+
+    fn outlier(&mut self, section: &Section<RawOutlier>) -> OutlierConfig {
+        let raw = &section.value;
+        let mut c = self.checker(&section.path);
+        let failures = c.int(
+            "consecutive_failures",
+            &raw.consecutive_failures,
+            U32_AT_LEAST_ONE,
+            5,
+        );
+        OutlierConfig {
+            consecutive_failures: as_u32(failures),
+            ejection_time: c.positive_duration("ejection_time", &raw.ejection_time, 30 * SECOND),
+        }
+    }
+
+    /// Every backend that has a usable address, reporting a service with none
+    /// and addresses used twice.
+    fn backends(&mut self, entry: &ServiceEntry) -> Vec<BackendConfig> {
+        if entry.backends.is_empty() && !entry.backend_written {
+            let fields = &entry.fields;
+            let message = "no backends: add at least one [[service.backend]] table with an address";
+            self.report.at(&fields.span, &fields.path, message);
+        }
+        let mut first_seen: HashMap<SocketAddr, (String, Span)> = HashMap::new();
+        let mut backends = Vec::new();
+        for section in &entry.backends {
+            let Some((backend, span)) = self.backend(section) else {
+                continue;
+            };
+            if let Some((first_path, first_span)) = first_seen.get(&backend.resolved) {
+                let place = format!("{first_path} at {}", self.report.describe(first_span));
+                let message = format!(
+                    "duplicate backend address {}, already used by {place}",
+                    describe_backend(&backend)
+                );
+                self.report.at(&span, &section.key_path("address"), message);
+            } else {
+                first_seen.insert(backend.resolved, (section.path.clone(), span));
+            }
+            backends.push(backend);
+        }
+        backends
+    }
+
+    /// One backend and where its address is; `None` without a usable address.
+    fn backend(&mut self, section: &Section<RawBackend>) -> Option<(BackendConfig, Span)> {
+        let raw = &section.value;
+        let mut c = self.checker(&section.path);
+        let weight = c.int("weight", &raw.weight, 1..=1000, 1);
+        let max_connections = c.int("max_connections", &raw.max_connections, UNLIMITED, 0);
+        let slow_start = c.duration("slow_start", &raw.slow_start, Duration::ZERO, true);
+        let address = c.required(section, "address", &raw.address, "\"10.0.0.11:5432\"")?;
+        let resolved = c.address(&c.key("address"), address)?;
+        let backend = BackendConfig {
+            address: address.get_ref().clone(),
+            resolved,
+            weight: as_u32(weight),
+            max_connections: as_usize(max_connections),
+            backup: flag(&raw.backup),
+            slow_start: slow_start.unwrap_or(Duration::ZERO),
+        };
+        Some((backend, address.span()))
+    }
+}
+
+/// `"localhost:5432" (127.0.0.1:5432)`, or just `"127.0.0.1:5432"`.
+fn describe_backend(backend: &BackendConfig) -> String {
+    if backend.address == backend.resolved.to_string() {
+        format!("\"{}\"", backend.address)
+    } else {
+        format!("\"{}\" ({})", backend.address, backend.resolved)
+    }
+}
+
+/// Rules for a service's own keys.
+impl Checker<'_, '_> {
+    /// The service's listen addresses that resolved.
+    fn listen(&mut self, section: &Section<RawService>, protocol: Protocol) -> Vec<Listener> {
+        let Some(listen) =
+            self.required(section, "listen", &section.value.listen, "\"0.0.0.0:6432\"")
+        else {
+            return Vec::new();
+        };
+        let items: Vec<(String, &Spanned<String>)> = match listen.get_ref() {
+            Listen::One(text) => {
+                let spanned = Spanned::new(listen.span(), text.clone());
+                return self
+                    .listener(self.key("listen"), &spanned, protocol)
+                    .into_iter()
+                    .collect();
+            }
+            Listen::Many(items) if items.is_empty() => {
+                let message = "must list at least one address, e.g. [\"0.0.0.0:6432\"]".to_string();
+                self.fail(&listen.span(), "listen", message);
+                Vec::new()
+            }
+            Listen::Many(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| (paths::indexed(self.path, "listen", i), item))
+                .collect(),
+        };
+        items
+            .into_iter()
+            .filter_map(|(path, item)| self.listener(path, item, protocol))
+            .collect()
+    }
+
+    fn listener(
+        &mut self,
+        path: String,
+        text: &Spanned<String>,
+        protocol: Protocol,
+    ) -> Option<Listener> {
+        let addr = self.address(&path, text)?;
+        Some(Listener {
+            protocol,
+            addr,
+            span: text.span(),
+            path,
+        })
+    }
+
+    fn proxy_protocol(&mut self, raw: &RawService, protocol: Protocol) -> ProxyProtocol {
+        let chosen = self.choice(
+            "proxy_protocol",
+            &raw.proxy_protocol,
+            PROXY_PROTOCOLS,
+            ProxyProtocol::Off,
+        );
+        if let (Some(ProxyProtocol::V1), Protocol::Udp, Some(value)) =
+            (chosen, protocol, &raw.proxy_protocol)
+        {
+            let message = "udp services support only \"off\" or \"v2\"; got \"v1\"".to_string();
+            self.fail(&value.span(), "proxy_protocol", message);
+        }
+        chosen.unwrap_or(ProxyProtocol::Off)
+    }
+
+    /// Reports a health timeout longer than the interval between checks.
+    fn timeout_within_interval(
+        &mut self,
+        section: &Section<RawHealth>,
+        interval: Duration,
+        timeout: Duration,
+    ) {
+        if timeout <= interval {
+            return;
+        }
+        let raw = &section.value;
+        let (span, which) = match (&raw.timeout, &raw.interval) {
+            (Some(t), _) => (t.span(), ""),
+            (None, Some(i)) => (i.span(), " (the default)"),
+            (None, None) => (section.span.clone(), " (the default)"),
+        };
+        let message = format!(
+            "must not be longer than interval ({}), got {}{which}",
+            humantime::format_duration(interval),
+            humantime::format_duration(timeout),
+        );
+        self.fail(&span, "timeout", message);
+    }
+}

@@ -1,0 +1,28 @@
+//! l4lb: a Layer-4 (TCP) load balancer.
+//!
+//! # Layout
+//! - [`cli`]: command-line definitions (clap).
+//! - [`config`]: `lb.toml` → raw structs → validated [`config::Config`], every error collected.
+//! - [`backend`]: one backend's identity and live counters; the RAII connection guard.
+//! - [`balancer`]: the `Strategy` trait and the eight strategies; pure, no I/O.
+//! - [`limit`]: connection caps (process, service, per source IP) as RAII permits.
+//! - [`service`]: a running service: its backends, strategy, admission and counters.
+//! - [`proxy`]: listening sockets, accept loops, sessions and the byte relay.
+//! - [`lifecycle`]: the stop-accepting / close-sessions signals and the session tracker.
+//! - [`log_throttle`]: rate limit for repeated warnings.
+//! - [`runtime`]: wiring config to services and tasks; serving and draining.
+//!
+//! Dependencies point one way: `runtime` uses everything; `proxy` uses `service`,
+//! `backend`, `limit`; `service` uses `balancer`, `backend`, `limit`; `balancer` uses
+//! `backend` (and the strategy settings of `config`); `config` uses nothing of ours.
+
+pub mod backend;
+pub mod balancer;
+pub mod cli;
+pub mod config;
+pub mod lifecycle;
+pub mod limit;
+pub mod log_throttle;
+pub mod proxy;
+pub mod runtime;
+pub mod service;

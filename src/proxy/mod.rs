@@ -1,0 +1,9 @@
+//! Moving clients' bytes: listening sockets, accept loops, sessions and the relay.
+//!
+//! `listener` creates sockets, `tcp` accepts and runs sessions, `relay` copies bytes.
+//! Choosing a backend belongs to `service`/`balancer`; starting and stopping the
+//! accept loops belongs to `runtime`.
+
+pub mod listener;
+pub mod relay;
+pub mod tcp;

@@ -1,0 +1,210 @@
+//! The byte relay of one TCP session: both directions at once, half-close, idle timeout.
+//!
+//! Bytes are copied in order, never dropped: a direction ends only at end of stream
+//! (the peer's FIN, which is passed on as a FIN to the other side while the other
+//! direction keeps flowing) or at an error. Relay buffers are allocated only while a
+//! side has data to read and are released as soon as it has none, so an idle session
+//! holds no buffer. This file owns no policy: which backend, limits and logging live
+//! in `tcp.rs`.
+
+use std::io;
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use socket2::SockRef;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Largest single read from one side.
+const RELAY_BUFFER_BYTES: usize = 64 * 1024;
+
+/// How a relayed session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Both sides closed; the client closed its side first.
+    ClientClosed,
+    /// Both sides closed; the backend closed its side first.
+    BackendClosed,
+    /// A read or write on the client's socket failed (e.g. reset).
+    ClientError,
+    /// A read or write on the backend's socket failed (e.g. reset).
+    BackendError,
+    /// No byte moved either way for the idle timeout.
+    IdleTimeout,
+    /// The process stopped waiting for open sessions.
+    Shutdown,
+}
+
+impl SessionEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionEnd::ClientClosed => "client_closed",
+            SessionEnd::BackendClosed => "backend_closed",
+            SessionEnd::ClientError => "client_error",
+            SessionEnd::BackendError => "backend_error",
+            SessionEnd::IdleTimeout => "idle_timeout",
+            SessionEnd::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Bytes moved by a session, by direction, and how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayOutcome {
+    /// Client to backend.
+    pub bytes_up: u64,
+    /// Backend to client.
+    pub bytes_down: u64,
+    pub end: SessionEnd,
+}
+
+/// Which socket of the session an I/O error came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Client,
+    Backend,
+}
+
+/// Shared by both directions: the last time any byte was read.
+struct Activity {
+    start: Instant,
+    last_nanos: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: Instant::now(),
+            last_nanos: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let nanos = self.start.elapsed().as_nanos() as u64;
+        self.last_nanos.store(nanos, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.start + Duration::from_nanos(self.last_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Completes once `idle` has passed with no activity.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let deadline = self.last() + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// Relays between `client` and `backend` until both have closed, one fails,
+/// `idle` passes with no bytes either way, or `stop` is cancelled.
+pub async fn relay(
+    client: &TcpStream,
+    backend: &TcpStream,
+    idle: Duration,
+    stop: &CancellationToken,
+) -> RelayOutcome {
+    let activity = Activity::new();
+    let (bytes_up, bytes_down) = (AtomicU64::new(0), AtomicU64::new(0));
+    let up = pump(
+        client,
+        backend,
+        &bytes_up,
+        &activity,
+        (Side::Client, Side::Backend),
+    );
+    let down = pump(
+        backend,
+        client,
+        &bytes_down,
+        &activity,
+        (Side::Backend, Side::Client),
+    );
+    tokio::pin!(up, down);
+    let (mut up_done, mut down_done) = (false, false);
+    let mut first_close = None;
+    let end = loop {
+        let finished = tokio::select! {
+            r = &mut up, if !up_done => { up_done = true; r.map(|()| SessionEnd::ClientClosed) }
+            r = &mut down, if !down_done => { down_done = true; r.map(|()| SessionEnd::BackendClosed) }
+            () = activity.idle_for(idle) => break SessionEnd::IdleTimeout,
+            () = stop.cancelled() => break SessionEnd::Shutdown,
+        };
+        match finished {
+            Err(side) => break abort_other_side(side, client, backend),
+            Ok(closed) => {
+                // The first side to close names the outcome; the other way keeps flowing.
+                let first = *first_close.get_or_insert(closed);
+                if up_done && down_done {
+                    break first;
+                }
+            }
+        }
+    };
+    RelayOutcome {
+        bytes_up: bytes_up.load(Ordering::Relaxed),
+        bytes_down: bytes_down.load(Ordering::Relaxed),
+        end,
+    }
+}
+
+/// After an error on `failed`, makes the other side's peer see a reset rather than
+/// a clean end of stream, so a broken session is never mistaken for a complete one.
+fn abort_other_side(failed: Side, client: &TcpStream, backend: &TcpStream) -> SessionEnd {
+    let (other, end) = match failed {
+        Side::Client => (backend, SessionEnd::ClientError),
+        Side::Backend => (client, SessionEnd::BackendError),
+    };
+    let _ = SockRef::from(other).set_linger(Some(Duration::ZERO));
+    end
+}
+
+/// Copies `from` to `to` until end of stream, then passes the FIN on.
+async fn pump(
+    from: &TcpStream,
+    to: &TcpStream,
+    bytes: &AtomicU64,
+    activity: &Activity,
+    (from_side, to_side): (Side, Side),
+) -> Result<(), Side> {
+    loop {
+        from.readable().await.map_err(|_| from_side)?;
+        let mut buf = Vec::with_capacity(RELAY_BUFFER_BYTES);
+        loop {
+            buf.clear();
+            match from.try_read_buf(&mut buf) {
+                Ok(0) => {
+                    // End of stream: half-close towards the other side, which may still answer.
+                    let _ = SockRef::from(to).shutdown(Shutdown::Write);
+                    return Ok(());
+                }
+                Ok(n) => {
+                    activity.touch();
+                    write_all(to, &buf).await.map_err(|_| to_side)?;
+                    bytes.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                // Nothing more to read now: release the buffer while idle.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return Err(from_side),
+            }
+        }
+    }
+}
+
+async fn write_all(to: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        to.writable().await?;
+        match to.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

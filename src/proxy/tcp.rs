@@ -1,0 +1,199 @@
+//! TCP proxying: the accept loop of one listen address and the session of one client.
+//!
+//! accept → admit (process, service and per-source caps) → choose and connect a
+//! backend (timeout, retries on other backends) → relay → one access-log line.
+//! Every count taken on the way is an RAII permit or guard held by the session
+//! task, so it is given back however the session ends.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::backend::{Backend, ConnectionGuard};
+use crate::lifecycle::Lifecycle;
+use crate::limit::ConnectionLimit;
+use crate::log_throttle::LogThrottle;
+use crate::proxy::relay::{RelayOutcome, relay};
+use crate::service::{RejectReason, Service};
+
+/// First pause after an accept error such as EMFILE; doubles up to `ACCEPT_BACKOFF_MAX`.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// What every session of one service shares.
+#[derive(Debug, Clone)]
+pub struct TcpProxy {
+    pub service: Arc<Service>,
+    /// The process-wide `[global] max_connections` cap.
+    pub process_limit: Arc<ConnectionLimit>,
+    pub lifecycle: Lifecycle,
+    pub warnings: Arc<LogThrottle>,
+}
+
+impl TcpProxy {
+    /// Accepts clients on `listener` until `stop_accepting` is cancelled.
+    pub async fn accept_loop(self, listener: TcpListener) {
+        let mut backoff = ACCEPT_BACKOFF_MIN;
+        loop {
+            let accepted = tokio::select! {
+                () = self.lifecycle.stop_accepting.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((client, peer)) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    let proxy = self.clone();
+                    self.lifecycle
+                        .sessions
+                        .spawn(proxy.serve_client(client, peer));
+                }
+                Err(e) if is_aborted_handshake(&e) => debug!(error = %e, "accept: client gone"),
+                Err(e) => {
+                    self.service.count_accept_error();
+                    if let Some(held_back) = self.warnings.permit() {
+                        warn!(service = self.service.name(), error = %e, held_back,
+                            pause_ms = backoff.as_millis() as u64, "accept failed; pausing");
+                    }
+                    tokio::select! {
+                        () = self.lifecycle.stop_accepting.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    /// The whole life of one client's session.
+    async fn serve_client(self, client: TcpStream, peer: SocketAddr) {
+        let started = Instant::now();
+        let Some(_process_slot) = self.process_limit.try_acquire() else {
+            return self.reject(
+                peer,
+                RejectReason::MaxConnections,
+                "process connection limit",
+            );
+        };
+        let Some(_admission) = self.service.admit(peer) else {
+            return self.reject(
+                peer,
+                RejectReason::MaxConnections,
+                "service or per-source limit",
+            );
+        };
+        let (guard, upstream) = match self.connect_backend(peer).await {
+            Ok(connected) => connected,
+            Err(reason) => return self.reject(peer, reason, "no backend could be reached"),
+        };
+        let _ = client.set_nodelay(true);
+        let _ = upstream.set_nodelay(true);
+        let idle = self.service.config().idle_timeout;
+        let outcome = relay(&client, &upstream, idle, &self.lifecycle.close_sessions).await;
+        self.log_session(peer, guard.backend(), &outcome, started.elapsed());
+    }
+
+    fn reject(&self, peer: SocketAddr, reason: RejectReason, why: &str) {
+        self.service.count_rejection(reason);
+        if let Some(held_back) = self.warnings.permit() {
+            warn!(service = self.service.name(), client = %peer, reason = reason.as_str(),
+                held_back, "client rejected: {why}");
+        }
+    }
+
+    /// Connects to a backend the strategy offers, moving on to the next one after a
+    /// refused or timed-out connect, up to `connect_attempts` failures.
+    async fn connect_backend(
+        &self,
+        peer: SocketAddr,
+    ) -> Result<(ConnectionGuard, TcpStream), RejectReason> {
+        let config = self.service.config();
+        let backends = self.service.backends();
+        let mut tried: Vec<usize> = Vec::new();
+        let mut failures = 0;
+        // Each round either fails a connect or skips a backend that just filled up.
+        let max_rounds = config.connect_attempts as usize + backends.len();
+        for _ in 0..max_rounds {
+            if failures >= config.connect_attempts {
+                break;
+            }
+            let Some(index) = self.service.choose_backend(peer, &tried) else {
+                break;
+            };
+            tried.push(index);
+            let backend = &backends[index];
+            let Some(guard) = backend.try_acquire() else {
+                continue;
+            };
+            match connect_once(backend, config.connect_timeout).await {
+                Ok(stream) => return Ok((guard, stream)),
+                Err(e) => {
+                    failures += 1;
+                    backend.record_connect_failure();
+                    self.log_connect_failure(peer, backend, &e);
+                }
+            }
+        }
+        Err(if failures == 0 {
+            RejectReason::NoBackend
+        } else {
+            RejectReason::BackendConnect
+        })
+    }
+
+    fn log_connect_failure(&self, peer: SocketAddr, backend: &Backend, error: &io::Error) {
+        if let Some(held_back) = self.warnings.permit() {
+            warn!(service = self.service.name(), client = %peer, backend = backend.address(),
+                error = %error, held_back, "backend connect failed");
+        }
+    }
+
+    fn log_session(
+        &self,
+        peer: SocketAddr,
+        backend: &Backend,
+        outcome: &RelayOutcome,
+        duration: Duration,
+    ) {
+        info!(
+            target: "l4lb::access",
+            service = self.service.name(),
+            client = %peer,
+            backend = backend.address(),
+            bytes_up = outcome.bytes_up,
+            bytes_down = outcome.bytes_down,
+            duration_ms = duration.as_secs_f64() * 1000.0,
+            end = outcome.end.as_str(),
+            "session closed"
+        );
+    }
+}
+
+/// One connect attempt, bounded by `timeout`; the time taken feeds the backend's average.
+async fn connect_once(backend: &Backend, timeout: Duration) -> io::Result<TcpStream> {
+    let started = Instant::now();
+    match tokio::time::timeout(timeout, TcpStream::connect(backend.addr())).await {
+        Ok(Ok(stream)) => {
+            backend.record_connect_time(started.elapsed());
+            Ok(stream)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no answer within {}", humantime::format_duration(timeout)),
+        )),
+    }
+}
+
+/// Errors of `accept()` that concern only the one client that left before being
+/// accepted; anything else (EMFILE, ENFILE, ENOBUFS, ENOMEM) means back off.
+fn is_aborted_handshake(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    ) || e.raw_os_error() == Some(libc::EPROTO)
+}

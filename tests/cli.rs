@@ -1,0 +1,227 @@
+//! The `l4lb` binary itself: `check`, `--version`, and `run` with real signals.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_l4lb");
+
+fn l4lb(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run l4lb")
+}
+
+fn write_config(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("l4lb-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+#[test]
+fn check_accepts_the_shipped_example_and_summarises_each_service() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("lb.toml");
+    let out = l4lb(&["check", shipped.to_str().expect("utf-8 path")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("service \"")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("configuration is valid"), "{stdout}");
+}
+
+#[test]
+fn check_reports_every_mistake_with_its_line_and_exits_1() {
+    let path = write_config(
+        "bad.toml",
+        r#"[[service]]
+name = "pg"
+listen = "127.0.0.1:6432"
+strategy = "fastest"
+connect_timeout = "soon"
+
+[[service.backend]]
+address = "127.0.0.1:5432"
+weight = 0
+
+[[service]]
+name = "pg"
+listen = "127.0.0.1:6433"
+"#,
+    );
+    let out = l4lb(&["check", path.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected_lines = [
+        ("bad.toml:4:", "strategy"),
+        ("bad.toml:5:", "connect_timeout"),
+        ("bad.toml:9:", "weight"),
+        ("bad.toml:12:", "pg"),
+    ];
+    for (location, key) in expected_lines {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(location) && l.contains(key)),
+            "missing {location} {key} in:\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("backend"),
+        "the second service has no backend:\n{stderr}"
+    );
+}
+
+#[test]
+fn check_names_a_missing_file() {
+    let out = l4lb(&["check", "/nonexistent/lb.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/lb.toml"));
+}
+
+#[test]
+fn version_prints_the_package_version() {
+    let out = l4lb(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("l4lb {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+/// Starts `l4lb run` and waits until `addr` accepts connections.
+fn spawn_run(config: &Path, addr: SocketAddr) -> Child {
+    let child = Command::new(BIN)
+        .args(["run", config.to_str().expect("utf-8 path")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn l4lb run");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "l4lb never listened on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "l4lb did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// An echo server on 127.0.0.1 that serves every client on its own thread, for the
+/// life of the test process.
+fn start_echo_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("backend");
+    let addr = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn round_trip(session: &mut TcpStream, payload: &[u8]) {
+    session.write_all(payload).expect("send");
+    let mut echo = vec![0u8; payload.len()];
+    session.read_exact(&mut echo).expect("echo");
+    assert_eq!(echo, payload);
+}
+
+#[test]
+fn run_serves_and_sigterm_lets_an_open_session_finish_then_exits_0() {
+    let backend_addr = start_echo_backend();
+    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let path = write_config(
+        "run.toml",
+        &format!(
+            "[global]\nshutdown_grace = \"20s\"\n[[service]]\nname = \"svc\"\nlisten = \"{listen}\"\n\
+             [[service.backend]]\naddress = \"{backend_addr}\"\n"
+        ),
+    );
+    let mut child = spawn_run(&path, listen);
+    let mut session = TcpStream::connect(listen).expect("connect");
+    session
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    round_trip(&mut session, b"before");
+
+    signal(&child, "TERM");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "exited with a session open"
+    );
+    round_trip(&mut session, b"while draining");
+    drop(session);
+    let status = wait_exit(&mut child);
+    assert_eq!(status.code(), Some(0));
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_string(&mut stderr).expect("stderr");
+    }
+    assert!(stderr.contains("drain complete"), "{stderr}");
+}
+
+#[test]
+fn run_exits_1_when_a_listen_address_is_taken() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("address");
+    let path = write_config(
+        "taken.toml",
+        &format!(
+            "[[service]]\nname = \"svc\"\nlisten = \"{addr}\"\n\
+             [[service.backend]]\naddress = \"127.0.0.1:9\"\n"
+        ),
+    );
+    let out = l4lb(&["run", path.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&addr.to_string()) && stderr.contains("svc"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_exits_1_on_an_invalid_config() {
+    let path = write_config("invalid.toml", "[[service]]\nname = \"x\"\n");
+    let out = l4lb(&["run", path.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid.toml"));
+}

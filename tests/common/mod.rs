@@ -1,0 +1,319 @@
+//! Test helpers: real TCP backends on 127.0.0.1 and an in-process l4lb.
+//!
+//! Backends tag what they send with their own name, so a client can tell which one
+//! served it. Nothing here is a mock: every byte crosses real loopback sockets.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::task::JoinHandle;
+
+use l4lb::runtime::{DrainReport, Server, ServerHandle};
+use l4lb::service::Service;
+
+/// Generous bound for anything a test waits on, so a broken build fails instead of hanging.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// What a test backend does with each connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Echo every byte back.
+    Echo,
+    /// Send "NAME\n" first, then echo.
+    Tagged,
+    /// Read until the client's FIN, then answer "NAME got N bytes" and close.
+    ReplyAfterEof,
+    /// Read once, then reset the connection (SO_LINGER 0).
+    ResetAfterFirstRead,
+    /// Send "NAME\n", then report the end of the client's stream on `ended`.
+    ReportEnd,
+}
+
+/// A real TCP server on 127.0.0.1 that counts the connections it accepted.
+pub struct TestBackend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub accepted: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl TestBackend {
+    pub async fn start(name: &str, behaviour: Behaviour) -> TestBackend {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
+        let addr = listener.local_addr().expect("backend address");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&accepted);
+        let tag = name.to_string();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve_backend_client(stream, tag.clone(), behaviour));
+            }
+        });
+        TestBackend {
+            name: name.to_string(),
+            addr,
+            accepted,
+            task,
+        }
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting; the port then refuses connections.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for TestBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_backend_client(mut stream: TcpStream, tag: String, behaviour: Behaviour) {
+    match behaviour {
+        Behaviour::Echo => echo(stream).await,
+        Behaviour::Tagged => {
+            if stream
+                .write_all(format!("{tag}\n").as_bytes())
+                .await
+                .is_ok()
+            {
+                echo(stream).await;
+            }
+        }
+        Behaviour::ResetAfterFirstRead => {
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf).await;
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            drop(stream);
+        }
+        Behaviour::ReportEnd => {
+            let _ = stream.write_all(format!("{tag}\n").as_bytes()).await;
+            let mut sink = Vec::new();
+            let _ = stream.read_to_end(&mut sink).await;
+        }
+        Behaviour::ReplyAfterEof => {
+            let mut received = Vec::new();
+            if stream.read_to_end(&mut received).await.is_ok() {
+                let reply = format!("{tag} got {} bytes", received.len());
+                let _ = stream.write_all(reply.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            }
+        }
+    }
+}
+
+async fn echo(mut stream: TcpStream) {
+    let (mut reader, mut writer) = stream.split();
+    let _ = tokio::io::copy(&mut reader, &mut writer).await;
+    let _ = writer.shutdown().await;
+}
+
+/// `N` distinct addresses on 127.0.0.1 that refuse connections (bound together, then released).
+pub async fn refusing_addrs<const N: usize>() -> [SocketAddr; N] {
+    let mut listeners = Vec::new();
+    for _ in 0..N {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    }
+    std::array::from_fn(|i| listeners[i].local_addr().expect("address"))
+}
+
+/// A listener whose accept queue is full and never drained: connects to it hang
+/// until the connecting side gives up. Keep the returned value alive while in use.
+pub struct Blackhole {
+    pub addr: SocketAddr,
+    _listener: socket2::Socket,
+    _queued: Vec<std::net::TcpStream>,
+}
+
+impl Blackhole {
+    pub fn start() -> Blackhole {
+        use socket2::{Domain, Socket, Type};
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("literal");
+        listener.bind(&any.into()).expect("bind");
+        listener.listen(0).expect("listen");
+        let addr = listener
+            .local_addr()
+            .expect("address")
+            .as_socket()
+            .expect("inet address");
+        // Fill the accept queue; further handshakes are never completed.
+        let mut queued = Vec::new();
+        for _ in 0..4 {
+            let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+            socket.set_nonblocking(true).expect("nonblocking");
+            let _ = socket.connect(&addr.into());
+            queued.push(socket.into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        Blackhole {
+            addr,
+            _listener: listener,
+            _queued: queued,
+        }
+    }
+}
+
+/// An l4lb server running in this process.
+pub struct TestProxy {
+    pub handle: ServerHandle,
+    pub services: Vec<Arc<Service>>,
+    listen: Vec<(String, SocketAddr)>,
+    task: JoinHandle<DrainReport>,
+}
+
+impl TestProxy {
+    /// Parses `toml` (which should listen on 127.0.0.1:0), binds and serves it.
+    pub async fn start(toml: &str) -> TestProxy {
+        let config = match l4lb::config::parse(toml, Path::new("test.toml")) {
+            Ok(config) => config,
+            Err(errors) => panic!("test config is invalid:\n{errors}"),
+        };
+        let server = Server::bind(&config).expect("bind test proxy");
+        let listen = config
+            .services
+            .iter()
+            .flat_map(|s| {
+                let name = s.name.clone();
+                server
+                    .local_addrs(&s.name)
+                    .into_iter()
+                    .map(move |a| (name.clone(), a))
+            })
+            .collect();
+        let services = server.services().to_vec();
+        let handle = server.handle();
+        let task = tokio::spawn(server.serve());
+        TestProxy {
+            handle,
+            services,
+            listen,
+            task,
+        }
+    }
+
+    /// The first bound address of `service`.
+    pub fn addr(&self, service: &str) -> SocketAddr {
+        self.listen
+            .iter()
+            .find(|(name, _)| name == service)
+            .map(|(_, addr)| *addr)
+            .expect("service has a listener")
+    }
+
+    pub fn addrs(&self, service: &str) -> Vec<SocketAddr> {
+        self.listen
+            .iter()
+            .filter(|(name, _)| name == service)
+            .map(|(_, addr)| *addr)
+            .collect()
+    }
+
+    pub fn service(&self, name: &str) -> &Arc<Service> {
+        self.services
+            .iter()
+            .find(|s| s.name() == name)
+            .expect("service exists")
+    }
+
+    /// Waits until every active count of every service is back to zero.
+    pub async fn assert_drained(&self) {
+        let drained = || {
+            self.services.iter().all(|s| {
+                s.active_connections() == 0 && s.backends().iter().all(|b| b.active() == 0)
+            })
+        };
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !drained() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "active counts did not return to zero"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops the server gracefully and returns its drain report.
+    pub async fn stop(self) -> DrainReport {
+        self.handle.shutdown();
+        tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("server stops")
+            .expect("server task")
+    }
+}
+
+/// A `[[service.backend]]` block per address.
+pub fn backend_blocks(addrs: &[SocketAddr], weights: &[u32]) -> String {
+    addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let weight = weights.get(i).copied().unwrap_or(1);
+            format!("[[service.backend]]\naddress = \"{addr}\"\nweight = {weight}\n")
+        })
+        .collect()
+}
+
+/// Connects from a chosen local address on 127/8 (port chosen by the kernel).
+pub async fn connect_from(source: [u8; 4], to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from((source, 0)))
+        .expect("bind source address");
+    socket.connect(to).await.expect("connect")
+}
+
+/// Reads the "NAME\n" tag a `Tagged` backend sends first.
+pub async fn read_tag(stream: &mut TcpStream) -> String {
+    let mut line = String::new();
+    let mut reader = BufReader::new(stream);
+    tokio::time::timeout(PATIENCE, reader.read_line(&mut line))
+        .await
+        .expect("tag arrives in time")
+        .expect("read tag");
+    line.trim_end().to_string()
+}
+
+/// Connects, reads the tag, closes: which backend served this connection.
+pub async fn tag_of_new_connection(to: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(to).await.expect("connect");
+    read_tag(&mut stream).await
+}
+
+/// Reads until end of stream (bounded by `PATIENCE`); `Err` on a reset.
+pub async fn read_until_closed(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut data))
+        .await
+        .expect("connection closes in time")?;
+    Ok(data)
+}
+
+/// `len` pseudo-random bytes from `seed` (xorshift64*; deterministic, not secret).
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        data.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    data.truncate(len);
+    data
+}
