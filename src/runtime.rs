@@ -11,9 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::{Config, Protocol};
+use crate::health::HealthChecker;
+use crate::health::checker::worst_detection_time;
 use crate::lifecycle::Lifecycle;
 use crate::limit::ConnectionLimit;
 use crate::log_throttle::LogThrottle;
@@ -51,6 +55,7 @@ pub struct Server {
     process_limit: Arc<ConnectionLimit>,
     shutdown_grace: Duration,
     lifecycle: Lifecycle,
+    probes: TaskTracker,
 }
 
 /// Asks a running `Server` to stop.
@@ -98,6 +103,7 @@ impl Server {
             process_limit: Arc::new(ConnectionLimit::new(config.global.max_connections)),
             shutdown_grace: config.global.shutdown_grace,
             lifecycle: Lifecycle::new(),
+            probes: TaskTracker::new(),
         })
     }
 
@@ -118,6 +124,11 @@ impl Server {
             .collect()
     }
 
+    /// Health probe tasks still running (for leak checks).
+    pub fn probe_tasks(&self) -> ProbeTasks {
+        ProbeTasks(self.probes.clone())
+    }
+
     pub fn handle(&self) -> ServerHandle {
         ServerHandle {
             lifecycle: self.lifecycle.clone(),
@@ -127,7 +138,11 @@ impl Server {
     /// Serves until `ServerHandle::shutdown`, then waits up to the grace period for
     /// open sessions, closes what remains, and reports how the drain went.
     pub async fn serve(self) -> DrainReport {
-        let accept_loops = tokio_util::task::TaskTracker::new();
+        for service in &self.services {
+            start_probes(service, &self.probes, &self.lifecycle.stop_accepting);
+        }
+        self.probes.close();
+        let accept_loops = TaskTracker::new();
         for (service, address, listener) in self.listeners {
             info!(service = service.name(), %address, "listening");
             let proxy = TcpProxy {
@@ -141,7 +156,39 @@ impl Server {
         accept_loops.close();
         self.lifecycle.stop_accepting.cancelled().await;
         accept_loops.wait().await;
+        self.probes.wait().await;
         drain(&self.lifecycle, self.shutdown_grace).await
+    }
+}
+
+/// A view of the running probe tasks.
+#[derive(Debug, Clone)]
+pub struct ProbeTasks(TaskTracker);
+
+impl ProbeTasks {
+    pub fn running(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Spawns one probe task per backend of `service` if it has active checks.
+fn start_probes(service: &Service, probes: &TaskTracker, stop: &CancellationToken) {
+    let Some(health) = &service.config().health else {
+        return;
+    };
+    info!(service = service.name(), backends = service.backends().len(),
+        interval = %humantime::format_duration(health.interval),
+        rise = health.rise, fall = health.fall,
+        worst_detection = %humantime::format_duration(worst_detection_time(health)),
+        "health checks started");
+    for backend in service.backends() {
+        let checker = HealthChecker {
+            service: service.name().to_string(),
+            backend: Arc::clone(backend),
+            config: health.clone(),
+            close_on_down: service.config().close_on_down,
+        };
+        probes.spawn(checker.run(stop.child_token()));
     }
 }
 

@@ -1,25 +1,27 @@
-//! One running service: its backends, its strategy, its limits and its counters.
+//! One running service: its backends, its strategies, its limits and its counters.
 //!
 //! `Service` is what the accept loops share. It answers "which backend next for this
-//! client, given the ones already tried", admits clients under the service and
-//! per-source caps, and counts rejections by reason. It does no I/O: sockets belong
-//! to `proxy`, wiring to `runtime`.
+//! client, given the ones already tried": primaries while any is available, backups
+//! while no primary is, and — with `on_all_down = "use_all"` — every primary when
+//! nothing is available at all. It admits clients under the service and per-source
+//! caps and counts rejections by reason. It does no I/O: sockets belong to `proxy`,
+//! probes to `health`, wiring to `runtime`.
 
-use std::cell::Cell;
-use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use crate::backend::Backend;
 use crate::balancer::{self, PickContext, Strategy};
-use crate::config::ServiceConfig;
+use crate::config::{BackendConfig, OnAllDown, ServiceConfig};
 use crate::limit::{ConnectionLimit, LimitPermit, SourceLimit, SourcePermit};
+use crate::random;
 
 /// Why a client was turned away (the `reason` label of rejected-connection counts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectReason {
-    /// No backend could be chosen (all full, or none available).
+    /// No backend could be chosen (none available, or all full).
     NoBackend,
     /// A process, service or per-source connection cap was reached.
     MaxConnections,
@@ -50,12 +52,61 @@ pub struct Admission {
     _source: Option<SourcePermit>,
 }
 
+/// Backends of one rank (primaries or backups) and the strategy that picks among them.
+#[derive(Debug)]
+struct Tier {
+    /// Index of each member in the service's backend list.
+    members: Vec<usize>,
+    backends: Vec<Arc<Backend>>,
+    strategy: Box<dyn Strategy>,
+}
+
+impl Tier {
+    fn new(service: &ServiceConfig, all: &[Arc<Backend>], backup: bool) -> Tier {
+        let members: Vec<usize> = (0..all.len())
+            .filter(|&i| all[i].is_backup() == backup)
+            .collect();
+        let backends: Vec<_> = members.iter().map(|&i| Arc::clone(&all[i])).collect();
+        let strategy = balancer::build(&service.strategy, &backends);
+        Tier {
+            members,
+            backends,
+            strategy,
+        }
+    }
+
+    fn any_available(&self, now: Instant) -> bool {
+        self.backends.iter().any(|b| b.is_available(now))
+    }
+
+    /// A member for `ctx` among those `usable` says yes to, skipping `tried`
+    /// (service indices); when that leaves none, any but the last one tried.
+    fn pick(
+        &self,
+        ctx: &PickContext,
+        usable: &dyn Fn(&Backend) -> bool,
+        tried: &[usize],
+    ) -> Option<usize> {
+        let fresh = |i: usize| usable(&self.backends[i]) && !tried.contains(&self.members[i]);
+        let local = self
+            .strategy
+            .pick(&self.backends, ctx, &fresh)
+            .or_else(|| {
+                let last = *tried.last()?;
+                let not_last = |i: usize| usable(&self.backends[i]) && self.members[i] != last;
+                self.strategy.pick(&self.backends, ctx, &not_last)
+            })?;
+        Some(self.members[local])
+    }
+}
+
 /// The live state of one `[[service]]`.
 #[derive(Debug)]
 pub struct Service {
     config: ServiceConfig,
     backends: Vec<Arc<Backend>>,
-    strategy: Box<dyn Strategy>,
+    primaries: Tier,
+    backups: Tier,
     connections: Arc<ConnectionLimit>,
     per_source: Option<Arc<SourceLimit>>,
     rejected: [AtomicU64; RejectReason::ALL.len()],
@@ -63,24 +114,21 @@ pub struct Service {
 }
 
 impl Service {
-    /// Builds the service's backends and strategy from its checked configuration.
+    /// Builds the service's backends and strategies from its checked configuration.
     pub fn new(config: ServiceConfig) -> Service {
         let backends: Vec<Arc<Backend>> = config
             .backends
             .iter()
-            .map(|b| {
-                let backend = Backend::new(b.address.clone(), b.resolved, b.weight);
-                Arc::new(backend.with_max_connections(b.max_connections))
-            })
+            .map(|b| Arc::new(build_backend(&config, b)))
             .collect();
-        let strategy = balancer::build(&config.strategy, &backends);
         let per_source = (config.max_connections_per_source > 0)
             .then(|| Arc::new(SourceLimit::new(config.max_connections_per_source)));
         Service {
+            primaries: Tier::new(&config, &backends, false),
+            backups: Tier::new(&config, &backends, true),
             connections: Arc::new(ConnectionLimit::new(config.max_connections)),
             per_source,
             backends,
-            strategy,
             config,
             rejected: Default::default(),
             accept_errors: AtomicU64::new(0),
@@ -95,6 +143,7 @@ impl Service {
         &self.config
     }
 
+    /// Every backend, in configuration order (the indices `choose_backend` returns).
     pub fn backends(&self) -> &[Arc<Backend>] {
         &self.backends
     }
@@ -117,24 +166,32 @@ impl Service {
         })
     }
 
-    /// The next backend to try for `client`, or `None` when none is left.
-    ///
-    /// Backends in `tried` are skipped; when that leaves nothing, any backend but the
-    /// last one tried may be offered again, so one client never hits the same backend
-    /// twice in a row.
+    /// The next backend to try for `client` (an index into `backends()`), or `None`
+    /// when none is left. Backends in `tried` are skipped; when that leaves nothing,
+    /// any but the last one tried may be offered again, so one client never hits
+    /// the same backend twice in a row. Full backends are never offered.
     pub fn choose_backend(&self, client: SocketAddr, tried: &[usize]) -> Option<usize> {
+        let now = Instant::now();
         let ctx = PickContext {
             client,
-            random: next_random(),
+            random: random::next_u64(),
         };
-        let usable = |i: usize| self.backends[i].has_capacity();
-        let fresh = |i: usize| usable(i) && !tried.contains(&i);
-        if let Some(i) = self.strategy.pick(&self.backends, &ctx, &fresh) {
-            return Some(i);
+        for tier in [&self.primaries, &self.backups] {
+            if tier.any_available(now) {
+                return pick_in_rotation(tier, &ctx, now, tried);
+            }
         }
-        let last = tried.last().copied()?;
-        let not_last = |i: usize| usable(i) && i != last;
-        self.strategy.pick(&self.backends, &ctx, &not_last)
+        match self.config.on_all_down {
+            OnAllDown::Reject => None,
+            OnAllDown::UseAll => {
+                let tier = if self.primaries.members.is_empty() {
+                    &self.backups
+                } else {
+                    &self.primaries
+                };
+                tier.pick(&ctx, &|b: &Backend| b.has_capacity(), tried)
+            }
+        }
     }
 
     /// Counts one rejected client.
@@ -157,18 +214,30 @@ impl Service {
     }
 }
 
-thread_local! {
-    static RANDOM_STATE: Cell<u64> = Cell::new(RandomState::new().hash_one(0u64) | 1);
+/// Picks among `tier`'s available backends, letting slow-starting ones take only
+/// their current share; when that leaves none (say, the only one is ramping), the
+/// ramp is ignored rather than turning the client away.
+fn pick_in_rotation(
+    tier: &Tier,
+    ctx: &PickContext,
+    now: Instant,
+    tried: &[usize],
+) -> Option<usize> {
+    let admission = random::next_u64();
+    let ready = |b: &Backend| b.has_capacity() && b.is_available(now);
+    let admitted = |b: &Backend| ready(b) && b.admits(now, admission);
+    tier.pick(ctx, &admitted, tried)
+        .or_else(|| tier.pick(ctx, &ready, tried))
 }
 
-/// A fast per-thread pseudo-random number (splitmix64); not for cryptography.
-fn next_random() -> u64 {
-    RANDOM_STATE.with(|state| {
-        let next = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-        state.set(next);
-        let mut z = next;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    })
+fn build_backend(service: &ServiceConfig, config: &BackendConfig) -> Backend {
+    let mut backend = Backend::new(config.address.clone(), config.resolved, config.weight)
+        .with_max_connections(config.max_connections)
+        .with_backup(config.backup)
+        .with_slow_start(config.slow_start);
+    if let Some(outlier) = &service.outlier {
+        backend =
+            backend.with_outlier_detection(outlier.consecutive_failures, outlier.ejection_time);
+    }
+    backend
 }

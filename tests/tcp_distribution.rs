@@ -60,24 +60,15 @@ async fn least_connections_sends_new_clients_away_from_busy_backends() {
     }
     // Free "b": the next clients must all go there while "a" and "c" stay busy.
     drop(held.remove("b"));
-    wait_until(|| proxy.service("svc").backends()[1].active() == 0).await;
+    common::wait_until("b is idle", || {
+        proxy.service("svc").backends()[1].active() == 0
+    })
+    .await;
     let mut again = TcpStream::connect(addr).await.expect("connect");
     assert_eq!(read_tag(&mut again).await, "b");
     drop(again);
     drop(held);
     proxy.assert_drained().await;
-}
-
-/// Polls `done` until it holds (bounded by `PATIENCE`).
-async fn wait_until(done: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + common::PATIENCE;
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition never held"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
 }
 
 /// 60 clients from distinct 127.0.x.y addresses connect three times each: each

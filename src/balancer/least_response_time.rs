@@ -92,7 +92,7 @@ mod tests {
     fn measured(weights: &[u32], millis: &[u64]) -> Vec<Arc<Backend>> {
         let backends = backends(weights);
         for (backend, &ms) in backends.iter().zip(millis) {
-            backend.record_connect_time(Duration::from_millis(ms));
+            backend.record_connect_success(Duration::from_millis(ms));
         }
         backends
     }

@@ -113,6 +113,9 @@ fn the_example_lb_toml_is_valid() {
     let summaries: Vec<String> = config.services.iter().map(|s| s.summary()).collect();
     assert_eq!(
         summaries,
-        ["service \"pg\": tcp 0.0.0.0:6432 -> 3 backends (least_connections)"]
+        [
+            "service \"pg\": tcp 0.0.0.0:6432 -> 3 backends + 1 backup (least_connections), \
+          health tcp every 2s, outlier ejection after 5 failures for 30s"
+        ]
     );
 }

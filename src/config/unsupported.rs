@@ -6,7 +6,7 @@
 //! The values themselves are still parsed and validated by `validate.rs`, and
 //! the model keeps every field.
 
-use super::file::{Field, RawBackend, RawDocument, ServiceEntry, StringList};
+use super::file::{Field, RawDocument, ServiceEntry, StringList};
 use super::paths;
 use super::report::{Report, Span};
 
@@ -32,16 +32,6 @@ const SERVICE_FEATURES: &[Feature<ServiceEntry>] = &[
         used: |s| s.fields.value.max_flows.as_ref().map(|f| f.span()),
     },
     Feature {
-        what: "active health checks",
-        key: "health",
-        used: |s| s.health.as_ref().map(|h| h.span.clone()),
-    },
-    Feature {
-        what: "passive outlier detection",
-        key: "outlier",
-        used: |s| s.outlier.as_ref().map(|o| o.span.clone()),
-    },
-    Feature {
         what: "sending PROXY protocol headers to backends",
         key: "proxy_protocol",
         used: |s| equals(&s.fields.value.proxy_protocol, &["v1", "v2"]),
@@ -61,33 +51,6 @@ const SERVICE_FEATURES: &[Feature<ServiceEntry>] = &[
         key: "deny",
         used: |s| non_empty(&s.fields.value.deny),
     },
-    Feature {
-        what: "failing open when every backend is down (on_all_down = \"use_all\")",
-        key: "on_all_down",
-        used: |s| equals(&s.fields.value.on_all_down, &["use_all"]),
-    },
-    Feature {
-        what: "closing open sessions when a backend goes down",
-        key: "close_on_down",
-        used: |s| is_true(&s.fields.value.close_on_down),
-    },
-];
-
-const BACKEND_FEATURES: &[Feature<RawBackend>] = &[
-    Feature {
-        what: "backup backends",
-        key: "backup",
-        used: |b| is_true(&b.backup),
-    },
-    Feature {
-        what: "backend slow start",
-        key: "slow_start",
-        used: |b| {
-            let text = b.slow_start.as_ref()?;
-            let duration = humantime::parse_duration(&text.get_ref().0).ok()?;
-            (!duration.is_zero()).then(|| text.span())
-        },
-    },
 ];
 
 /// Reports every use of a feature this build does not implement.
@@ -98,9 +61,6 @@ pub fn check(doc: &RawDocument, report: &mut Report) {
     }
     for service in &doc.services {
         report_uses(SERVICE_FEATURES, service, &service.fields.path, report);
-        for backend in &service.backends {
-            report_uses(BACKEND_FEATURES, &backend.value, &backend.path, report);
-        }
     }
 }
 

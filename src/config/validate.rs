@@ -219,7 +219,29 @@ impl<'a> Validation<'_, 'a> {
         service.health = entry.health.as_ref().map(|s| self.health(s));
         service.outlier = entry.outlier.as_ref().map(|s| self.outlier(s));
         service.backends = self.backends(entry);
+        if service.strategy.kind.is_hashing() {
+            self.no_slow_start_with_hashing(entry, service.strategy.kind);
+        }
         service
+    }
+
+    /// Slow start admits a ramping backend for only part of the picks, which would
+    /// bounce hashed clients between backends: refuse the combination.
+    fn no_slow_start_with_hashing(&mut self, entry: &ServiceEntry, kind: StrategyKind) {
+        for section in &entry.backends {
+            let Some(text) = &section.value.slow_start else {
+                continue;
+            };
+            let is_set = humantime::parse_duration(&text.get_ref().0).is_ok_and(|d| !d.is_zero());
+            if is_set {
+                let message = format!(
+                    "slow_start cannot be used with strategy \"{kind}\", which must keep each \
+                     client on its backend; use a non-hashing strategy or remove slow_start"
+                );
+                self.report
+                    .at(&text.span(), &section.key_path("slow_start"), message);
+            }
+        }
     }
 
     fn health(&mut self, section: &Section<RawHealth>) -> HealthConfig {

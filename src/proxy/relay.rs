@@ -15,7 +15,6 @@ use std::time::Duration;
 use socket2::SockRef;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 /// Largest single read from one side.
 const RELAY_BUFFER_BYTES: usize = 64 * 1024;
@@ -35,6 +34,8 @@ pub enum SessionEnd {
     IdleTimeout,
     /// The process stopped waiting for open sessions.
     Shutdown,
+    /// The backend was marked down and its sessions closed (`close_on_down`).
+    BackendDown,
 }
 
 impl SessionEnd {
@@ -46,6 +47,7 @@ impl SessionEnd {
             SessionEnd::BackendError => "backend_error",
             SessionEnd::IdleTimeout => "idle_timeout",
             SessionEnd::Shutdown => "shutdown",
+            SessionEnd::BackendDown => "backend_down",
         }
     }
 }
@@ -103,12 +105,13 @@ impl Activity {
 }
 
 /// Relays between `client` and `backend` until both have closed, one fails,
-/// `idle` passes with no bytes either way, or `stop` is cancelled.
+/// `idle` passes with no bytes either way, or `stop` completes (with the reason
+/// the session is being closed).
 pub async fn relay(
     client: &TcpStream,
     backend: &TcpStream,
     idle: Duration,
-    stop: &CancellationToken,
+    stop: impl Future<Output = SessionEnd>,
 ) -> RelayOutcome {
     let activity = Activity::new();
     let (bytes_up, bytes_down) = (AtomicU64::new(0), AtomicU64::new(0));
@@ -126,7 +129,7 @@ pub async fn relay(
         &activity,
         (Side::Backend, Side::Client),
     );
-    tokio::pin!(up, down);
+    tokio::pin!(up, down, stop);
     let (mut up_done, mut down_done) = (false, false);
     let mut first_close = None;
     let end = loop {
@@ -134,7 +137,7 @@ pub async fn relay(
             r = &mut up, if !up_done => { up_done = true; r.map(|()| SessionEnd::ClientClosed) }
             r = &mut down, if !down_done => { down_done = true; r.map(|()| SessionEnd::BackendClosed) }
             () = activity.idle_for(idle) => break SessionEnd::IdleTimeout,
-            () = stop.cancelled() => break SessionEnd::Shutdown,
+            end = &mut stop => break end,
         };
         match finished {
             Err(side) => break abort_other_side(side, client, backend),

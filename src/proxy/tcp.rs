@@ -18,7 +18,7 @@ use crate::backend::{Backend, ConnectionGuard};
 use crate::lifecycle::Lifecycle;
 use crate::limit::ConnectionLimit;
 use crate::log_throttle::LogThrottle;
-use crate::proxy::relay::{RelayOutcome, relay};
+use crate::proxy::relay::{RelayOutcome, SessionEnd, relay};
 use crate::service::{RejectReason, Service};
 
 /// First pause after an accept error such as EMFILE; doubles up to `ACCEPT_BACKOFF_MAX`.
@@ -93,8 +93,32 @@ impl TcpProxy {
         let _ = client.set_nodelay(true);
         let _ = upstream.set_nodelay(true);
         let idle = self.service.config().idle_timeout;
-        let outcome = relay(&client, &upstream, idle, &self.lifecycle.close_sessions).await;
+        let stop = self.session_stop(guard.backend());
+        let outcome = relay(&client, &upstream, idle, stop).await;
         self.log_session(peer, guard.backend(), &outcome, started.elapsed());
+    }
+
+    /// Completes when the session must be closed from outside: at the end of a
+    /// drain, or (with `close_on_down`) when its backend is marked down.
+    fn session_stop(&self, backend: &Backend) -> impl Future<Output = SessionEnd> + use<> {
+        let shutdown = self.lifecycle.close_sessions.clone();
+        let backend_down = self
+            .service
+            .config()
+            .close_on_down
+            .then(|| backend.session_closer());
+        async move {
+            let down = async {
+                match &backend_down {
+                    Some(token) => token.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => SessionEnd::Shutdown,
+                () = down => SessionEnd::BackendDown,
+            }
+        }
     }
 
     fn reject(&self, peer: SocketAddr, reason: RejectReason, why: &str) {
@@ -133,8 +157,10 @@ impl TcpProxy {
                 Ok(stream) => return Ok((guard, stream)),
                 Err(e) => {
                     failures += 1;
-                    backend.record_connect_failure();
                     self.log_connect_failure(peer, backend, &e);
+                    if backend.record_connect_failure(Instant::now().into_std()) {
+                        self.log_ejection(backend, &e);
+                    }
                 }
             }
         }
@@ -150,6 +176,16 @@ impl TcpProxy {
             warn!(service = self.service.name(), client = %peer, backend = backend.address(),
                 error = %error, held_back, "backend connect failed");
         }
+    }
+
+    fn log_ejection(&self, backend: &Backend, error: &io::Error) {
+        let Some(outlier) = &self.service.config().outlier else {
+            return;
+        };
+        warn!(service = self.service.name(), backend = backend.address(),
+            consecutive_failures = outlier.consecutive_failures,
+            ejection_time = %humantime::format_duration(outlier.ejection_time),
+            last_error = %error, "backend ejected: too many connect failures in a row");
     }
 
     fn log_session(
@@ -178,7 +214,7 @@ async fn connect_once(backend: &Backend, timeout: Duration) -> io::Result<TcpStr
     let started = Instant::now();
     match tokio::time::timeout(timeout, TcpStream::connect(backend.addr())).await {
         Ok(Ok(stream)) => {
-            backend.record_connect_time(started.elapsed());
+            backend.record_connect_success(started.elapsed());
             Ok(stream)
         }
         Ok(Err(e)) => Err(e),

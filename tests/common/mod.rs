@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
-use l4lb::runtime::{DrainReport, Server, ServerHandle};
+use l4lb::runtime::{DrainReport, ProbeTasks, Server, ServerHandle};
 use l4lb::service::Service;
 
 /// Generous bound for anything a test waits on, so a broken build fails instead of hanging.
@@ -45,9 +45,12 @@ pub struct TestBackend {
 
 impl TestBackend {
     pub async fn start(name: &str, behaviour: Behaviour) -> TestBackend {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind backend");
+        TestBackend::start_at(name, behaviour, "127.0.0.1:0".parse().expect("literal")).await
+    }
+
+    /// Starts a backend on `addr` (e.g. to bring a stopped one back on its old port).
+    pub async fn start_at(name: &str, behaviour: Behaviour, addr: SocketAddr) -> TestBackend {
+        let listener = TcpListener::bind(addr).await.expect("bind backend");
         let addr = listener.local_addr().expect("backend address");
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&accepted);
@@ -171,6 +174,7 @@ impl Blackhole {
 /// An l4lb server running in this process.
 pub struct TestProxy {
     pub handle: ServerHandle,
+    pub probes: ProbeTasks,
     pub services: Vec<Arc<Service>>,
     listen: Vec<(String, SocketAddr)>,
     task: JoinHandle<DrainReport>,
@@ -197,9 +201,11 @@ impl TestProxy {
             .collect();
         let services = server.services().to_vec();
         let handle = server.handle();
+        let probes = server.probe_tasks();
         let task = tokio::spawn(server.serve());
         TestProxy {
             handle,
+            probes,
             services,
             listen,
             task,
@@ -316,4 +322,16 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     }
     data.truncate(len);
     data
+}
+
+/// Polls `done` until it holds (bounded by `PATIENCE`).
+pub async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

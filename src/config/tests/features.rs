@@ -16,18 +16,6 @@ fn each_unsupported_service_feature_is_refused_at_its_key() {
              bound (max_flows applies to udp services)",
         ),
         (
-            &["[service.health]"],
-            "lb.toml:4:1: service \"pg\".health: not supported yet: active health checks",
-        ),
-        (
-            &["health = { rise = 1 }"],
-            "lb.toml:4:10: service \"pg\".health: not supported yet: active health checks",
-        ),
-        (
-            &["[service.outlier]"],
-            "lb.toml:4:1: service \"pg\".outlier: not supported yet: passive outlier detection",
-        ),
-        (
             &["proxy_protocol = \"v1\""],
             "lb.toml:4:18: service \"pg\".proxy_protocol: not supported yet: sending PROXY \
              protocol headers to backends",
@@ -50,16 +38,6 @@ fn each_unsupported_service_feature_is_refused_at_its_key() {
             &["deny = [\"::1\"]"],
             "lb.toml:4:8: service \"pg\".deny: not supported yet: source address deny lists",
         ),
-        (
-            &["on_all_down = \"use_all\""],
-            "lb.toml:4:15: service \"pg\".on_all_down: not supported yet: failing open when \
-             every backend is down (on_all_down = \"use_all\")",
-        ),
-        (
-            &["close_on_down = true"],
-            "lb.toml:4:17: service \"pg\".close_on_down: not supported yet: closing open \
-             sessions when a backend goes down",
-        ),
     ];
     for (extra, expected) in cases {
         assert_eq!(error(&service_with(extra)), *expected);
@@ -67,14 +45,32 @@ fn each_unsupported_service_feature_is_refused_at_its_key() {
 }
 
 #[test]
-fn each_unsupported_backend_feature_is_refused_at_its_key() {
+fn health_outlier_backup_slow_start_and_fail_open_are_accepted() {
+    let text = service_with(&[
+        "on_all_down = \"use_all\"",
+        "close_on_down = true",
+        "[service.health]",
+        "interval = \"100ms\"",
+        "timeout = \"50ms\"",
+        "[service.outlier]",
+        "consecutive_failures = 2",
+    ]) + "backup = true\nslow_start = \"30s\"\n";
+    let config = valid(&text);
+    let service = &config.services[0];
+    assert_eq!(service.on_all_down, OnAllDown::UseAll);
+    assert!(service.close_on_down);
+    assert!(service.health.is_some() && service.outlier.is_some());
+    assert!(service.backends[0].backup);
+    assert_eq!(service.backends[0].slow_start, Duration::from_secs(30));
+}
+
+#[test]
+fn slow_start_is_refused_with_hashing_strategies() {
     assert_eq!(
-        error(&backend_with(&["backup = true"])),
-        "lb.toml:6:10: service \"pg\".backend[0].backup: not supported yet: backup backends"
-    );
-    assert_eq!(
-        error(&backend_with(&["slow_start = \"30s\""])),
-        "lb.toml:6:14: service \"pg\".backend[0].slow_start: not supported yet: backend slow start"
+        error(&(service_with(&["strategy = \"maglev\""]) + "slow_start = \"30s\"\n")),
+        "lb.toml:7:14: service \"pg\".backend[0].slow_start: slow_start cannot be used with \
+         strategy \"maglev\", which must keep each client on its backend; use a non-hashing \
+         strategy or remove slow_start"
     );
 }
 

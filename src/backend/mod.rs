@@ -1,15 +1,28 @@
-//! One backend server of one service: its configured identity and its live counters.
+//! One backend server of one service: its configured identity, its live counters
+//! and whether it may be offered to new clients.
 //!
 //! A `Backend` is shared (`Arc`) between the strategy that picks it, the connection
-//! tasks that use it and the status readers. Counters are atomics so that the hot
-//! path never takes a lock. `ConnectionGuard` is the only way to count an active
-//! connection, so the count goes back down on every path, however a session ends.
-//! This file does no I/O.
+//! tasks that use it, the health checker that judges it and the status readers.
+//! What the hot path reads is atomic, so it never takes a lock. `ConnectionGuard`
+//! is the only way to count an active connection, so the count goes back down on
+//! every path, however a session ends. This module does no I/O: probes live in
+//! `crate::health`, and it only records their results.
+
+pub mod health;
+pub mod outlier;
+pub mod slow_start;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+
+use health::{CheckResult, HealthRecord, HealthSnapshot, Transition};
+use outlier::OutlierDetector;
+use slow_start::SlowStart;
 
 /// Weight given to the newest sample in the connect-time moving average.
 pub const CONNECT_TIME_EWMA_ALPHA: f64 = 0.3;
@@ -28,6 +41,14 @@ pub struct Backend {
     connect_failures: AtomicU64,
     /// f64 seconds as bits, or `NO_SAMPLE`.
     connect_time_ewma: AtomicU64,
+    backup: bool,
+    /// The active-check verdict, mirrored from `health` for lock-free reads.
+    healthy: AtomicBool,
+    health: Mutex<HealthRecord>,
+    outlier: Option<OutlierDetector>,
+    slow_start: Option<SlowStart>,
+    /// Cancelled (and replaced) to close the sessions open on this backend.
+    session_closer: ArcSwap<CancellationToken>,
 }
 
 impl Backend {
@@ -42,7 +63,31 @@ impl Backend {
             total_connections: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
             connect_time_ewma: AtomicU64::new(NO_SAMPLE),
+            backup: false,
+            healthy: AtomicBool::new(true),
+            health: Mutex::new(HealthRecord::default()),
+            outlier: None,
+            slow_start: None,
+            session_closer: ArcSwap::from_pointee(CancellationToken::new()),
         }
+    }
+
+    /// Marks the backend as a backup: used only while no primary is available.
+    pub fn with_backup(mut self, backup: bool) -> Backend {
+        self.backup = backup;
+        self
+    }
+
+    /// Ejects the backend after `threshold` connect failures in a row, for `ejection_time`.
+    pub fn with_outlier_detection(mut self, threshold: u32, ejection_time: Duration) -> Backend {
+        self.outlier = Some(OutlierDetector::new(threshold, ejection_time));
+        self
+    }
+
+    /// Ramps the backend's share up over `window` each time it comes back up.
+    pub fn with_slow_start(mut self, window: Duration) -> Backend {
+        self.slow_start = (!window.is_zero()).then(|| SlowStart::new(window));
+        self
     }
 
     /// Caps concurrent connections; 0 means unlimited.
@@ -68,6 +113,83 @@ impl Backend {
 
     pub fn max_connections(&self) -> usize {
         self.max_connections
+    }
+
+    pub fn is_backup(&self) -> bool {
+        self.backup
+    }
+
+    /// The active checks' verdict (true when there are none).
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    /// Whether passive checks have ejected the backend at `now`.
+    pub fn is_ejected(&self, now: Instant) -> bool {
+        self.outlier.as_ref().is_some_and(|o| o.is_ejected(now))
+    }
+
+    /// Whether new clients may be sent here at `now`: healthy and not ejected.
+    pub fn is_available(&self, now: Instant) -> bool {
+        self.is_healthy() && !self.is_ejected(now)
+    }
+
+    /// Slow-start admission for one pick (always true when not ramping).
+    pub fn admits(&self, now: Instant, random: u64) -> bool {
+        self.slow_start
+            .as_ref()
+            .is_none_or(|s| s.admits(now, random))
+    }
+
+    /// The fraction of its weight the backend gets now (below 1 while slow-starting).
+    pub fn weight_share(&self, now: Instant) -> f64 {
+        self.slow_start.as_ref().map_or(1.0, |s| s.share(now))
+    }
+
+    /// Records one active-check result; returns the transition it caused, if any.
+    pub fn record_check(
+        &self,
+        result: CheckResult,
+        now: Instant,
+        rise: u32,
+        fall: u32,
+    ) -> Option<Transition> {
+        let mut record = self.health_record();
+        let transition = record.record(result, now, rise, fall);
+        self.healthy.store(record.is_up(), Ordering::Release);
+        if let (Some(Transition::Up), Some(slow_start)) = (transition, &self.slow_start) {
+            slow_start.begin(now);
+        }
+        transition
+    }
+
+    /// A copy of the health record as of `now`.
+    pub fn health_snapshot(&self, now: Instant) -> HealthSnapshot {
+        self.health_record().snapshot(now)
+    }
+
+    /// Passive ejections so far.
+    pub fn ejections(&self) -> u64 {
+        self.outlier.as_ref().map_or(0, OutlierDetector::ejections)
+    }
+
+    fn health_record(&self) -> MutexGuard<'_, HealthRecord> {
+        // The record is plain data, always consistent between statements: a panic
+        // elsewhere while holding the lock cannot leave it half-written.
+        self.health
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A token cancelled when this backend's open sessions must close.
+    pub fn session_closer(&self) -> Arc<CancellationToken> {
+        self.session_closer.load_full()
+    }
+
+    /// Closes every session currently open on this backend.
+    pub fn close_sessions(&self) {
+        let previous = self.session_closer.swap(Arc::new(CancellationToken::new()));
+        previous.cancel();
     }
 
     /// Connections currently open (or being opened) to this backend.
@@ -109,13 +231,17 @@ impl Backend {
         })
     }
 
-    /// Records one failed connect attempt.
-    pub fn record_connect_failure(&self) {
+    /// Records one failed connect attempt; `true` when it ejected the backend.
+    pub fn record_connect_failure(&self, now: Instant) -> bool {
         self.connect_failures.fetch_add(1, Ordering::Relaxed);
+        self.outlier.as_ref().is_some_and(|o| o.record_failure(now))
     }
 
-    /// Folds one successful connect time into the moving average.
-    pub fn record_connect_time(&self, took: Duration) {
+    /// Records one successful connect and folds its time into the moving average.
+    pub fn record_connect_success(&self, took: Duration) {
+        if let Some(outlier) = &self.outlier {
+            outlier.record_success();
+        }
         let sample = took.as_secs_f64();
         let _ = self
             .connect_time_ewma
@@ -192,10 +318,10 @@ mod tests {
     fn ewma_starts_at_first_sample_then_moves_by_alpha() {
         let b = backend(0);
         assert_eq!(b.connect_time_ewma(), None);
-        b.record_connect_time(Duration::from_millis(100));
+        b.record_connect_success(Duration::from_millis(100));
         let first = b.connect_time_ewma().expect("one sample");
         assert!((first - 0.1).abs() < 1e-12);
-        b.record_connect_time(Duration::from_millis(200));
+        b.record_connect_success(Duration::from_millis(200));
         let second = b.connect_time_ewma().expect("two samples");
         assert!((second - (0.1 + 0.3 * 0.1)).abs() < 1e-12);
     }

@@ -1,0 +1,94 @@
+//! The probe loop of one backend: probe every `interval` (with ±10% jitter so the
+//! probes of many backends do not fire in lockstep), record each result, log and
+//! act on each up/down transition. Every wait races the stop token, so the loop
+//! ends promptly on shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::backend::Backend;
+use crate::backend::health::Transition;
+use crate::config::HealthConfig;
+use crate::health::probe::{ProbeOutcome, probe};
+use crate::random;
+
+/// Spread of the probe interval: each wait is `interval` ± this fraction.
+const INTERVAL_JITTER: f64 = 0.1;
+
+#[derive(Debug, Clone)]
+pub struct HealthChecker {
+    pub service: String,
+    pub backend: Arc<Backend>,
+    pub config: HealthConfig,
+    /// Close the backend's open sessions when it is marked down.
+    pub close_on_down: bool,
+}
+
+impl HealthChecker {
+    /// The address probes go to: the backend's, or its IP with the configured port.
+    pub fn target(&self) -> SocketAddr {
+        let addr = self.backend.addr();
+        self.config
+            .port
+            .map_or(addr, |port| SocketAddr::new(addr.ip(), port))
+    }
+
+    /// Probes until `stop` is cancelled.
+    pub async fn run(self, stop: CancellationToken) {
+        let target = self.target();
+        // The first probe lands anywhere in the first interval, spreading backends out.
+        let mut wait = self
+            .config
+            .interval
+            .mul_f64(random::next_u64() as f64 / u64::MAX as f64);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            let payload = self.config.send.as_bytes();
+            let outcome = tokio::select! {
+                () = stop.cancelled() => return,
+                outcome = probe(self.config.kind, target, self.config.timeout, payload) => outcome,
+            };
+            self.record(&outcome);
+            wait = random::jitter(self.config.interval, INTERVAL_JITTER);
+        }
+    }
+
+    fn record(&self, outcome: &ProbeOutcome) {
+        let (rise, fall) = (self.config.rise, self.config.fall);
+        let transition = self
+            .backend
+            .record_check(outcome.result, Instant::now(), rise, fall);
+        match transition {
+            Some(Transition::Down) => self.on_down(outcome),
+            Some(Transition::Up) => info!(service = %self.service,
+                backend = self.backend.address(), reason = %format!("{rise} consecutive successful checks"),
+                "backend up"),
+            None => {}
+        }
+    }
+
+    fn on_down(&self, outcome: &ProbeOutcome) {
+        let open = self.backend.active();
+        warn!(service = %self.service, backend = self.backend.address(),
+            reason = %format!("{} consecutive failed checks", self.config.fall),
+            last = outcome.result.as_str(), error = outcome.detail.as_deref().unwrap_or(""),
+            open_sessions = open, closing_sessions = self.close_on_down, "backend down");
+        if self.close_on_down {
+            self.backend.close_sessions();
+        }
+    }
+}
+
+/// How long detecting a dead backend takes at worst: `fall` probes, each up to an
+/// interval (plus jitter) and a timeout apart.
+pub fn worst_detection_time(config: &HealthConfig) -> Duration {
+    let per_probe = config.interval.mul_f64(1.0 + INTERVAL_JITTER) + config.timeout;
+    per_probe * config.fall
+}
