@@ -16,6 +16,7 @@
 //! `backend`, `limit`; `service` uses `balancer`, `backend`, `limit`; `balancer` uses
 //! `backend` (and the strategy settings of `config`); `config` uses nothing of ours.
 
+pub mod admin;
 pub mod backend;
 pub mod balancer;
 pub mod cli;
@@ -24,7 +25,9 @@ pub mod health;
 pub mod lifecycle;
 pub mod limit;
 pub mod log_throttle;
+pub mod metrics;
 pub mod proxy;
 pub mod random;
 pub mod runtime;
 pub mod service;
+pub mod status;

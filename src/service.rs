@@ -10,12 +10,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use prometheus::Histogram;
 
 use crate::backend::Backend;
 use crate::balancer::{self, PickContext, Strategy};
 use crate::config::{BackendConfig, OnAllDown, ServiceConfig};
 use crate::limit::{ConnectionLimit, LimitPermit, SourceLimit, SourcePermit};
+use crate::metrics::Metrics;
 use crate::random;
 
 /// Why a client was turned away (the `reason` label of rejected-connection counts).
@@ -111,15 +114,20 @@ pub struct Service {
     per_source: Option<Arc<SourceLimit>>,
     rejected: [AtomicU64; RejectReason::ALL.len()],
     accept_errors: AtomicU64,
+    session_histogram: Histogram,
 }
 
 impl Service {
-    /// Builds the service's backends and strategies from its checked configuration.
-    pub fn new(config: ServiceConfig) -> Service {
+    /// Builds the service's backends and strategies from its checked configuration,
+    /// with their histograms in `metrics`.
+    pub fn new(config: ServiceConfig, metrics: &Metrics) -> Service {
         let backends: Vec<Arc<Backend>> = config
             .backends
             .iter()
-            .map(|b| Arc::new(build_backend(&config, b)))
+            .map(|b| {
+                let histogram = metrics.connect_histogram(&config.name, &b.address);
+                Arc::new(build_backend(&config, b).with_connect_histogram(histogram))
+            })
             .collect();
         let per_source = (config.max_connections_per_source > 0)
             .then(|| Arc::new(SourceLimit::new(config.max_connections_per_source)));
@@ -128,11 +136,17 @@ impl Service {
             backups: Tier::new(&config, &backends, true),
             connections: Arc::new(ConnectionLimit::new(config.max_connections)),
             per_source,
+            session_histogram: metrics.session_histogram(&config.name),
             backends,
             config,
             rejected: Default::default(),
             accept_errors: AtomicU64::new(0),
         }
+    }
+
+    /// Records the duration of one finished session.
+    pub fn record_session(&self, duration: Duration) {
+        self.session_histogram.observe(duration.as_secs_f64());
     }
 
     pub fn name(&self) -> &str {

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use prometheus::Histogram;
 use tokio_util::sync::CancellationToken;
 
 use health::{CheckResult, HealthRecord, HealthSnapshot, Transition};
@@ -41,6 +42,10 @@ pub struct Backend {
     connect_failures: AtomicU64,
     /// f64 seconds as bits, or `NO_SAMPLE`.
     connect_time_ewma: AtomicU64,
+    /// Bytes relayed client to backend, and back.
+    bytes_up: AtomicU64,
+    bytes_down: AtomicU64,
+    connect_histogram: Option<Histogram>,
     backup: bool,
     /// The active-check verdict, mirrored from `health` for lock-free reads.
     healthy: AtomicBool,
@@ -63,6 +68,9 @@ impl Backend {
             total_connections: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
             connect_time_ewma: AtomicU64::new(NO_SAMPLE),
+            bytes_up: AtomicU64::new(0),
+            bytes_down: AtomicU64::new(0),
+            connect_histogram: None,
             backup: false,
             healthy: AtomicBool::new(true),
             health: Mutex::new(HealthRecord::default()),
@@ -70,6 +78,12 @@ impl Backend {
             slow_start: None,
             session_closer: ArcSwap::from_pointee(CancellationToken::new()),
         }
+    }
+
+    /// Observes every successful connect time in `histogram`.
+    pub fn with_connect_histogram(mut self, histogram: Histogram) -> Backend {
+        self.connect_histogram = Some(histogram);
+        self
     }
 
     /// Marks the backend as a backup: used only while no primary is available.
@@ -197,7 +211,20 @@ impl Backend {
         self.active.load(Ordering::Relaxed)
     }
 
-    /// Connections ever opened to this backend.
+    /// The relayed-bytes counters, client to backend and backend to client.
+    pub fn byte_counters(&self) -> (&AtomicU64, &AtomicU64) {
+        (&self.bytes_up, &self.bytes_down)
+    }
+
+    /// Bytes relayed so far, `(client to backend, backend to client)`.
+    pub fn bytes(&self) -> (u64, u64) {
+        (
+            self.bytes_up.load(Ordering::Relaxed),
+            self.bytes_down.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Connections ever established to this backend (successful connects).
     pub fn total_connections(&self) -> u64 {
         self.total_connections.load(Ordering::Relaxed)
     }
@@ -223,11 +250,8 @@ impl Backend {
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
                 (max == 0 || n < max).then_some(n + 1)
             });
-        acquired.ok().map(|_| {
-            self.total_connections.fetch_add(1, Ordering::Relaxed);
-            ConnectionGuard {
-                backend: Arc::clone(self),
-            }
+        acquired.ok().map(|_| ConnectionGuard {
+            backend: Arc::clone(self),
         })
     }
 
@@ -239,8 +263,12 @@ impl Backend {
 
     /// Records one successful connect and folds its time into the moving average.
     pub fn record_connect_success(&self, took: Duration) {
+        self.total_connections.fetch_add(1, Ordering::Relaxed);
         if let Some(outlier) = &self.outlier {
             outlier.record_success();
+        }
+        if let Some(histogram) = &self.connect_histogram {
+            histogram.observe(took.as_secs_f64());
         }
         let sample = took.as_secs_f64();
         let _ = self
@@ -300,7 +328,7 @@ mod tests {
         assert_eq!(b.active(), 1);
         drop(g2);
         assert_eq!(b.active(), 0);
-        assert_eq!(b.total_connections(), 2);
+        assert_eq!(b.total_connections(), 0, "only successful connects count");
     }
 
     #[test]

@@ -56,8 +56,10 @@ const SERVICE_FEATURES: &[Feature<ServiceEntry>] = &[
 /// Reports every use of a feature this build does not implement.
 pub fn check(doc: &RawDocument, report: &mut Report) {
     if let Some(admin) = &doc.admin {
-        let message = "not supported yet: the admin HTTP endpoint ([admin])";
-        report.at(&admin.span, &admin.path, message);
+        if let Some(token) = non_empty_text(&admin.value.token) {
+            let message = "not supported yet: the runtime API and its bearer token";
+            report.at(&token, &paths::join(&admin.path, "token"), message);
+        }
     }
     for service in &doc.services {
         report_uses(SERVICE_FEATURES, service, &service.fields.path, report);
@@ -88,5 +90,12 @@ fn non_empty(field: &Field<StringList>) -> Option<Span> {
     field
         .as_ref()
         .filter(|f| !f.get_ref().0.is_empty())
+        .map(|f| f.span())
+}
+
+fn non_empty_text(field: &Field<String>) -> Option<Span> {
+    field
+        .as_ref()
+        .filter(|f| !f.get_ref().is_empty())
         .map(|f| f.span())
 }

@@ -106,26 +106,31 @@ impl Activity {
 
 /// Relays between `client` and `backend` until both have closed, one fails,
 /// `idle` passes with no bytes either way, or `stop` completes (with the reason
-/// the session is being closed).
+/// the session is being closed). Bytes are also added, as they move, to
+/// `totals` (client to backend, backend to client), so long sessions show up in
+/// the metrics while they last.
 pub async fn relay(
     client: &TcpStream,
     backend: &TcpStream,
     idle: Duration,
     stop: impl Future<Output = SessionEnd>,
+    totals: (&AtomicU64, &AtomicU64),
 ) -> RelayOutcome {
     let activity = Activity::new();
     let (bytes_up, bytes_down) = (AtomicU64::new(0), AtomicU64::new(0));
+    let up_counts = [&bytes_up, totals.0];
+    let down_counts = [&bytes_down, totals.1];
     let up = pump(
         client,
         backend,
-        &bytes_up,
+        up_counts,
         &activity,
         (Side::Client, Side::Backend),
     );
     let down = pump(
         backend,
         client,
-        &bytes_down,
+        down_counts,
         &activity,
         (Side::Backend, Side::Client),
     );
@@ -172,7 +177,7 @@ fn abort_other_side(failed: Side, client: &TcpStream, backend: &TcpStream) -> Se
 async fn pump(
     from: &TcpStream,
     to: &TcpStream,
-    bytes: &AtomicU64,
+    counts: [&AtomicU64; 2],
     activity: &Activity,
     (from_side, to_side): (Side, Side),
 ) -> Result<(), Side> {
@@ -190,7 +195,9 @@ async fn pump(
                 Ok(n) => {
                     activity.touch();
                     write_all(to, &buf).await.map_err(|_| to_side)?;
-                    bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    for count in counts {
+                        count.fetch_add(n as u64, Ordering::Relaxed);
+                    }
                 }
                 // Nothing more to read now: release the buffer while idle.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

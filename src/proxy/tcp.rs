@@ -94,8 +94,11 @@ impl TcpProxy {
         let _ = upstream.set_nodelay(true);
         let idle = self.service.config().idle_timeout;
         let stop = self.session_stop(guard.backend());
-        let outcome = relay(&client, &upstream, idle, stop).await;
-        self.log_session(peer, guard.backend(), &outcome, started.elapsed());
+        let totals = guard.backend().byte_counters();
+        let outcome = relay(&client, &upstream, idle, stop, totals).await;
+        let duration = started.elapsed();
+        self.service.record_session(duration);
+        self.log_session(peer, guard.backend(), &outcome, duration);
     }
 
     /// Completes when the session must be closed from outside: at the end of a

@@ -174,6 +174,8 @@ impl Blackhole {
 /// An l4lb server running in this process.
 pub struct TestProxy {
     pub handle: ServerHandle,
+    /// Where the admin endpoint listens, when the config has `[admin]`.
+    pub admin: Option<SocketAddr>,
     pub probes: ProbeTasks,
     pub services: Vec<Arc<Service>>,
     listen: Vec<(String, SocketAddr)>,
@@ -199,12 +201,14 @@ impl TestProxy {
                     .map(move |a| (name.clone(), a))
             })
             .collect();
-        let services = server.services().to_vec();
+        let services = server.services();
         let handle = server.handle();
         let probes = server.probe_tasks();
+        let admin = server.admin_addr();
         let task = tokio::spawn(server.serve());
         TestProxy {
             handle,
+            admin,
             probes,
             services,
             listen,
@@ -334,4 +338,30 @@ pub async fn wait_until(what: &str, done: impl Fn() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// One HTTP/1.1 request over a fresh connection; returns the status code and body.
+pub async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect to admin");
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: l4lb\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send request");
+    let raw = read_until_closed(&mut stream).await.expect("read response");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {head}"));
+    (status, body.to_string())
+}
+
+/// GETs `path` and expects 200; returns the body.
+pub async fn get_ok(addr: SocketAddr, path: &str) -> String {
+    let (status, body) = http(addr, "GET", path).await;
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
 }

@@ -1,41 +1,59 @@
-//! Wiring: a checked `Config` becomes bound listeners, services and their tasks;
-//! `serve` runs them until told to stop, then drains.
+//! Wiring: a checked `Config` becomes bound listeners, services, probes, the admin
+//! endpoint and their tasks; `serve` runs them until told to stop, then drains.
 //!
-//! `Server::bind` does every fallible step (binding each listen address) up front,
-//! so `l4lb run` fails before serving anything when one address cannot be bound.
-//! `ServerHandle` is how signals (or tests) ask the server to stop.
+//! `Server::bind` does every fallible step (binding each listen address and the
+//! admin address) up front, so `l4lb run` fails before serving anything when one
+//! address cannot be bound. `ServerHandle` is how signals (or tests) ask the server
+//! to stop. `live` is the read-only view operators get through the admin endpoint.
+
+mod live;
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::config::{Config, Protocol};
+use crate::admin::{self, AdminState};
+use crate::config::{AdminConfig, Config, Protocol};
 use crate::health::HealthChecker;
 use crate::health::checker::worst_detection_time;
 use crate::lifecycle::Lifecycle;
 use crate::limit::ConnectionLimit;
 use crate::log_throttle::LogThrottle;
+use crate::metrics::{Metrics, SampleSource};
 use crate::proxy::listener::bind_tcp;
 use crate::proxy::tcp::TcpProxy;
 use crate::service::Service;
+use crate::status::ServiceView;
+
+use live::LiveState;
 
 /// At most one repeated warning per service per this interval.
 const WARNING_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A listen address that could not be bound.
+/// Why a configuration could not be started.
 #[derive(Debug, thiserror::Error)]
-#[error("service \"{service}\": cannot listen on {address}: {source}")]
-pub struct BindError {
-    pub service: String,
-    pub address: SocketAddr,
-    #[source]
-    pub source: io::Error,
+pub enum StartError {
+    #[error("service \"{service}\": cannot listen on {address}: {source}")]
+    Listen {
+        service: String,
+        address: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("admin: cannot listen on {address}: {source}")]
+    Admin {
+        address: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// How a drain ended.
@@ -50,11 +68,11 @@ pub struct DrainReport {
 /// Every service of a configuration, bound and ready to serve.
 #[derive(Debug)]
 pub struct Server {
-    services: Vec<Arc<Service>>,
-    listeners: Vec<(Arc<Service>, SocketAddr, TcpListener)>,
+    live: Arc<LiveState>,
+    listeners: Vec<(Arc<Service>, TcpListener)>,
+    admin: Option<TcpListener>,
     process_limit: Arc<ConnectionLimit>,
     shutdown_grace: Duration,
-    lifecycle: Lifecycle,
     probes: TaskTracker,
 }
 
@@ -78,50 +96,71 @@ impl ServerHandle {
 }
 
 impl Server {
-    /// Binds every listen address of every service. Must run inside a tokio runtime.
-    pub fn bind(config: &Config) -> Result<Server, BindError> {
-        let mut services = Vec::new();
+    /// Binds every listen address of every service, and the admin address.
+    /// Must run inside a tokio runtime.
+    pub fn bind(config: &Config) -> Result<Server, StartError> {
+        let metrics = Arc::new(Metrics::new()?);
+        let mut views = Vec::new();
         let mut listeners = Vec::new();
         for service_config in &config.services {
-            let service = Arc::new(Service::new(service_config.clone()));
+            let service = Arc::new(Service::new(service_config.clone(), &metrics));
+            let mut bound = Vec::new();
             if service_config.protocol == Protocol::Tcp {
                 for &address in &service_config.listen {
-                    let listener = bind_tcp(address).map_err(|source| BindError {
+                    let listener = bind_tcp(address).map_err(|source| StartError::Listen {
                         service: service_config.name.clone(),
                         address,
                         source,
                     })?;
-                    let local = listener.local_addr().unwrap_or(address);
-                    listeners.push((Arc::clone(&service), local, listener));
+                    bound.push(listener.local_addr().unwrap_or(address));
+                    listeners.push((Arc::clone(&service), listener));
                 }
             }
-            services.push(service);
+            views.push(ServiceView {
+                service,
+                listen: bound,
+            });
         }
+        let admin = config.admin.as_ref().map(bind_admin).transpose()?;
+        let live = Arc::new(LiveState {
+            services: views,
+            started: Instant::now(),
+            generation: 1,
+            lifecycle: Lifecycle::new(),
+            metrics: Arc::clone(&metrics),
+        });
+        metrics.register_source(Arc::clone(&live) as Arc<dyn SampleSource>)?;
         Ok(Server {
-            services,
+            live,
             listeners,
+            admin,
             process_limit: Arc::new(ConnectionLimit::new(config.global.max_connections)),
             shutdown_grace: config.global.shutdown_grace,
-            lifecycle: Lifecycle::new(),
             probes: TaskTracker::new(),
         })
     }
 
-    pub fn services(&self) -> &[Arc<Service>] {
-        &self.services
-    }
-
-    pub fn service(&self, name: &str) -> Option<&Arc<Service>> {
-        self.services.iter().find(|s| s.name() == name)
+    pub fn services(&self) -> Vec<Arc<Service>> {
+        self.live
+            .services
+            .iter()
+            .map(|v| Arc::clone(&v.service))
+            .collect()
     }
 
     /// The addresses actually bound for `service` (port 0 resolved to the real port).
     pub fn local_addrs(&self, service: &str) -> Vec<SocketAddr> {
-        self.listeners
+        self.live
+            .services
             .iter()
-            .filter(|(s, _, _)| s.name() == service)
-            .map(|(_, addr, _)| *addr)
+            .filter(|v| v.service.name() == service)
+            .flat_map(|v| v.listen.iter().copied())
             .collect()
+    }
+
+    /// The address the admin endpoint is bound to, if configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Health probe tasks still running (for leak checks).
@@ -131,33 +170,72 @@ impl Server {
 
     pub fn handle(&self) -> ServerHandle {
         ServerHandle {
-            lifecycle: self.lifecycle.clone(),
+            lifecycle: self.live.lifecycle.clone(),
         }
     }
 
     /// Serves until `ServerHandle::shutdown`, then waits up to the grace period for
-    /// open sessions, closes what remains, and reports how the drain went.
+    /// open sessions, closes what remains, and reports how the drain went. The
+    /// admin endpoint answers until the drain is over (`/healthz` says 503 meanwhile).
     pub async fn serve(self) -> DrainReport {
-        for service in &self.services {
-            start_probes(service, &self.probes, &self.lifecycle.stop_accepting);
+        let lifecycle = self.live.lifecycle.clone();
+        let admin_stop = CancellationToken::new();
+        let admin_task = self.admin.map(|listener| {
+            let state = Arc::clone(&self.live) as Arc<dyn AdminState>;
+            tokio::spawn(admin::serve(listener, state, admin_stop.clone()))
+        });
+        for view in &self.live.services {
+            start_probes(&view.service, &self.probes, &lifecycle.stop_accepting);
         }
         self.probes.close();
         let accept_loops = TaskTracker::new();
-        for (service, address, listener) in self.listeners {
-            info!(service = service.name(), %address, "listening");
+        for (service, listener) in self.listeners {
+            if let Ok(address) = listener.local_addr() {
+                info!(service = service.name(), %address, "listening");
+            }
             let proxy = TcpProxy {
                 service,
                 process_limit: Arc::clone(&self.process_limit),
-                lifecycle: self.lifecycle.clone(),
+                lifecycle: lifecycle.clone(),
                 warnings: Arc::new(LogThrottle::new(WARNING_INTERVAL)),
             };
             accept_loops.spawn(proxy.accept_loop(listener));
         }
         accept_loops.close();
-        self.lifecycle.stop_accepting.cancelled().await;
+        lifecycle.stop_accepting.cancelled().await;
         accept_loops.wait().await;
         self.probes.wait().await;
-        drain(&self.lifecycle, self.shutdown_grace).await
+        let report = drain(&lifecycle, self.shutdown_grace).await;
+        admin_stop.cancel();
+        if let Some(task) = admin_task {
+            let _ = task.await;
+        }
+        report
+    }
+}
+
+fn bind_admin(admin: &AdminConfig) -> Result<TcpListener, StartError> {
+    let listener = bind_tcp(admin.listen).map_err(|source| StartError::Admin {
+        address: admin.listen,
+        source,
+    })?;
+    if let Ok(address) = listener.local_addr() {
+        info!(%address, "admin endpoint listening");
+    }
+    Ok(listener)
+}
+
+impl AdminState for LiveState {
+    fn metrics_text(&self) -> String {
+        self.metrics.render()
+    }
+
+    fn status_json(&self) -> String {
+        self.status().to_json()
+    }
+
+    fn is_draining(&self) -> bool {
+        LiveState::is_draining(self)
     }
 }
 

@@ -1,0 +1,36 @@
+//! The admin HTTP/1.1 endpoint: Prometheus metrics, the `/status` document and
+//! the `/healthz` probe.
+//!
+//! Owns the public surface of the admin server: the [`AdminState`] trait the
+//! runtime implements and the [`serve`] entry point. It does not own the live
+//! state it reports (that is the runtime's), nor how metrics or status are
+//! rendered (the runtime produces those strings).
+
+mod limits;
+mod response;
+mod routes;
+mod server;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// What the admin endpoint serves; implemented by the runtime over live state.
+pub trait AdminState: Send + Sync + 'static {
+    /// Prometheus text exposition format (version 0.0.4).
+    fn metrics_text(&self) -> String;
+    /// The /status JSON document.
+    fn status_json(&self) -> String;
+    /// True once the process has begun shutting down.
+    fn is_draining(&self) -> bool;
+}
+
+/// Serves the admin endpoint on `listener` until `stop` is cancelled, then stops accepting
+/// (open admin connections are closed promptly too — the admin server must never delay shutdown).
+pub async fn serve(listener: TcpListener, state: Arc<dyn AdminState>, stop: CancellationToken) {
+    server::serve_with_limits(listener, state, stop, limits::Limits::default()).await;
+}

@@ -1,0 +1,212 @@
+//! The admin accept loop and per-connection HTTP/1.1 serving on hyper.
+//!
+//! Owns connection admission (the concurrency cap), accept-error backoff,
+//! hyper's connection settings, each connection's lifetime bound and the
+//! shutdown sequence. Does not own routing or response content (the `routes`
+//! module does).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::AdminState;
+use super::limits::Limits;
+use super::routes;
+
+const FIRST_ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// [`super::serve`] with explicit limits. Returns once `stop` is cancelled and
+/// every open connection has closed, which takes at most `limits.close_grace`.
+pub(crate) async fn serve_with_limits(
+    listener: TcpListener,
+    state: Arc<dyn AdminState>,
+    stop: CancellationToken,
+    limits: Limits,
+) {
+    let limits = limits.sanitized();
+    let admission = Admission {
+        http: http1_builder(&limits),
+        slots: Arc::new(Semaphore::new(limits.max_connections)),
+        connections: TaskTracker::new(),
+        state,
+        stop: stop.clone(),
+        limits,
+    };
+    accept_until_stopped(&listener, &admission, &stop).await;
+    drop(listener);
+    admission.connections.close();
+    admission.connections.wait().await;
+}
+
+fn http1_builder(limits: &Limits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_buf_size)
+        .keep_alive(true);
+    builder
+}
+
+async fn accept_until_stopped(
+    listener: &TcpListener,
+    admission: &Admission,
+    stop: &CancellationToken,
+) {
+    let mut backoff = AcceptBackoff::default();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff.reset();
+                admission.admit(stream, peer);
+            }
+            Err(error) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, ?delay, "admin accept failed; backing off");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Doubling delay after consecutive accept errors, so that conditions such as
+/// file-descriptor exhaustion do not turn the accept loop into a busy spin.
+#[derive(Debug)]
+struct AcceptBackoff {
+    next: Duration,
+}
+
+impl Default for AcceptBackoff {
+    fn default() -> Self {
+        Self {
+            next: FIRST_ACCEPT_BACKOFF,
+        }
+    }
+}
+
+impl AcceptBackoff {
+    fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (delay * 2).min(MAX_ACCEPT_BACKOFF);
+        delay
+    }
+
+    fn reset(&mut self) {
+        self.next = FIRST_ACCEPT_BACKOFF;
+    }
+}
+
+/// Everything needed to take on an accepted connection.
+struct Admission {
+    http: http1::Builder,
+    slots: Arc<Semaphore>,
+    connections: TaskTracker,
+    state: Arc<dyn AdminState>,
+    stop: CancellationToken,
+    limits: Limits,
+}
+
+impl Admission {
+    /// Serves `stream` on its own task if a slot is free; otherwise closes it
+    /// at once so that excess clients never wait in the kernel backlog.
+    fn admit(&self, stream: TcpStream, peer: SocketAddr) {
+        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+            tracing::debug!(%peer, "admin connection limit reached; closing connection");
+            return;
+        };
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, %error, "admin connection: cannot set TCP_NODELAY");
+        }
+        let connection = serve_connection(
+            self.http.clone(),
+            stream,
+            Arc::clone(&self.state),
+            self.stop.clone(),
+            self.limits,
+        );
+        self.connections.spawn(async move {
+            connection.await;
+            tracing::trace!(%peer, "admin connection closed");
+            drop(slot);
+        });
+    }
+}
+
+/// Serves HTTP/1.1 on one connection until the client leaves, the connection's
+/// lifetime runs out or `stop` is cancelled. In the last two cases in-flight
+/// responses get `limits.close_grace` to finish before the connection is dropped.
+async fn serve_connection(
+    http: http1::Builder,
+    stream: TcpStream,
+    state: Arc<dyn AdminState>,
+    stop: CancellationToken,
+    limits: Limits,
+) {
+    let service = service_fn(move |request: Request<Incoming>| {
+        let response = routes::handle(&request, state.as_ref());
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let mut connection = pin!(http.serve_connection(TokioIo::new(stream), service));
+    let finished = tokio::select! {
+        result = connection.as_mut() => Some(result),
+        () = tokio::time::sleep(limits.connection_lifetime) => None,
+        () = stop.cancelled() => None,
+    };
+    match finished {
+        Some(Ok(())) => {}
+        Some(Err(error)) => tracing::debug!(%error, "admin connection ended with an error"),
+        None => {
+            connection.as_mut().graceful_shutdown();
+            if tokio::time::timeout(limits.close_grace, connection)
+                .await
+                .is_err()
+            {
+                tracing::debug!("admin connection dropped after close grace period");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_backoff_doubles_from_10ms_up_to_1s() {
+        let mut backoff = AcceptBackoff::default();
+        let delays: Vec<u64> = (0..9)
+            .map(|_| backoff.next_delay().as_millis() as u64)
+            .collect();
+        assert_eq!(delays, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+    }
+
+    #[test]
+    fn accept_backoff_resets_after_success() {
+        let mut backoff = AcceptBackoff::default();
+        backoff.next_delay();
+        backoff.next_delay();
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), FIRST_ACCEPT_BACKOFF);
+    }
+}

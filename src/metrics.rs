@@ -1,0 +1,414 @@
+//! The Prometheus exporter: one `Metrics` owning a `Registry`.
+//!
+//! Counters and gauges are not kept twice: the proxy already counts everything in
+//! atomics on its services and backends, so at scrape time a collector asks a
+//! `SampleSource` for a snapshot of those and turns it into metric families. Only
+//! histograms, which need an observation per event, are live prometheus objects;
+//! their label handles are resolved once per backend or service, never per
+//! connection. This module imports nothing else of l4lb: the sample types below
+//! are its whole interface.
+
+use std::sync::Arc;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Connect-time buckets, 100µs to 5s.
+const CONNECT_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Session-duration buckets, 1ms to 1h.
+const SESSION_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+/// A snapshot of everything counted, taken at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct ProxySample {
+    pub services: Vec<ServiceSample>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ServiceSample {
+    pub name: String,
+    /// `(reason, count)` for every rejection reason.
+    pub rejected: Vec<(&'static str, u64)>,
+    pub accept_errors: u64,
+    pub backends: Vec<BackendSample>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BackendSample {
+    pub address: String,
+    pub up: bool,
+    pub active: u64,
+    pub connections: u64,
+    pub connect_failures: u64,
+    pub ejections: u64,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    /// `(success, failure, timeout)` active-check counts; `None` without active checks.
+    pub checks: Option<(u64, u64, u64)>,
+}
+
+/// Where the collector gets its snapshot.
+pub trait SampleSource: Send + Sync {
+    fn sample(&self) -> ProxySample;
+}
+
+/// The registry and the histogram families.
+pub struct Metrics {
+    registry: Registry,
+    connect_duration: HistogramVec,
+    session_duration: HistogramVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// A registry with the histograms and the process collector (on Linux).
+    pub fn new() -> prometheus::Result<Metrics> {
+        let registry = Registry::new();
+        let connect_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "l4lb_connect_duration_seconds",
+                "Time to establish a TCP connection to a backend.",
+            )
+            .buckets(CONNECT_BUCKETS.to_vec()),
+            &["service", "backend"],
+        )?;
+        let session_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "l4lb_session_duration_seconds",
+                "Duration of proxied TCP sessions, from accept to close.",
+            )
+            .buckets(SESSION_BUCKETS.to_vec()),
+            &["service"],
+        )?;
+        registry.register(Box::new(connect_duration.clone()))?;
+        registry.register(Box::new(session_duration.clone()))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Metrics {
+            registry,
+            connect_duration,
+            session_duration,
+        })
+    }
+
+    /// Adds the counters and gauges read from `source` at each scrape.
+    pub fn register_source(&self, source: Arc<dyn SampleSource>) -> prometheus::Result<()> {
+        self.registry
+            .register(Box::new(LiveCollector::new(source)?))
+    }
+
+    /// The connect-time histogram of one backend (resolve once, keep it).
+    pub fn connect_histogram(&self, service: &str, backend: &str) -> Histogram {
+        self.connect_duration.with_label_values(&[service, backend])
+    }
+
+    /// The session-duration histogram of one service (resolve once, keep it).
+    pub fn session_histogram(&self, service: &str) -> Histogram {
+        self.session_duration.with_label_values(&[service])
+    }
+
+    /// Drops the histogram series of a backend that no longer exists.
+    pub fn forget_backend(&self, service: &str, backend: &str) {
+        let _ = self
+            .connect_duration
+            .remove_label_values(&[service, backend]);
+    }
+
+    /// Drops the histogram series of a service that no longer exists.
+    pub fn forget_service(&self, service: &str) {
+        let _ = self.session_duration.remove_label_values(&[service]);
+    }
+
+    /// Everything, in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for I/O reasons; a malformed family is
+        // skipped by the encoder's error, which we surface as an empty scrape line.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            return format!("# error encoding metrics: {e}\n");
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// Turns a `ProxySample` into metric families at scrape time.
+struct LiveCollector {
+    source: Arc<dyn SampleSource>,
+    descs: Vec<Desc>,
+}
+
+impl LiveCollector {
+    fn new(source: Arc<dyn SampleSource>) -> prometheus::Result<LiveCollector> {
+        let descs = LiveFamilies::new()?
+            .all()
+            .iter()
+            .flat_map(|c| c.desc().into_iter().cloned())
+            .collect();
+        Ok(LiveCollector { source, descs })
+    }
+}
+
+impl Collector for LiveCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let Ok(families) = LiveFamilies::new() else {
+            return Vec::new();
+        };
+        families.fill(&self.source.sample());
+        families.all().iter().flat_map(|c| c.collect()).collect()
+    }
+}
+
+/// One fresh set of counter and gauge families, filled from one sample.
+struct LiveFamilies {
+    build_info: IntGaugeVec,
+    connections: IntCounterVec,
+    active: IntGaugeVec,
+    rejected: IntCounterVec,
+    connect_failures: IntCounterVec,
+    bytes: IntCounterVec,
+    backend_up: IntGaugeVec,
+    health_checks: IntCounterVec,
+    ejections: IntCounterVec,
+    accept_errors: IntCounterVec,
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+    IntCounterVec::new(Opts::new(name, help), labels)
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
+    IntGaugeVec::new(Opts::new(name, help), labels)
+}
+
+const SB: &[&str] = &["service", "backend"];
+
+impl LiveFamilies {
+    fn new() -> prometheus::Result<LiveFamilies> {
+        Ok(LiveFamilies {
+            build_info: gauge(
+                "l4lb_build_info",
+                "Always 1; labelled with the l4lb version.",
+                &["version"],
+            )?,
+            connections: counter(
+                "l4lb_connections_total",
+                "TCP connections forwarded to a backend.",
+                SB,
+            )?,
+            active: gauge(
+                "l4lb_active_connections",
+                "TCP connections open to a backend (including connects in progress).",
+                SB,
+            )?,
+            rejected: counter(
+                "l4lb_rejected_connections_total",
+                "Clients turned away, by reason.",
+                &["service", "reason"],
+            )?,
+            connect_failures: counter(
+                "l4lb_backend_connect_failures_total",
+                "Failed connect attempts to a backend (refused or timed out).",
+                SB,
+            )?,
+            bytes: counter(
+                "l4lb_bytes_total",
+                "Bytes relayed; upstream is client to backend.",
+                &["service", "backend", "direction"],
+            )?,
+            backend_up: gauge(
+                "l4lb_backend_up",
+                "1 while a backend is offered to new clients (healthy and not ejected), else 0.",
+                SB,
+            )?,
+            health_checks: counter(
+                "l4lb_health_checks_total",
+                "Active health check results.",
+                &["service", "backend", "result"],
+            )?,
+            ejections: counter(
+                "l4lb_outlier_ejections_total",
+                "Times passive checks ejected a backend.",
+                SB,
+            )?,
+            accept_errors: counter(
+                "l4lb_accept_errors_total",
+                "Failed accept() calls (e.g. out of file descriptors).",
+                &["service"],
+            )?,
+        })
+    }
+
+    fn all(&self) -> [&dyn Collector; 10] {
+        [
+            &self.build_info,
+            &self.connections,
+            &self.active,
+            &self.rejected,
+            &self.connect_failures,
+            &self.bytes,
+            &self.backend_up,
+            &self.health_checks,
+            &self.ejections,
+            &self.accept_errors,
+        ]
+    }
+
+    fn fill(&self, sample: &ProxySample) {
+        self.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        for service in &sample.services {
+            let name = service.name.as_str();
+            for (reason, count) in &service.rejected {
+                self.rejected
+                    .with_label_values(&[name, reason])
+                    .inc_by(*count);
+            }
+            self.accept_errors
+                .with_label_values(&[name])
+                .inc_by(service.accept_errors);
+            for backend in &service.backends {
+                self.fill_backend(name, backend);
+            }
+        }
+    }
+
+    fn fill_backend(&self, service: &str, b: &BackendSample) {
+        let labels = [service, b.address.as_str()];
+        self.connections
+            .with_label_values(&labels)
+            .inc_by(b.connections);
+        self.active.with_label_values(&labels).set(b.active as i64);
+        self.connect_failures
+            .with_label_values(&labels)
+            .inc_by(b.connect_failures);
+        self.ejections
+            .with_label_values(&labels)
+            .inc_by(b.ejections);
+        self.backend_up
+            .with_label_values(&labels)
+            .set(i64::from(b.up));
+        for (direction, bytes) in [("upstream", b.bytes_up), ("downstream", b.bytes_down)] {
+            self.bytes
+                .with_label_values(&[service, &b.address, direction])
+                .inc_by(bytes);
+        }
+        if let Some((success, failure, timeout)) = b.checks {
+            for (result, count) in [
+                ("success", success),
+                ("failure", failure),
+                ("timeout", timeout),
+            ] {
+                self.health_checks
+                    .with_label_values(&[service, &b.address, result])
+                    .inc_by(count);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(ProxySample);
+
+    impl SampleSource for Fixed {
+        fn sample(&self) -> ProxySample {
+            self.0.clone()
+        }
+    }
+
+    fn sample() -> ProxySample {
+        ProxySample {
+            services: vec![ServiceSample {
+                name: "pg".into(),
+                rejected: vec![("no_backend", 2), ("max_connections", 0)],
+                accept_errors: 0,
+                backends: vec![BackendSample {
+                    address: "10.0.0.1:5432".into(),
+                    up: true,
+                    active: 3,
+                    connections: 10,
+                    connect_failures: 1,
+                    ejections: 0,
+                    bytes_up: 100,
+                    bytes_down: 2000,
+                    checks: Some((5, 1, 0)),
+                }],
+            }],
+        }
+    }
+
+    fn rendered() -> String {
+        let metrics = Metrics::new().expect("registry");
+        metrics
+            .register_source(Arc::new(Fixed(sample())))
+            .expect("register");
+        metrics
+            .connect_histogram("pg", "10.0.0.1:5432")
+            .observe(0.002);
+        metrics.session_histogram("pg").observe(1.5);
+        metrics.render()
+    }
+
+    #[test]
+    fn sample_values_appear_with_their_labels() {
+        let text = rendered();
+        for line in [
+            "l4lb_connections_total{backend=\"10.0.0.1:5432\",service=\"pg\"} 10",
+            "l4lb_active_connections{backend=\"10.0.0.1:5432\",service=\"pg\"} 3",
+            "l4lb_rejected_connections_total{reason=\"no_backend\",service=\"pg\"} 2",
+            "l4lb_bytes_total{backend=\"10.0.0.1:5432\",direction=\"downstream\",service=\"pg\"} 2000",
+            "l4lb_backend_up{backend=\"10.0.0.1:5432\",service=\"pg\"} 1",
+            "l4lb_health_checks_total{backend=\"10.0.0.1:5432\",result=\"failure\",service=\"pg\"} 1",
+            "l4lb_connect_duration_seconds_count{backend=\"10.0.0.1:5432\",service=\"pg\"} 1",
+            "l4lb_session_duration_seconds_count{service=\"pg\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line} in:\n{text}"
+            );
+        }
+        assert!(text.contains("# TYPE l4lb_connections_total counter"));
+        assert!(text.contains("l4lb_build_info{version=\""));
+    }
+
+    #[test]
+    fn forgotten_series_disappear() {
+        let metrics = Metrics::new().expect("registry");
+        metrics.connect_histogram("pg", "a:1").observe(0.1);
+        metrics.session_histogram("pg").observe(0.1);
+        metrics.forget_backend("pg", "a:1");
+        metrics.forget_service("pg");
+        let text = metrics.render();
+        assert!(
+            !text.contains("l4lb_connect_duration_seconds_count"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("l4lb_session_duration_seconds_count"),
+            "{text}"
+        );
+    }
+}

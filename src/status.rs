@@ -1,0 +1,191 @@
+//! Snapshots of the live state for operators: the `/status` JSON document and the
+//! sample the metrics collector turns into Prometheus series.
+//!
+//! Both are read from the very services and backends the proxy uses (no copy that
+//! could drift), at the moment they are asked for. This module only reads.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::backend::Backend;
+use crate::metrics::{BackendSample, ProxySample, ServiceSample};
+use crate::service::{RejectReason, Service};
+
+/// A service and the addresses it is actually bound to.
+#[derive(Debug, Clone)]
+pub struct ServiceView {
+    pub service: Arc<Service>,
+    pub listen: Vec<SocketAddr>,
+}
+
+/// The `/status` document.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub version: &'static str,
+    pub uptime_seconds: f64,
+    pub config_generation: u64,
+    pub draining: bool,
+    pub services: Vec<ServiceStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub protocol: &'static str,
+    pub listen: Vec<String>,
+    pub strategy: &'static str,
+    pub active_connections: usize,
+    pub udp_flows: usize,
+    pub backends: Vec<BackendStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackendStatus {
+    pub address: String,
+    /// `up` or `down` (down: failed its active checks, or ejected by passive checks).
+    pub state: &'static str,
+    pub weight: u32,
+    pub backup: bool,
+    pub active_connections: usize,
+    pub total_connections: u64,
+    pub connect_failures: u64,
+    pub ejected: bool,
+    /// Active-check record; `null` for services without `[service.health]`.
+    pub health: Option<HealthStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HealthStatus {
+    pub consecutive_successes: u32,
+    pub consecutive_failures: u32,
+    /// `null` before the first probe has finished.
+    pub last_check_ms_ago: Option<u64>,
+    pub last_result: Option<&'static str>,
+    pub checks_passed: u64,
+    pub checks_failed: u64,
+    pub checks_timed_out: u64,
+    pub times_marked_up: u64,
+    pub times_marked_down: u64,
+}
+
+impl Status {
+    /// The status of `services` right now.
+    pub fn now(
+        services: &[ServiceView],
+        uptime: Duration,
+        generation: u64,
+        draining: bool,
+    ) -> Status {
+        let now = Instant::now();
+        Status {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds: uptime.as_secs_f64(),
+            config_generation: generation,
+            draining,
+            services: services.iter().map(|v| service_status(v, now)).collect(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+fn service_status(view: &ServiceView, now: Instant) -> ServiceStatus {
+    let service = &view.service;
+    let config = service.config();
+    ServiceStatus {
+        name: config.name.clone(),
+        protocol: config.protocol.as_str(),
+        listen: view.listen.iter().map(SocketAddr::to_string).collect(),
+        strategy: config.strategy.kind.as_str(),
+        active_connections: service.active_connections(),
+        udp_flows: 0,
+        backends: service
+            .backends()
+            .iter()
+            .map(|b| backend_status(b, config.health.is_some(), now))
+            .collect(),
+    }
+}
+
+fn backend_status(backend: &Backend, checked: bool, now: Instant) -> BackendStatus {
+    let health = checked.then(|| {
+        let h = backend.health_snapshot(now);
+        HealthStatus {
+            consecutive_successes: h.consecutive_successes,
+            consecutive_failures: h.consecutive_failures,
+            last_check_ms_ago: h.last_check_ago.map(|d| d.as_millis() as u64),
+            last_result: h.last_result.map(|r| r.as_str()),
+            checks_passed: h.passed,
+            checks_failed: h.failed,
+            checks_timed_out: h.timed_out,
+            times_marked_up: h.marked_up,
+            times_marked_down: h.marked_down,
+        }
+    });
+    BackendStatus {
+        address: backend.address().to_string(),
+        state: if backend.is_available(now) {
+            "up"
+        } else {
+            "down"
+        },
+        weight: backend.weight(),
+        backup: backend.is_backup(),
+        active_connections: backend.active(),
+        total_connections: backend.total_connections(),
+        connect_failures: backend.connect_failures(),
+        ejected: backend.is_ejected(now),
+        health,
+    }
+}
+
+/// What the metrics collector reads at each scrape.
+pub fn metrics_sample(services: &[ServiceView]) -> ProxySample {
+    let now = Instant::now();
+    ProxySample {
+        services: services
+            .iter()
+            .map(|v| service_sample(&v.service, now))
+            .collect(),
+    }
+}
+
+fn service_sample(service: &Service, now: Instant) -> ServiceSample {
+    let checked = service.config().health.is_some();
+    ServiceSample {
+        name: service.name().to_string(),
+        rejected: RejectReason::ALL
+            .iter()
+            .map(|&r| (r.as_str(), service.rejections(r)))
+            .collect(),
+        accept_errors: service.accept_errors(),
+        backends: service
+            .backends()
+            .iter()
+            .map(|b| backend_sample(b, checked, now))
+            .collect(),
+    }
+}
+
+fn backend_sample(backend: &Backend, checked: bool, now: Instant) -> BackendSample {
+    let (bytes_up, bytes_down) = backend.bytes();
+    BackendSample {
+        address: backend.address().to_string(),
+        up: backend.is_available(now),
+        active: backend.active() as u64,
+        connections: backend.total_connections(),
+        connect_failures: backend.connect_failures(),
+        ejections: backend.ejections(),
+        bytes_up,
+        bytes_down,
+        checks: checked.then(|| {
+            let h = backend.health_snapshot(now);
+            (h.passed, h.failed, h.timed_out)
+        }),
+    }
+}
