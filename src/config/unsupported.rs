@@ -55,11 +55,13 @@ const SERVICE_FEATURES: &[Feature<ServiceEntry>] = &[
 
 /// Reports every use of a feature this build does not implement.
 pub fn check(doc: &RawDocument, report: &mut Report) {
-    if let Some(admin) = &doc.admin {
-        if let Some(token) = non_empty_text(&admin.value.token) {
-            let message = "not supported yet: the runtime API and its bearer token";
-            report.at(&token, &paths::join(&admin.path, "token"), message);
-        }
+    let admin_token = doc
+        .admin
+        .as_ref()
+        .and_then(|admin| Some((admin, non_empty_text(&admin.value.token)?)));
+    if let Some((admin, token)) = admin_token {
+        let message = "not supported yet: the runtime API and its bearer token";
+        report.at(&token, &paths::join(&admin.path, "token"), message);
     }
     for service in &doc.services {
         report_uses(SERVICE_FEATURES, service, &service.fields.path, report);
