@@ -225,3 +225,72 @@ fn run_exits_1_on_an_invalid_config() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid.toml"));
 }
+
+#[test]
+fn json_logs_carry_one_structured_access_line_per_session() {
+    let backend_addr = start_echo_backend();
+    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let path = write_config(
+        "json.toml",
+        &format!(
+            "[[service]]\nname = \"svc\"\nlisten = \"{listen}\"\n\
+             [[service.backend]]\naddress = \"{backend_addr}\"\n"
+        ),
+    );
+    let mut child = Command::new(BIN)
+        .args([
+            "--log-format",
+            "json",
+            "run",
+            path.to_str().expect("utf-8 path"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn l4lb run");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut session = loop {
+        if let Ok(stream) = TcpStream::connect(listen) {
+            break stream;
+        }
+        assert!(Instant::now() < deadline, "l4lb never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    session
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    round_trip(&mut session, b"twelve bytes");
+    drop(session);
+    std::thread::sleep(Duration::from_millis(200));
+    signal(&child, "TERM");
+    assert_eq!(wait_exit(&mut child).code(), Some(0));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read logs");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let access: Vec<_> = lines
+        .iter()
+        .filter(|l| l["message"] == "session closed")
+        .collect();
+    assert_eq!(access.len(), 1, "{stderr}");
+    let line = access[0];
+    assert_eq!(line["target"], "l4lb::access");
+    assert_eq!(line["service"], "svc");
+    assert_eq!(line["backend"], backend_addr.to_string());
+    assert_eq!(line["bytes_up"], 12);
+    assert_eq!(line["bytes_down"], 12);
+    assert_eq!(line["end"], "client_closed");
+    assert!(
+        line["client"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("127.0.0.1:"))
+    );
+    assert!(line["duration_ms"].is_f64());
+}
