@@ -36,10 +36,18 @@ pub struct ProxySample {
 #[derive(Debug, Clone, Default)]
 pub struct ServiceSample {
     pub name: String,
-    /// `(reason, count)` for every rejection reason.
-    pub rejected: Vec<(&'static str, u64)>,
+    /// tcp: `(reason, count)` for every rejection reason; `None` for udp services.
+    pub rejected: Option<Vec<(&'static str, u64)>>,
     pub accept_errors: u64,
+    /// udp: live flows and `(reason, count)` of dropped datagrams; `None` for tcp.
+    pub udp: Option<UdpSample>,
     pub backends: Vec<BackendSample>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UdpSample {
+    pub flows: u64,
+    pub dropped: Vec<(&'static str, u64)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -52,6 +60,8 @@ pub struct BackendSample {
     pub ejections: u64,
     pub bytes_up: u64,
     pub bytes_down: u64,
+    /// udp: `(client to backend, backend to client)` datagrams; `None` for tcp.
+    pub datagrams: Option<(u64, u64)>,
     /// `(success, failure, timeout)` active-check counts; `None` without active checks.
     pub checks: Option<(u64, u64, u64)>,
 }
@@ -190,6 +200,9 @@ struct LiveFamilies {
     health_checks: IntCounterVec,
     ejections: IntCounterVec,
     accept_errors: IntCounterVec,
+    udp_flows: IntGaugeVec,
+    udp_datagrams: IntCounterVec,
+    udp_dropped: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
@@ -255,10 +268,21 @@ impl LiveFamilies {
                 "Failed accept() calls (e.g. out of file descriptors).",
                 &["service"],
             )?,
+            udp_flows: gauge("l4lb_udp_flows", "Live UDP flows.", &["service"])?,
+            udp_datagrams: counter(
+                "l4lb_udp_datagrams_total",
+                "UDP datagrams relayed; upstream is client to backend.",
+                &["service", "backend", "direction"],
+            )?,
+            udp_dropped: counter(
+                "l4lb_udp_dropped_datagrams_total",
+                "UDP datagrams dropped, by reason.",
+                &["service", "reason"],
+            )?,
         })
     }
 
-    fn all(&self) -> [&dyn Collector; 10] {
+    fn all(&self) -> [&dyn Collector; 13] {
         [
             &self.build_info,
             &self.connections,
@@ -270,6 +294,9 @@ impl LiveFamilies {
             &self.health_checks,
             &self.ejections,
             &self.accept_errors,
+            &self.udp_flows,
+            &self.udp_datagrams,
+            &self.udp_dropped,
         ]
     }
 
@@ -279,10 +306,20 @@ impl LiveFamilies {
             .set(1);
         for service in &sample.services {
             let name = service.name.as_str();
-            for (reason, count) in &service.rejected {
+            for (reason, count) in service.rejected.iter().flatten() {
                 self.rejected
                     .with_label_values(&[name, reason])
                     .inc_by(*count);
+            }
+            if let Some(udp) = &service.udp {
+                self.udp_flows
+                    .with_label_values(&[name])
+                    .set(udp.flows as i64);
+                for (reason, count) in &udp.dropped {
+                    self.udp_dropped
+                        .with_label_values(&[name, reason])
+                        .inc_by(*count);
+                }
             }
             self.accept_errors
                 .with_label_values(&[name])
@@ -295,10 +332,18 @@ impl LiveFamilies {
 
     fn fill_backend(&self, service: &str, b: &BackendSample) {
         let labels = [service, b.address.as_str()];
-        self.connections
-            .with_label_values(&labels)
-            .inc_by(b.connections);
-        self.active.with_label_values(&labels).set(b.active as i64);
+        if let Some((up, down)) = b.datagrams {
+            for (direction, count) in [("upstream", up), ("downstream", down)] {
+                self.udp_datagrams
+                    .with_label_values(&[service, &b.address, direction])
+                    .inc_by(count);
+            }
+        } else {
+            self.connections
+                .with_label_values(&labels)
+                .inc_by(b.connections);
+            self.active.with_label_values(&labels).set(b.active as i64);
+        }
         self.connect_failures
             .with_label_values(&labels)
             .inc_by(b.connect_failures);
@@ -343,8 +388,9 @@ mod tests {
         ProxySample {
             services: vec![ServiceSample {
                 name: "pg".into(),
-                rejected: vec![("no_backend", 2), ("max_connections", 0)],
+                rejected: Some(vec![("no_backend", 2), ("max_connections", 0)]),
                 accept_errors: 0,
+                udp: None,
                 backends: vec![BackendSample {
                     address: "10.0.0.1:5432".into(),
                     up: true,
@@ -354,6 +400,7 @@ mod tests {
                     ejections: 0,
                     bytes_up: 100,
                     bytes_down: 2000,
+                    datagrams: None,
                     checks: Some((5, 1, 0)),
                 }],
             }],

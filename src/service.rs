@@ -48,6 +48,33 @@ impl RejectReason {
     }
 }
 
+/// Why a UDP datagram was dropped (the `reason` label of dropped-datagram counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// No backend could be chosen for a new flow.
+    NoBackend,
+    /// The flow table is full: a new flow was refused.
+    MaxFlows,
+    /// Sending failed (e.g. ICMP unreachable, or a full socket buffer).
+    SendError,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 3] = [
+        DropReason::NoBackend,
+        DropReason::MaxFlows,
+        DropReason::SendError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::NoBackend => "no_backend",
+            DropReason::MaxFlows => "max_flows",
+            DropReason::SendError => "send_error",
+        }
+    }
+}
+
 /// Everything a service holds for an admitted client until its session ends.
 #[derive(Debug)]
 pub struct Admission {
@@ -115,6 +142,9 @@ pub struct Service {
     rejected: [AtomicU64; RejectReason::ALL.len()],
     accept_errors: AtomicU64,
     session_histogram: Histogram,
+    /// udp: live flows, capped at `max_flows`.
+    flows: Arc<ConnectionLimit>,
+    dropped: [AtomicU64; DropReason::ALL.len()],
 }
 
 impl Service {
@@ -135,13 +165,35 @@ impl Service {
             primaries: Tier::new(&config, &backends, false),
             backups: Tier::new(&config, &backends, true),
             connections: Arc::new(ConnectionLimit::new(config.max_connections)),
+            flows: Arc::new(ConnectionLimit::new(config.max_flows)),
             per_source,
             session_histogram: metrics.session_histogram(&config.name),
             backends,
             config,
             rejected: Default::default(),
             accept_errors: AtomicU64::new(0),
+            dropped: Default::default(),
         }
+    }
+
+    /// udp: takes a slot in the flow table bound, or `None` when it is full.
+    pub fn admit_flow(&self) -> Option<LimitPermit> {
+        self.flows.try_acquire()
+    }
+
+    /// udp: live flows.
+    pub fn udp_flows(&self) -> usize {
+        self.flows.active()
+    }
+
+    /// udp: counts one dropped datagram.
+    pub fn count_drop(&self, reason: DropReason) {
+        self.dropped[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// udp: datagrams dropped so far for `reason`.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize].load(Ordering::Relaxed)
     }
 
     /// Records the duration of one finished session.

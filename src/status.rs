@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::backend::Backend;
-use crate::metrics::{BackendSample, ProxySample, ServiceSample};
-use crate::service::{RejectReason, Service};
+use crate::config::Protocol;
+use crate::metrics::{BackendSample, ProxySample, ServiceSample, UdpSample};
+use crate::service::{DropReason, RejectReason, Service};
 
 /// A service and the addresses it is actually bound to.
 #[derive(Debug, Clone)]
@@ -103,7 +104,7 @@ fn service_status(view: &ServiceView, now: Instant) -> ServiceStatus {
         listen: view.listen.iter().map(SocketAddr::to_string).collect(),
         strategy: config.strategy.kind.as_str(),
         active_connections: service.active_connections(),
-        udp_flows: 0,
+        udp_flows: service.udp_flows(),
         backends: service
             .backends()
             .iter()
@@ -157,22 +158,32 @@ pub fn metrics_sample(services: &[ServiceView]) -> ProxySample {
 
 fn service_sample(service: &Service, now: Instant) -> ServiceSample {
     let checked = service.config().health.is_some();
+    let udp = service.config().protocol == Protocol::Udp;
+    let rejected = RejectReason::ALL
+        .iter()
+        .map(|&r| (r.as_str(), service.rejections(r)))
+        .collect();
+    let dropped = DropReason::ALL
+        .iter()
+        .map(|&r| (r.as_str(), service.drops(r)))
+        .collect();
     ServiceSample {
         name: service.name().to_string(),
-        rejected: RejectReason::ALL
-            .iter()
-            .map(|&r| (r.as_str(), service.rejections(r)))
-            .collect(),
+        rejected: (!udp).then_some(rejected),
         accept_errors: service.accept_errors(),
+        udp: udp.then(|| UdpSample {
+            flows: service.udp_flows() as u64,
+            dropped,
+        }),
         backends: service
             .backends()
             .iter()
-            .map(|b| backend_sample(b, checked, now))
+            .map(|b| backend_sample(b, checked, udp, now))
             .collect(),
     }
 }
 
-fn backend_sample(backend: &Backend, checked: bool, now: Instant) -> BackendSample {
+fn backend_sample(backend: &Backend, checked: bool, udp: bool, now: Instant) -> BackendSample {
     let (bytes_up, bytes_down) = backend.bytes();
     BackendSample {
         address: backend.address().to_string(),
@@ -183,6 +194,7 @@ fn backend_sample(backend: &Backend, checked: bool, now: Instant) -> BackendSamp
         ejections: backend.ejections(),
         bytes_up,
         bytes_down,
+        datagrams: udp.then(|| backend.datagrams()),
         checks: checked.then(|| {
             let h = backend.health_snapshot(now);
             (h.passed, h.failed, h.timed_out)

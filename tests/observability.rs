@@ -110,10 +110,16 @@ async fn promtool_accepts_a_real_scrape() {
     };
     assert!(status.status.success());
     let a = TestBackend::start("a", Behaviour::Echo).await;
+    let udp_backend = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("udp");
     let toml = format!(
         "{ADMIN}[[service]]\nname = \"svc\"\nlisten = \"127.0.0.1:0\"\n\
-         [service.health]\ninterval = \"50ms\"\ntimeout = \"50ms\"\n{}",
-        backend_blocks(&[a.addr], &[])
+         [service.health]\ninterval = \"50ms\"\ntimeout = \"50ms\"\n{}\n\
+         [[service]]\nname = \"dns\"\nprotocol = \"udp\"\nlisten = \"127.0.0.1:0\"\n\
+         [[service.backend]]\naddress = \"{}\"\n",
+        backend_blocks(&[a.addr], &[]),
+        udp_backend.local_addr().expect("address")
     );
     let proxy = TestProxy::start(&toml).await;
     echo_exchange(proxy.addr("svc"), b"hello").await;

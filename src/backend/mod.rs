@@ -45,6 +45,9 @@ pub struct Backend {
     /// Bytes relayed client to backend, and back.
     bytes_up: AtomicU64,
     bytes_down: AtomicU64,
+    /// UDP datagrams relayed client to backend, and back.
+    datagrams_up: AtomicU64,
+    datagrams_down: AtomicU64,
     connect_histogram: Option<Histogram>,
     backup: bool,
     /// The active-check verdict, mirrored from `health` for lock-free reads.
@@ -70,6 +73,8 @@ impl Backend {
             connect_time_ewma: AtomicU64::new(NO_SAMPLE),
             bytes_up: AtomicU64::new(0),
             bytes_down: AtomicU64::new(0),
+            datagrams_up: AtomicU64::new(0),
+            datagrams_down: AtomicU64::new(0),
             connect_histogram: None,
             backup: false,
             healthy: AtomicBool::new(true),
@@ -221,6 +226,26 @@ impl Backend {
         (
             self.bytes_up.load(Ordering::Relaxed),
             self.bytes_down.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Counts one datagram of `len` bytes relayed client to backend.
+    pub fn count_datagram_up(&self, len: usize) {
+        self.datagrams_up.fetch_add(1, Ordering::Relaxed);
+        self.bytes_up.fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    /// Counts one datagram of `len` bytes relayed backend to client.
+    pub fn count_datagram_down(&self, len: usize) {
+        self.datagrams_down.fetch_add(1, Ordering::Relaxed);
+        self.bytes_down.fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    /// UDP datagrams relayed so far, `(client to backend, backend to client)`.
+    pub fn datagrams(&self) -> (u64, u64) {
+        (
+            self.datagrams_up.load(Ordering::Relaxed),
+            self.datagrams_down.load(Ordering::Relaxed),
         )
     }
 

@@ -115,7 +115,8 @@ fn the_example_lb_toml_is_valid() {
         summaries,
         [
             "service \"pg\": tcp 0.0.0.0:6432 -> 3 backends + 1 backup (least_connections), \
-          health tcp every 2s, outlier ejection after 5 failures for 30s"
+             health tcp every 2s, outlier ejection after 5 failures for 30s",
+            "service \"dns\": udp 0.0.0.0:1053 -> 2 backends (maglev), health udp every 2s",
         ]
     );
 }

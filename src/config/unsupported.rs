@@ -22,16 +22,6 @@ struct Feature<T> {
 
 const SERVICE_FEATURES: &[Feature<ServiceEntry>] = &[
     Feature {
-        what: "udp services",
-        key: "protocol",
-        used: |s| equals(&s.fields.value.protocol, &["udp"]),
-    },
-    Feature {
-        what: "the udp flow table bound (max_flows applies to udp services)",
-        key: "max_flows",
-        used: |s| s.fields.value.max_flows.as_ref().map(|f| f.span()),
-    },
-    Feature {
         what: "sending PROXY protocol headers to backends",
         key: "proxy_protocol",
         used: |s| equals(&s.fields.value.proxy_protocol, &["v1", "v2"]),

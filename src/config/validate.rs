@@ -219,10 +219,55 @@ impl<'a> Validation<'_, 'a> {
         service.health = entry.health.as_ref().map(|s| self.health(s));
         service.outlier = entry.outlier.as_ref().map(|s| self.outlier(s));
         service.backends = self.backends(entry);
+        self.keys_of_the_other_protocol(section, protocol);
         if service.strategy.kind.is_hashing() {
             self.no_slow_start_with_hashing(entry, service.strategy.kind);
         }
         service
+    }
+
+    /// A key that only means something for the other protocol is an error, never
+    /// silently ignored.
+    fn keys_of_the_other_protocol(&mut self, section: &Section<RawService>, protocol: Protocol) {
+        let raw = &section.value;
+        let misplaced: Vec<(&str, Option<Span>)> = match protocol {
+            Protocol::Tcp => vec![("max_flows", raw.max_flows.as_ref().map(|f| f.span()))],
+            Protocol::Udp => vec![
+                (
+                    "max_connections",
+                    raw.max_connections.as_ref().map(|f| f.span()),
+                ),
+                (
+                    "max_connections_per_source",
+                    raw.max_connections_per_source.as_ref().map(|f| f.span()),
+                ),
+                (
+                    "connect_timeout",
+                    raw.connect_timeout.as_ref().map(|f| f.span()),
+                ),
+                (
+                    "connect_attempts",
+                    raw.connect_attempts.as_ref().map(|f| f.span()),
+                ),
+                (
+                    "close_on_down",
+                    raw.close_on_down.as_ref().map(|f| f.span()),
+                ),
+            ],
+        };
+        let other = match protocol {
+            Protocol::Tcp => "udp",
+            Protocol::Udp => "tcp",
+        };
+        for (key, span) in misplaced {
+            if let Some(span) = span {
+                let message = format!(
+                    "applies to {other} services only, and this service is {protocol}; remove it"
+                );
+                self.report
+                    .at(&span, &paths::join(&section.path, key), message);
+            }
+        }
     }
 
     /// Slow start admits a ramping backend for only part of the picks, which would

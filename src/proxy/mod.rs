@@ -7,3 +7,4 @@
 pub mod listener;
 pub mod relay;
 pub mod tcp;
+pub mod udp;

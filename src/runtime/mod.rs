@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -28,6 +28,8 @@ use crate::log_throttle::LogThrottle;
 use crate::metrics::{Metrics, SampleSource};
 use crate::proxy::listener::bind_tcp;
 use crate::proxy::tcp::TcpProxy;
+use crate::proxy::udp::listener::UdpProxy;
+use crate::proxy::udp::socket::bind_udp;
 use crate::service::Service;
 use crate::status::ServiceView;
 
@@ -70,6 +72,7 @@ pub struct DrainReport {
 pub struct Server {
     live: Arc<LiveState>,
     listeners: Vec<(Arc<Service>, TcpListener)>,
+    udp_sockets: Vec<(Arc<Service>, UdpSocket)>,
     admin: Option<TcpListener>,
     process_limit: Arc<ConnectionLimit>,
     shutdown_grace: Duration,
@@ -102,18 +105,27 @@ impl Server {
         let metrics = Arc::new(Metrics::new()?);
         let mut views = Vec::new();
         let mut listeners = Vec::new();
+        let mut udp_sockets = Vec::new();
         for service_config in &config.services {
             let service = Arc::new(Service::new(service_config.clone(), &metrics));
             let mut bound = Vec::new();
-            if service_config.protocol == Protocol::Tcp {
-                for &address in &service_config.listen {
-                    let listener = bind_tcp(address).map_err(|source| StartError::Listen {
-                        service: service_config.name.clone(),
-                        address,
-                        source,
-                    })?;
-                    bound.push(listener.local_addr().unwrap_or(address));
-                    listeners.push((Arc::clone(&service), listener));
+            for &address in &service_config.listen {
+                let cannot_listen = |source| StartError::Listen {
+                    service: service_config.name.clone(),
+                    address,
+                    source,
+                };
+                match service_config.protocol {
+                    Protocol::Tcp => {
+                        let listener = bind_tcp(address).map_err(cannot_listen)?;
+                        bound.push(listener.local_addr().unwrap_or(address));
+                        listeners.push((Arc::clone(&service), listener));
+                    }
+                    Protocol::Udp => {
+                        let socket = bind_udp(address).map_err(cannot_listen)?;
+                        bound.push(socket.local_addr().unwrap_or(address));
+                        udp_sockets.push((Arc::clone(&service), socket));
+                    }
                 }
             }
             views.push(ServiceView {
@@ -133,6 +145,7 @@ impl Server {
         Ok(Server {
             live,
             listeners,
+            udp_sockets,
             admin,
             process_limit: Arc::new(ConnectionLimit::new(config.global.max_connections)),
             shutdown_grace: config.global.shutdown_grace,
@@ -200,6 +213,17 @@ impl Server {
                 warnings: Arc::new(LogThrottle::new(WARNING_INTERVAL)),
             };
             accept_loops.spawn(proxy.accept_loop(listener));
+        }
+        for (service, socket) in self.udp_sockets {
+            if let Ok(address) = socket.local_addr() {
+                info!(service = service.name(), %address, "listening (udp)");
+            }
+            let proxy = UdpProxy {
+                service,
+                lifecycle: lifecycle.clone(),
+                warnings: Arc::new(LogThrottle::new(WARNING_INTERVAL)),
+            };
+            accept_loops.spawn(proxy.serve(socket));
         }
         accept_loops.close();
         lifecycle.stop_accepting.cancelled().await;

@@ -161,10 +161,6 @@ listen = ["127.0.0.1:5353", "[::1]:5353"]
 strategy = "maglev"
 hash_key = "source_ip_port"
 table_size = 251
-max_connections = 100
-max_connections_per_source = 10
-connect_timeout = "250ms"
-connect_attempts = 2
 idle_timeout = "45s"
 max_flows = 20000
 proxy_protocol = "v2"
@@ -172,7 +168,6 @@ accept_proxy_protocol = true
 allow = ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]
 deny = ["10.1.0.0/16"]
 on_all_down = "use_all"
-close_on_down = true
 
 [service.health]
 kind = "udp"
@@ -203,6 +198,11 @@ name = "ring"
 listen = "127.0.0.1:7000"
 strategy = "consistent_hash"
 virtual_nodes = 40
+max_connections = 100
+max_connections_per_source = 10
+connect_timeout = "250ms"
+connect_attempts = 2
+close_on_down = true
 
 [[service.backend]]
 address = "localhost:7001"
@@ -219,10 +219,10 @@ fn expected_dns_service() -> ServiceConfig {
             virtual_nodes: 160,
             table_size: 251,
         },
-        max_connections: 100,
-        max_connections_per_source: 10,
-        connect_timeout: Duration::from_millis(250),
-        connect_attempts: 2,
+        max_connections: 0,
+        max_connections_per_source: 0,
+        connect_timeout: secs(3),
+        connect_attempts: 3,
         idle_timeout: secs(45),
         max_flows: 20_000,
         proxy_protocol: ProxyProtocol::V2,
@@ -230,7 +230,7 @@ fn expected_dns_service() -> ServiceConfig {
         allow: vec![net("10.0.0.0/8"), net("192.0.2.7/32"), net("2001:db8::/32")],
         deny: vec![net("10.1.0.0/16")],
         on_all_down: OnAllDown::UseAll,
-        close_on_down: true,
+        close_on_down: false,
         health: Some(HealthConfig {
             kind: HealthKind::Udp,
             interval: secs(5),
@@ -270,10 +270,10 @@ fn expected_ring_service(localhost: SocketAddr) -> ServiceConfig {
             virtual_nodes: 40,
             ..StrategyConfig::default()
         },
-        max_connections: 0,
-        max_connections_per_source: 0,
-        connect_timeout: secs(3),
-        connect_attempts: 3,
+        max_connections: 100,
+        max_connections_per_source: 10,
+        connect_timeout: Duration::from_millis(250),
+        connect_attempts: 2,
         idle_timeout: secs(3600),
         max_flows: 10_000,
         proxy_protocol: ProxyProtocol::Off,
@@ -281,7 +281,7 @@ fn expected_ring_service(localhost: SocketAddr) -> ServiceConfig {
         allow: vec![],
         deny: vec![],
         on_all_down: OnAllDown::Reject,
-        close_on_down: false,
+        close_on_down: true,
         health: None,
         outlier: None,
         backends: vec![BackendConfig {
@@ -322,5 +322,5 @@ fn the_file_with_every_key_is_refused_only_for_unsupported_features() {
             .all(|e| e.message.starts_with("not supported yet: ")),
         "{errors}"
     );
-    assert_eq!(errors.len(), 7, "{errors}");
+    assert_eq!(errors.len(), 5, "{errors}");
 }

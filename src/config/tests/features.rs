@@ -7,15 +7,6 @@ use super::*;
 fn each_unsupported_service_feature_is_refused_at_its_key() {
     let cases: &[(&[&str], &str)] = &[
         (
-            &["protocol = \"udp\""],
-            "lb.toml:4:12: service \"pg\".protocol: not supported yet: udp services",
-        ),
-        (
-            &["max_flows = 100"],
-            "lb.toml:4:13: service \"pg\".max_flows: not supported yet: the udp flow table \
-             bound (max_flows applies to udp services)",
-        ),
-        (
             &["proxy_protocol = \"v1\""],
             "lb.toml:4:18: service \"pg\".proxy_protocol: not supported yet: sending PROXY \
              protocol headers to backends",
@@ -115,14 +106,12 @@ fn supported_limits_and_global_keys_are_accepted() {
 
 #[test]
 fn unsupported_errors_follow_the_validation_errors() {
-    let text = service_with(&["protocol = \"udp\"", "max_flows = 0"]);
+    let text = service_with(&["deny = [\"10.0.0.0/8\"]", "idle_timeout = \"0s\""]);
     assert_eq!(
         errors(&text),
         [
-            "lb.toml:5:13: service \"pg\".max_flows: must be at least 1, got 0",
-            "lb.toml:4:12: service \"pg\".protocol: not supported yet: udp services",
-            "lb.toml:5:13: service \"pg\".max_flows: not supported yet: the udp flow table \
-             bound (max_flows applies to udp services)",
+            "lb.toml:5:16: service \"pg\".idle_timeout: must be greater than 0, got \"0s\"",
+            "lb.toml:4:8: service \"pg\".deny: not supported yet: source address deny lists",
         ]
     );
 }

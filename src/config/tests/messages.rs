@@ -351,8 +351,8 @@ fn connect_attempts_range() {
 #[test]
 fn max_flows_at_least_one() {
     assert_eq!(
-        error_allowing_unsupported(&service_with(&["max_flows = 0"])),
-        "lb.toml:4:13: service \"pg\".max_flows: must be at least 1, got 0"
+        error(&service_with(&["protocol = \"udp\"", "max_flows = 0"])),
+        "lb.toml:5:13: service \"pg\".max_flows: must be at least 1, got 0"
     );
 }
 
@@ -700,5 +700,27 @@ fn a_file_needs_a_service() {
     assert_eq!(
         errors("[global]\nworkers = 2\n"),
         ["lb.toml: no services: add at least one [[service]] table"]
+    );
+}
+
+#[test]
+fn keys_of_the_other_protocol_are_refused() {
+    assert_eq!(
+        error(&service_with(&["max_flows = 5"])),
+        "lb.toml:4:13: service \"pg\".max_flows: applies to udp services only, and this \
+         service is tcp; remove it"
+    );
+    assert_eq!(
+        errors(&service_with(&[
+            "protocol = \"udp\"",
+            "connect_timeout = \"1s\"",
+            "close_on_down = false",
+        ])),
+        [
+            "lb.toml:5:19: service \"pg\".connect_timeout: applies to tcp services only, and \
+             this service is udp; remove it",
+            "lb.toml:6:17: service \"pg\".close_on_down: applies to tcp services only, and \
+             this service is udp; remove it",
+        ]
     );
 }

@@ -1,0 +1,321 @@
+//! The receive loop of one UDP listen address and the reply task of each flow.
+//!
+//! A datagram from a known client goes to its flow's backend. A datagram from a new
+//! client (or one whose backend is no longer available, or whose flow broke) opens a
+//! flow: a slot under `max_flows`, a backend from the service's strategy, and a
+//! socket connected to it. The flow's reply task sends whatever the backend answers
+//! back to the client from the listening socket, so the client sees the address it
+//! sent to. Idle flows are swept out in bounded slices. Nothing waits for buffer
+//! space: a datagram that cannot be sent now is dropped and counted.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use socket2::{SockAddr, SockRef};
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::backend::{Backend, ConnectionGuard};
+use crate::lifecycle::Lifecycle;
+use crate::limit::LimitPermit;
+use crate::log_throttle::LogThrottle;
+use crate::proxy::udp::flow_table::{FlowEntry, FlowTable};
+use crate::proxy::udp::socket::connect_upstream;
+use crate::service::{DropReason, Service};
+
+/// Room for the largest UDP payload (65507 bytes over IPv4) and then some.
+const MAX_DATAGRAM: usize = 65_536;
+
+/// Most flows the sweeper examines per tick.
+const SWEEP_BUDGET: usize = 16_384;
+
+/// One client's flow.
+#[derive(Debug)]
+struct Flow {
+    backend: Arc<Backend>,
+    upstream: UdpSocket,
+    closer: CancellationToken,
+    /// The backend answered with an error (e.g. ICMP port unreachable).
+    broken: AtomicBool,
+    started: Instant,
+    datagrams_up: AtomicU64,
+    datagrams_down: AtomicU64,
+    _backend_slot: ConnectionGuard,
+    _table_slot: LimitPermit,
+}
+
+type Flows = FlowTable<SocketAddr, Flow>;
+
+/// The flow table's clock: milliseconds since the loop started.
+#[derive(Debug, Clone, Copy)]
+struct Ticks(Instant);
+
+impl Ticks {
+    fn now(self) -> u64 {
+        self.0.elapsed().as_millis() as u64
+    }
+}
+
+/// What every flow of one listen address shares.
+#[derive(Debug, Clone)]
+pub struct UdpProxy {
+    pub service: Arc<Service>,
+    pub lifecycle: Lifecycle,
+    pub warnings: Arc<LogThrottle>,
+}
+
+impl UdpProxy {
+    /// Receives on `socket` until `stop_accepting` is cancelled, then closes every flow.
+    pub async fn serve(self, socket: UdpSocket) {
+        let socket = Arc::new(socket);
+        let ticks = Ticks(Instant::now());
+        let config = self.service.config();
+        let idle_ms = config.idle_timeout.as_millis().max(1) as u64;
+        let mut flows: Flows = FlowTable::new(idle_ms, config.max_flows);
+        let every_flow = CancellationToken::new();
+        let mut sweep = tokio::time::interval(sweep_period(config.idle_timeout));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            tokio::select! {
+                () = self.lifecycle.stop_accepting.cancelled() => break,
+                _ = sweep.tick() => self.sweep(&mut flows, ticks),
+                received = socket.recv_from(&mut buf) => match received {
+                    Ok((len, client)) => {
+                        let opening = Opening { socket: &socket, ticks, every_flow: &every_flow };
+                        self.forward(&mut flows, &opening, client, &buf[..len]);
+                    }
+                    Err(e) => self.recv_failed(&e).await,
+                },
+            }
+        }
+        for (client, entry) in flows.remove_where(|_| true) {
+            self.close_flow(client, &entry, "shutdown");
+        }
+        every_flow.cancel();
+    }
+
+    /// Sends one client datagram to its flow's backend, opening a flow if needed.
+    fn forward(&self, flows: &mut Flows, opening: &Opening<'_>, client: SocketAddr, data: &[u8]) {
+        if let Some(entry) = flows.get(&client) {
+            let flow = entry.value();
+            let end = if flow.broken.load(Ordering::Acquire) {
+                "backend_error"
+            } else if !flow.backend.is_available(Instant::now()) {
+                "backend_down"
+            } else {
+                entry.touch(opening.ticks.now());
+                if self.send_upstream(flow, data) {
+                    return;
+                }
+                "send_error"
+            };
+            if let Some(entry) = flows.remove(&client) {
+                self.close_flow(client, &entry, end);
+            }
+        }
+        let Some(entry) = self.open_flow(flows, opening, client) else {
+            return;
+        };
+        let broken = !self.send_upstream(entry.value(), data);
+        if let Some(entry) = broken.then(|| flows.remove(&client)).flatten() {
+            self.close_flow(client, &entry, "send_error");
+        }
+    }
+
+    /// A new flow for `client`, with its reply task running; `None` (counted) when
+    /// the table is full or no backend can take it.
+    fn open_flow(
+        &self,
+        flows: &mut Flows,
+        opening: &Opening<'_>,
+        client: SocketAddr,
+    ) -> Option<Arc<FlowEntry<Flow>>> {
+        let Some(table_slot) = self.service.admit_flow() else {
+            return self.drop_datagram(client, DropReason::MaxFlows);
+        };
+        let index = self.service.choose_backend(client, &[]);
+        let Some(backend) = index.map(|i| Arc::clone(&self.service.backends()[i])) else {
+            return self.drop_datagram(client, DropReason::NoBackend);
+        };
+        let Some(backend_slot) = backend.try_acquire() else {
+            return self.drop_datagram(client, DropReason::NoBackend);
+        };
+        let upstream = match connect_upstream(backend.addr()) {
+            Ok(upstream) => upstream,
+            Err(e) => {
+                self.warn_send_error(client, &backend, &e);
+                return self.drop_datagram(client, DropReason::SendError);
+            }
+        };
+        let flow = Flow {
+            backend,
+            upstream,
+            closer: opening.every_flow.child_token(),
+            broken: AtomicBool::new(false),
+            started: Instant::now(),
+            datagrams_up: AtomicU64::new(0),
+            datagrams_down: AtomicU64::new(0),
+            _backend_slot: backend_slot,
+            _table_slot: table_slot,
+        };
+        let Ok((entry, replaced)) = flows.insert(client, flow, opening.ticks.now()) else {
+            return self.drop_datagram(client, DropReason::MaxFlows);
+        };
+        if let Some(old) = replaced {
+            self.close_flow(client, &old, "replaced");
+        }
+        let replies = relay_replies(
+            Arc::clone(&entry),
+            Arc::clone(opening.socket),
+            client,
+            opening.ticks,
+            Arc::clone(&self.service),
+        );
+        tokio::spawn(replies);
+        Some(entry)
+    }
+
+    /// Sends to the flow's backend; `false` when the flow is broken (the datagram
+    /// is counted as dropped either way when it could not be sent).
+    fn send_upstream(&self, flow: &Flow, data: &[u8]) -> bool {
+        match send_now(&flow.upstream, data, None) {
+            Ok(_) => {
+                flow.backend.count_datagram_up(data.len());
+                flow.datagrams_up.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.service.count_drop(DropReason::SendError);
+                true
+            }
+            Err(e) => {
+                self.service.count_drop(DropReason::SendError);
+                flow.backend.record_connect_failure(Instant::now());
+                if let Some(held_back) = self.warnings.permit() {
+                    warn!(service = self.service.name(), backend = flow.backend.address(),
+                        error = %e, held_back, "udp send to backend failed; flow dropped");
+                }
+                false
+            }
+        }
+    }
+
+    fn sweep(&self, flows: &mut Flows, ticks: Ticks) {
+        for (client, entry) in flows.expire(ticks.now(), SWEEP_BUDGET) {
+            self.close_flow(client, &entry, "idle_timeout");
+        }
+    }
+
+    /// Stops a flow's reply task and writes its access-log line.
+    fn close_flow(&self, client: SocketAddr, entry: &FlowEntry<Flow>, end: &str) {
+        let flow = entry.value();
+        flow.closer.cancel();
+        info!(
+            target: "l4lb::access",
+            service = self.service.name(),
+            client = %client,
+            backend = flow.backend.address(),
+            datagrams_up = flow.datagrams_up.load(Ordering::Relaxed),
+            datagrams_down = flow.datagrams_down.load(Ordering::Relaxed),
+            duration_ms = flow.started.elapsed().as_secs_f64() * 1000.0,
+            end,
+            "udp flow closed"
+        );
+    }
+
+    fn drop_datagram<T>(&self, client: SocketAddr, reason: DropReason) -> Option<T> {
+        self.service.count_drop(reason);
+        if let Some(held_back) = self.warnings.permit() {
+            warn!(service = self.service.name(), client = %client, reason = reason.as_str(),
+                held_back, "udp datagram dropped: no flow could be opened");
+        }
+        None
+    }
+
+    fn warn_send_error(&self, client: SocketAddr, backend: &Backend, error: &io::Error) {
+        if let Some(held_back) = self.warnings.permit() {
+            warn!(service = self.service.name(), client = %client, backend = backend.address(),
+                error = %error, held_back, "cannot open a udp socket to the backend");
+        }
+    }
+
+    async fn recv_failed(&self, error: &io::Error) {
+        if let Some(held_back) = self.warnings.permit() {
+            warn!(service = self.service.name(), error = %error, held_back, "udp receive failed");
+        }
+        // Never spin on a persistent error.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// What opening a flow needs from the receive loop.
+struct Opening<'a> {
+    socket: &'a Arc<UdpSocket>,
+    ticks: Ticks,
+    every_flow: &'a CancellationToken,
+}
+
+/// Sends the backend's replies for one flow back to its client, from the
+/// listening socket, until the flow is closed or its backend answers with an error.
+async fn relay_replies(
+    entry: Arc<FlowEntry<Flow>>,
+    listen: Arc<UdpSocket>,
+    client: SocketAddr,
+    ticks: Ticks,
+    service: Arc<Service>,
+) {
+    let flow = entry.value();
+    loop {
+        tokio::select! {
+            () = flow.closer.cancelled() => return,
+            ready = flow.upstream.readable() => if ready.is_err() { return },
+        }
+        // A buffer only while replies are waiting: an idle flow holds none.
+        let mut buf = Vec::with_capacity(MAX_DATAGRAM);
+        loop {
+            buf.clear();
+            match flow.upstream.try_recv_buf(&mut buf) {
+                Ok(len) => {
+                    entry.touch(ticks.now());
+                    match send_now(&listen, &buf, Some(client)) {
+                        Ok(_) => {
+                            flow.backend.count_datagram_down(len);
+                            flow.datagrams_down.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => service.count_drop(DropReason::SendError),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    // ICMP unreachable (ECONNREFUSED) or worse: the next client
+                    // datagram opens a new flow, perhaps to another backend.
+                    flow.broken.store(true, Ordering::Release);
+                    flow.backend.record_connect_failure(Instant::now());
+                    service.count_drop(DropReason::SendError);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sends with one non-blocking system call. (The runtime's own `try_send` would
+/// also refuse while it has not yet seen the socket become writable, which drops
+/// the first datagram of every new flow.)
+fn send_now(socket: &UdpSocket, data: &[u8], to: Option<SocketAddr>) -> io::Result<usize> {
+    let socket = SockRef::from(socket);
+    match to {
+        Some(address) => socket.send_to(data, &SockAddr::from(address)),
+        None => socket.send(data),
+    }
+}
+
+/// How often idle flows are looked for: a quarter of the idle timeout, within 10ms..1s.
+fn sweep_period(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
