@@ -26,6 +26,7 @@ pub mod lifecycle;
 pub mod limit;
 pub mod log_throttle;
 pub mod metrics;
+pub mod notify;
 pub mod proxy;
 pub mod random;
 pub mod runtime;

@@ -14,7 +14,7 @@ use dashmap::DashMap;
 /// A counter of active connections with an optional cap.
 #[derive(Debug, Default)]
 pub struct ConnectionLimit {
-    max: usize,
+    max: AtomicUsize,
     active: AtomicUsize,
 }
 
@@ -22,13 +22,18 @@ impl ConnectionLimit {
     /// A limit of `max` concurrent connections; 0 means unlimited.
     pub fn new(max: usize) -> ConnectionLimit {
         ConnectionLimit {
-            max,
+            max: AtomicUsize::new(max),
             active: AtomicUsize::new(0),
         }
     }
 
     pub fn max(&self) -> usize {
-        self.max
+        self.max.load(Ordering::Relaxed)
+    }
+
+    /// Changes the cap (a reload); slots already taken stay taken.
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max, Ordering::Relaxed);
     }
 
     pub fn active(&self) -> usize {
@@ -37,7 +42,7 @@ impl ConnectionLimit {
 
     /// Takes a slot, or `None` when the limit is reached.
     pub fn try_acquire(self: &Arc<Self>) -> Option<LimitPermit> {
-        let max = self.max;
+        let max = self.max();
         self.active
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
                 (max == 0 || n < max).then_some(n + 1)
@@ -64,7 +69,7 @@ impl Drop for LimitPermit {
 /// Caps concurrent connections per client IP address.
 #[derive(Debug)]
 pub struct SourceLimit {
-    max: usize,
+    max: AtomicUsize,
     per_source: DashMap<IpAddr, usize>,
 }
 
@@ -72,15 +77,21 @@ impl SourceLimit {
     /// At most `max` (>= 1) concurrent connections from one IP address.
     pub fn new(max: usize) -> SourceLimit {
         SourceLimit {
-            max: max.max(1),
+            max: AtomicUsize::new(max.max(1)),
             per_source: DashMap::new(),
         }
     }
 
+    /// Changes the cap (a reload); slots already taken stay taken.
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max.max(1), Ordering::Relaxed);
+    }
+
     /// Takes a slot for `source`, or `None` when that address is at its limit.
     pub fn try_acquire(self: &Arc<Self>, source: IpAddr) -> Option<SourcePermit> {
+        let max = self.max.load(Ordering::Relaxed);
         let mut count = self.per_source.entry(source).or_insert(0);
-        if *count >= self.max {
+        if *count >= max {
             return None;
         }
         *count += 1;

@@ -1,16 +1,19 @@
 //! The `l4lb` binary: parse the command line, set up logging, run or check a config,
 //! and turn the outcome into an exit code.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 use l4lb::cli::{Cli, Command, LogFormat};
 use l4lb::config::{self, Config};
+use l4lb::notify::{Notifier, run_watchdog};
 use l4lb::runtime::{Server, ServerHandle};
 
 fn main() -> ExitCode {
@@ -95,13 +98,23 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = watch_signals(server.handle()) {
-        error!(error = %e, "cannot install signal handlers");
-        return ExitCode::FAILURE;
-    }
+    let handle = server.handle();
+    let notifier = Arc::new(Notifier::from_env());
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            error!(error = %e, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    let watchdog_stop = CancellationToken::new();
+    tokio::spawn(run_watchdog(Arc::clone(&notifier), watchdog_stop.clone()));
+    tokio::spawn(signals.handle(handle.clone(), Arc::clone(&notifier), config.source.clone()));
     info!(version = env!("CARGO_PKG_VERSION"), config = %config.source.display(),
         services = config.services.len(), "l4lb started");
+    notifier.ready(&handle.summary());
     let report = server.serve().await;
+    watchdog_stop.cancel();
     info!(
         completed = report.completed,
         closed_at_deadline = report.closed_at_deadline,
@@ -110,20 +123,55 @@ async fn serve(config: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// SIGTERM or SIGINT starts a graceful drain; a second one closes everything at once.
-fn watch_signals(handle: ServerHandle) -> std::io::Result<()> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::spawn(async move {
-        let name = tokio::select! { _ = term.recv() => "SIGTERM", _ = int.recv() => "SIGINT" };
-        info!(
-            signal = name,
-            "stopping: no new clients, open sessions may finish"
-        );
-        handle.shutdown();
-        let name = tokio::select! { _ = term.recv() => "SIGTERM", _ = int.recv() => "SIGINT" };
-        warn!(signal = name, "second signal: closing every session now");
-        handle.close_now();
-    });
-    Ok(())
+/// The signals l4lb acts on, installed before it reports ready (an unhandled
+/// SIGHUP would otherwise end the process).
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// SIGHUP reloads the configuration file; the first SIGTERM or SIGINT starts
+    /// a graceful drain, a second one closes everything at once.
+    async fn handle(mut self, handle: ServerHandle, notifier: Arc<Notifier>, path: PathBuf) {
+        let mut stopping = false;
+        loop {
+            let name = tokio::select! {
+                _ = self.hup.recv() => "SIGHUP",
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+            };
+            match (name, stopping) {
+                ("SIGHUP", false) => {
+                    info!(signal = name, config = %path.display(), "reloading");
+                    notifier.reloading("reloading configuration");
+                    let _ = handle.reload_file(&path).await;
+                    notifier.ready(&handle.summary());
+                }
+                ("SIGHUP", true) => warn!("SIGHUP while stopping: ignored"),
+                (_, false) => {
+                    stopping = true;
+                    info!(
+                        signal = name,
+                        "stopping: no new clients, open sessions may finish"
+                    );
+                    notifier.stopping("draining open sessions");
+                    handle.shutdown();
+                }
+                (_, true) => {
+                    warn!(signal = name, "second signal: closing every session now");
+                    handle.close_now();
+                }
+            }
+        }
+    }
 }

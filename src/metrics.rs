@@ -31,6 +31,8 @@ const SESSION_BUCKETS: &[f64] = &[
 #[derive(Debug, Clone, Default)]
 pub struct ProxySample {
     pub services: Vec<ServiceSample>,
+    /// `(succeeded, failed)` configuration reloads.
+    pub reloads: (u64, u64),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -203,6 +205,7 @@ struct LiveFamilies {
     udp_flows: IntGaugeVec,
     udp_datagrams: IntCounterVec,
     udp_dropped: IntCounterVec,
+    reloads: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
@@ -279,10 +282,15 @@ impl LiveFamilies {
                 "UDP datagrams dropped, by reason.",
                 &["service", "reason"],
             )?,
+            reloads: counter(
+                "l4lb_config_reloads_total",
+                "Configuration reloads (SIGHUP), by result.",
+                &["result"],
+            )?,
         })
     }
 
-    fn all(&self) -> [&dyn Collector; 13] {
+    fn all(&self) -> [&dyn Collector; 14] {
         [
             &self.build_info,
             &self.connections,
@@ -297,6 +305,7 @@ impl LiveFamilies {
             &self.udp_flows,
             &self.udp_datagrams,
             &self.udp_dropped,
+            &self.reloads,
         ]
     }
 
@@ -304,6 +313,11 @@ impl LiveFamilies {
         self.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let (succeeded, failed) = sample.reloads;
+        self.reloads
+            .with_label_values(&["success"])
+            .inc_by(succeeded);
+        self.reloads.with_label_values(&["failure"]).inc_by(failed);
         for service in &sample.services {
             let name = service.name.as_str();
             for (reason, count) in service.rejected.iter().flatten() {
@@ -404,6 +418,7 @@ mod tests {
                     checks: Some((5, 1, 0)),
                 }],
             }],
+            reloads: (2, 1),
         }
     }
 
@@ -431,6 +446,8 @@ mod tests {
             "l4lb_health_checks_total{backend=\"10.0.0.1:5432\",result=\"failure\",service=\"pg\"} 1",
             "l4lb_connect_duration_seconds_count{backend=\"10.0.0.1:5432\",service=\"pg\"} 1",
             "l4lb_session_duration_seconds_count{service=\"pg\"} 1",
+            "l4lb_config_reloads_total{result=\"success\"} 2",
+            "l4lb_config_reloads_total{result=\"failure\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -46,7 +46,9 @@ pub struct ServiceStatus {
 #[derive(Debug, Serialize)]
 pub struct BackendStatus {
     pub address: String,
-    /// `up` or `down` (down: failed its active checks, or ejected by passive checks).
+    /// `up`, `down` (failed its active checks, or ejected by passive checks),
+    /// `draining` (no new clients; set by the runtime API or a reload removing it)
+    /// or `maint` (out, sessions closed; runtime API).
     pub state: &'static str,
     pub weight: u32,
     pub backup: bool,
@@ -76,6 +78,7 @@ impl Status {
     /// The status of `services` right now.
     pub fn now(
         services: &[ServiceView],
+        retired: &[(String, Arc<Backend>)],
         uptime: Duration,
         generation: u64,
         draining: bool,
@@ -86,7 +89,10 @@ impl Status {
             uptime_seconds: uptime.as_secs_f64(),
             config_generation: generation,
             draining,
-            services: services.iter().map(|v| service_status(v, now)).collect(),
+            services: services
+                .iter()
+                .map(|v| service_status(v, retired, now))
+                .collect(),
         }
     }
 
@@ -95,9 +101,18 @@ impl Status {
     }
 }
 
-fn service_status(view: &ServiceView, now: Instant) -> ServiceStatus {
+fn service_status(
+    view: &ServiceView,
+    retired: &[(String, Arc<Backend>)],
+    now: Instant,
+) -> ServiceStatus {
     let service = &view.service;
     let config = service.config();
+    let checked = config.health.is_some();
+    let draining = retired
+        .iter()
+        .filter(|(name, _)| *name == config.name)
+        .map(|(_, b)| backend_status(b, checked, now));
     ServiceStatus {
         name: config.name.clone(),
         protocol: config.protocol.as_str(),
@@ -108,7 +123,8 @@ fn service_status(view: &ServiceView, now: Instant) -> ServiceStatus {
         backends: service
             .backends()
             .iter()
-            .map(|b| backend_status(b, config.health.is_some(), now))
+            .map(|b| backend_status(b, checked, now))
+            .chain(draining)
             .collect(),
     }
 }
@@ -145,15 +161,26 @@ fn backend_status(backend: &Backend, checked: bool, now: Instant) -> BackendStat
     }
 }
 
-/// What the metrics collector reads at each scrape.
-pub fn metrics_sample(services: &[ServiceView]) -> ProxySample {
+/// What the metrics collector reads at each scrape; `retired` backends are
+/// reported under their service until their last session ends.
+pub fn metrics_sample(services: &[ServiceView], retired: &[(String, Arc<Backend>)]) -> ProxySample {
     let now = Instant::now();
-    ProxySample {
+    let mut sample = ProxySample {
         services: services
             .iter()
             .map(|v| service_sample(&v.service, now))
             .collect(),
+        ..ProxySample::default()
+    };
+    for (name, backend) in retired {
+        if let Some(service) = sample.services.iter_mut().find(|s| s.name == *name) {
+            let udp = service.udp.is_some();
+            service
+                .backends
+                .push(backend_sample(backend, false, udp, now));
+        }
     }
+    sample
 }
 
 fn service_sample(service: &Service, now: Instant) -> ServiceSample {

@@ -1,5 +1,6 @@
-//! The admin HTTP/1.1 endpoint: Prometheus metrics, the `/status` document and
-//! the `/healthz` probe.
+//! The admin HTTP/1.1 endpoint: Prometheus metrics, the `/status` document, the
+//! `/healthz` probe and the runtime API (`POST /services/{name}/backends/{address}/
+//! drain|maint|ready`, behind a bearer token when one is configured).
 //!
 //! Owns the public surface of the admin server: the [`AdminState`] trait the
 //! runtime implements and the [`serve`] entry point. It does not own the live
@@ -27,6 +28,24 @@ pub trait AdminState: Send + Sync + 'static {
     fn status_json(&self) -> String;
     /// True once the process has begun shutting down.
     fn is_draining(&self) -> bool;
+    /// Whether a runtime-API request with this `Authorization` header value may proceed.
+    fn authorize(&self, authorization: Option<&str>) -> bool;
+    /// Applies `action` (`drain`, `maint` or `ready`) to one backend of one service;
+    /// the JSON body of the answer, or an error with its HTTP status.
+    fn backend_action(
+        &self,
+        service: &str,
+        backend: &str,
+        action: &str,
+    ) -> Result<String, ApiError>;
+}
+
+/// A refused runtime-API request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status code (404 unknown service or backend, 400 unknown action, ...).
+    pub status: u16,
+    pub message: String,
 }
 
 /// Serves the admin endpoint on `listener` until `stop` is cancelled, then stops accepting

@@ -44,6 +44,12 @@ pub(crate) fn method_not_allowed(allow: &'static str) -> AdminResponse {
 }
 
 /// 404 naming the requested path.
+/// A JSON error body with `status`.
+pub(crate) fn error(status: StatusCode, message: &str) -> AdminResponse {
+    let body = format!("{{\"error\":{}}}", json_string(message));
+    with_body(status, JSON, body)
+}
+
 pub(crate) fn not_found(path: &str) -> AdminResponse {
     let body = format!(r#"{{"error":"not found","path":{}}}"#, json_string(path));
     with_body(StatusCode::NOT_FOUND, JSON, body)

@@ -17,6 +17,8 @@ pub(crate) enum Endpoint {
     Metrics,
     Status,
     Healthz,
+    /// `/services/{name}/backends/{address}/{action}`.
+    BackendAction,
 }
 
 /// The set of methods an endpoint answers.
@@ -24,6 +26,8 @@ pub(crate) enum Endpoint {
 pub(crate) enum AllowedMethods {
     /// Read-only resources: GET, and HEAD for the same headers without a body.
     GetOrHead,
+    /// Actions.
+    Post,
 }
 
 /// Where a request goes.
@@ -41,6 +45,7 @@ impl Endpoint {
             "/metrics" => Some(Self::Metrics),
             "/status" => Some(Self::Status),
             "/healthz" => Some(Self::Healthz),
+            _ if BackendActionPath::parse(path).is_some() => Some(Self::BackendAction),
             _ => None,
         }
     }
@@ -48,6 +53,7 @@ impl Endpoint {
     fn allowed(self) -> AllowedMethods {
         match self {
             Self::Metrics | Self::Status | Self::Healthz => AllowedMethods::GetOrHead,
+            Self::BackendAction => AllowedMethods::Post,
         }
     }
 }
@@ -56,6 +62,7 @@ impl AllowedMethods {
     fn permits(self, method: &Method) -> bool {
         match self {
             Self::GetOrHead => method == Method::GET || method == Method::HEAD,
+            Self::Post => method == Method::POST,
         }
     }
 
@@ -63,6 +70,7 @@ impl AllowedMethods {
     fn header_value(self) -> &'static str {
         match self {
             Self::GetOrHead => "GET, HEAD",
+            Self::Post => "POST",
         }
     }
 }
@@ -80,6 +88,7 @@ pub(crate) fn route(method: &Method, path: &str) -> Route {
 pub(crate) fn handle<B>(request: &Request<B>, state: &dyn AdminState) -> AdminResponse {
     let path = request.uri().path();
     match route(request.method(), path) {
+        Route::Serve(Endpoint::BackendAction) => backend_action(request, path, state),
         Route::Serve(endpoint) => respond(endpoint, state),
         Route::MethodNotAllowed(endpoint) => {
             response::method_not_allowed(endpoint.allowed().header_value())
@@ -95,6 +104,72 @@ fn respond(endpoint: Endpoint, state: &dyn AdminState) -> AdminResponse {
         }
         Endpoint::Status => response::with_body(StatusCode::OK, JSON, state.status_json()),
         Endpoint::Healthz => healthz(state),
+        Endpoint::BackendAction => response::not_found("/"),
+    }
+}
+
+/// The parts of `/services/{name}/backends/{address}/{action}` (percent-decoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BackendActionPath {
+    service: String,
+    backend: String,
+    action: String,
+}
+
+impl BackendActionPath {
+    fn parse(path: &str) -> Option<BackendActionPath> {
+        let mut parts = path.strip_prefix("/services/")?.split('/');
+        let service = percent_decode(parts.next()?)?;
+        if parts.next()? != "backends" {
+            return None;
+        }
+        let backend = percent_decode(parts.next()?)?;
+        let action = percent_decode(parts.next()?)?;
+        let complete =
+            parts.next().is_none() && ![&service, &backend, &action].iter().any(|p| p.is_empty());
+        complete.then_some(BackendActionPath {
+            service,
+            backend,
+            action,
+        })
+    }
+}
+
+/// Decodes `%XX` escapes (e.g. `%5B%3A%3A1%5D%3A80` for `[::1]:80`); `None` when malformed.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn backend_action<B>(request: &Request<B>, path: &str, state: &dyn AdminState) -> AdminResponse {
+    let authorization = request
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !state.authorize(authorization) {
+        return response::error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    let Some(target) = BackendActionPath::parse(path) else {
+        return response::not_found(path);
+    };
+    match state.backend_action(&target.service, &target.backend, &target.action) {
+        Ok(body) => response::with_body(StatusCode::OK, JSON, body),
+        Err(e) => {
+            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+            response::error(status, &e.message)
+        }
     }
 }
 
@@ -137,6 +212,35 @@ mod tests {
         for path in ["/", "/metrics/", "/Metrics", "/healthz/x", "*"] {
             assert_eq!(route(&Method::GET, path), Route::NotFound);
             assert_eq!(route(&Method::POST, path), Route::NotFound);
+        }
+    }
+
+    #[test]
+    fn backend_action_paths_parse_and_decode() {
+        let parsed = BackendActionPath::parse("/services/pg/backends/%5B%3A%3A1%5D%3A5432/drain");
+        assert_eq!(
+            parsed,
+            Some(BackendActionPath {
+                service: "pg".into(),
+                backend: "[::1]:5432".into(),
+                action: "drain".into(),
+            })
+        );
+        assert_eq!(
+            route(&Method::POST, "/services/pg/backends/10.0.0.1:5432/maint"),
+            Route::Serve(Endpoint::BackendAction)
+        );
+        assert_eq!(
+            route(&Method::GET, "/services/pg/backends/10.0.0.1:5432/maint"),
+            Route::MethodNotAllowed(Endpoint::BackendAction)
+        );
+        for bad in [
+            "/services/pg/backends/a/drain/extra",
+            "/services/pg/nodes/a/drain",
+            "/services//backends/a/drain",
+            "/services/pg/backends/%zz/drain",
+        ] {
+            assert_eq!(route(&Method::POST, bad), Route::NotFound, "{bad}");
         }
     }
 

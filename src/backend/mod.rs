@@ -8,6 +8,7 @@
 //! every path, however a session ends. This module does no I/O: probes live in
 //! `crate::health`, and it only records their results.
 
+pub mod admin_state;
 pub mod health;
 pub mod outlier;
 pub mod slow_start;
@@ -21,6 +22,7 @@ use arc_swap::ArcSwap;
 use prometheus::Histogram;
 use tokio_util::sync::CancellationToken;
 
+use admin_state::{AdminCell, AdminState};
 use health::{CheckResult, HealthRecord, HealthSnapshot, Transition};
 use outlier::OutlierDetector;
 use slow_start::SlowStart;
@@ -57,6 +59,7 @@ pub struct Backend {
     slow_start: Option<SlowStart>,
     /// Cancelled (and replaced) to close the sessions open on this backend.
     session_closer: ArcSwap<CancellationToken>,
+    admin: AdminCell,
 }
 
 impl Backend {
@@ -82,6 +85,7 @@ impl Backend {
             outlier: None,
             slow_start: None,
             session_closer: ArcSwap::from_pointee(CancellationToken::new()),
+            admin: AdminCell::default(),
         }
     }
 
@@ -148,9 +152,34 @@ impl Backend {
         self.outlier.as_ref().is_some_and(|o| o.is_ejected(now))
     }
 
-    /// Whether new clients may be sent here at `now`: healthy and not ejected.
+    /// Whether new clients may be sent here at `now`: in rotation, healthy and
+    /// not ejected.
     pub fn is_available(&self, now: Instant) -> bool {
-        self.is_healthy() && !self.is_ejected(now)
+        self.admin_state() == AdminState::Ready && self.is_healthy() && !self.is_ejected(now)
+    }
+
+    /// The operator's state for this backend.
+    pub fn admin_state(&self) -> AdminState {
+        self.admin.get()
+    }
+
+    /// Sets the operator's state; `Maint` also closes the backend's open sessions.
+    pub fn set_admin_state(&self, state: AdminState) -> AdminState {
+        let previous = self.admin.set(state);
+        if state == AdminState::Maint {
+            self.close_sessions();
+        }
+        previous
+    }
+
+    /// What `/status` calls the backend's state: `maint`, `draining`, `down` or `up`.
+    pub fn state_name(&self, now: Instant) -> &'static str {
+        match self.admin_state() {
+            AdminState::Maint => "maint",
+            AdminState::Drain => "draining",
+            AdminState::Ready if self.is_available(now) => "up",
+            AdminState::Ready => "down",
+        }
     }
 
     /// Slow-start admission for one pick (always true when not ramping).

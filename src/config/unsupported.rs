@@ -45,14 +45,6 @@ const SERVICE_FEATURES: &[Feature<ServiceEntry>] = &[
 
 /// Reports every use of a feature this build does not implement.
 pub fn check(doc: &RawDocument, report: &mut Report) {
-    let admin_token = doc
-        .admin
-        .as_ref()
-        .and_then(|admin| Some((admin, non_empty_text(&admin.value.token)?)));
-    if let Some((admin, token)) = admin_token {
-        let message = "not supported yet: the runtime API and its bearer token";
-        report.at(&token, &paths::join(&admin.path, "token"), message);
-    }
     for service in &doc.services {
         report_uses(SERVICE_FEATURES, service, &service.fields.path, report);
     }
@@ -82,12 +74,5 @@ fn non_empty(field: &Field<StringList>) -> Option<Span> {
     field
         .as_ref()
         .filter(|f| !f.get_ref().0.is_empty())
-        .map(|f| f.span())
-}
-
-fn non_empty_text(field: &Field<String>) -> Option<Span> {
-    field
-        .as_ref()
-        .filter(|f| !f.get_ref().is_empty())
         .map(|f| f.span())
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::backend::{Backend, ConnectionGuard};
@@ -19,47 +20,58 @@ use crate::lifecycle::Lifecycle;
 use crate::limit::ConnectionLimit;
 use crate::log_throttle::LogThrottle;
 use crate::proxy::relay::{RelayOutcome, SessionEnd, relay};
-use crate::service::{RejectReason, Service};
+use crate::service::{RejectReason, Service, ServiceSlot};
 
 /// First pause after an accept error such as EMFILE; doubles up to `ACCEPT_BACKOFF_MAX`.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// What every session of one service shares.
+/// One listen address of a service: what its accept loop needs.
 #[derive(Debug, Clone)]
 pub struct TcpProxy {
-    pub service: Arc<Service>,
+    /// The service's current configuration; swapped by a reload.
+    pub slot: Arc<ServiceSlot>,
     /// The process-wide `[global] max_connections` cap.
     pub process_limit: Arc<ConnectionLimit>,
     pub lifecycle: Lifecycle,
+    /// Stops this listener alone (a reload that removes the address).
+    pub stop: CancellationToken,
     pub warnings: Arc<LogThrottle>,
 }
 
 impl TcpProxy {
-    /// Accepts clients on `listener` until `stop_accepting` is cancelled.
+    /// Accepts clients on `listener` until `stop` (or `stop_accepting`) is cancelled.
     pub async fn accept_loop(self, listener: TcpListener) {
         let mut backoff = ACCEPT_BACKOFF_MIN;
         loop {
             let accepted = tokio::select! {
+                () = self.stop.cancelled() => return,
                 () = self.lifecycle.stop_accepting.cancelled() => return,
                 accepted = listener.accept() => accepted,
             };
             match accepted {
                 Ok((client, peer)) => {
                     backoff = ACCEPT_BACKOFF_MIN;
-                    let proxy = self.clone();
+                    let session = Session {
+                        service: self.slot.current(),
+                        process_limit: Arc::clone(&self.process_limit),
+                        lifecycle: self.lifecycle.clone(),
+                        warnings: Arc::clone(&self.warnings),
+                    };
                     self.lifecycle
                         .sessions
-                        .spawn(proxy.serve_client(client, peer));
+                        .spawn(session.serve_client(client, peer));
                 }
                 Err(e) if is_aborted_handshake(&e) => debug!(error = %e, "accept: client gone"),
                 Err(e) => {
-                    self.service.count_accept_error();
+                    let service = self.slot.current();
+                    service.count_accept_error();
                     if let Some(held_back) = self.warnings.permit() {
-                        warn!(service = self.service.name(), error = %e, held_back,
+                        warn!(service = service.name(), error = %e, held_back,
                             pause_ms = backoff.as_millis() as u64, "accept failed; pausing");
                     }
                     tokio::select! {
+                        () = self.stop.cancelled() => return,
                         () = self.lifecycle.stop_accepting.cancelled() => return,
                         () = tokio::time::sleep(backoff) => {}
                     }
@@ -68,7 +80,18 @@ impl TcpProxy {
             }
         }
     }
+}
 
+/// One client's session, with the service configuration current when it was accepted.
+#[derive(Debug)]
+struct Session {
+    service: Arc<Service>,
+    process_limit: Arc<ConnectionLimit>,
+    lifecycle: Lifecycle,
+    warnings: Arc<LogThrottle>,
+}
+
+impl Session {
     /// The whole life of one client's session.
     async fn serve_client(self, client: TcpStream, peer: SocketAddr) {
         let started = Instant::now();
@@ -102,24 +125,15 @@ impl TcpProxy {
     }
 
     /// Completes when the session must be closed from outside: at the end of a
-    /// drain, or (with `close_on_down`) when its backend is marked down.
+    /// drain, or when its backend's sessions are closed (marked down with
+    /// `close_on_down`, or put in maintenance).
     fn session_stop(&self, backend: &Backend) -> impl Future<Output = SessionEnd> + use<> {
         let shutdown = self.lifecycle.close_sessions.clone();
-        let backend_down = self
-            .service
-            .config()
-            .close_on_down
-            .then(|| backend.session_closer());
+        let backend_closed = backend.session_closer();
         async move {
-            let down = async {
-                match &backend_down {
-                    Some(token) => token.cancelled().await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 () = shutdown.cancelled() => SessionEnd::Shutdown,
-                () = down => SessionEnd::BackendDown,
+                () = backend_closed.cancelled() => SessionEnd::BackendDown,
             }
         }
     }

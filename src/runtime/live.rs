@@ -1,30 +1,126 @@
 //! The live view that the admin endpoint and the metrics collector read: the
-//! running services with their bound addresses, the uptime, the configuration
-//! generation and whether the process is draining.
+//! current generation of every service with its bound addresses, the backends a
+//! reload removed that still have sessions draining, the reload counts, the uptime
+//! and whether the process is draining. A reload publishes a new snapshot whole.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
+use subtle_compare::constant_time_eq;
+
+use crate::admin::{AdminState, ApiError};
+use crate::backend::Backend;
+use crate::backend::admin_state::AdminState as BackendState;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{Metrics, ProxySample, SampleSource};
 use crate::status::{ServiceView, Status, metrics_sample};
 
+/// One published configuration generation.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub generation: u64,
+    pub services: Vec<ServiceView>,
+    /// Bearer token of the runtime API; empty means none.
+    pub token: String,
+}
+
+/// A backend removed by a reload whose sessions are still open.
+#[derive(Debug)]
+pub struct Retired {
+    pub service: String,
+    pub backend: Arc<Backend>,
+}
+
 #[derive(Debug)]
 pub struct LiveState {
-    pub services: Vec<ServiceView>,
+    snapshot: ArcSwap<Snapshot>,
+    retired: Mutex<Vec<Retired>>,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
     pub started: Instant,
-    pub generation: u64,
     pub lifecycle: Lifecycle,
     pub metrics: Arc<Metrics>,
 }
 
 impl LiveState {
+    pub fn new(snapshot: Snapshot, lifecycle: Lifecycle, metrics: Arc<Metrics>) -> LiveState {
+        LiveState {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            retired: Mutex::new(Vec::new()),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            started: Instant::now(),
+            lifecycle,
+            metrics,
+        }
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    /// Keeps `backend` visible (as draining) until its last session ends.
+    pub fn retire(&self, service: &str, backend: Arc<Backend>) {
+        backend.set_admin_state(BackendState::Drain);
+        self.retired_list().push(Retired {
+            service: service.to_string(),
+            backend,
+        });
+    }
+
+    /// Retired backends still draining; forgets (and drops the metric series of)
+    /// those whose sessions have all ended.
+    pub fn draining_retired(&self) -> Vec<(String, Arc<Backend>)> {
+        let mut retired = self.retired_list();
+        retired.retain(|r| {
+            let draining = r.backend.active() > 0;
+            if !draining {
+                self.metrics.forget_backend(&r.service, r.backend.address());
+            }
+            draining
+        });
+        retired
+            .iter()
+            .map(|r| (r.service.clone(), Arc::clone(&r.backend)))
+            .collect()
+    }
+
+    fn retired_list(&self) -> std::sync::MutexGuard<'_, Vec<Retired>> {
+        // Plain data, consistent between statements: safe to use after a panic.
+        self.retired.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn count_reload(&self, succeeded: bool) {
+        let counter = if succeeded {
+            &self.reloads_ok
+        } else {
+            &self.reloads_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(succeeded, failed)` reloads so far.
+    pub fn reloads(&self) -> (u64, u64) {
+        (
+            self.reloads_ok.load(Ordering::Relaxed),
+            self.reloads_failed.load(Ordering::Relaxed),
+        )
+    }
+
     pub fn status(&self) -> Status {
+        let snapshot = self.snapshot();
         Status::now(
-            &self.services,
+            &snapshot.services,
+            &self.draining_retired(),
             self.started.elapsed(),
-            self.generation,
-            self.is_draining(),
+            snapshot.generation,
+            LiveState::is_draining(self),
         )
     }
 
@@ -35,6 +131,119 @@ impl LiveState {
 
 impl SampleSource for LiveState {
     fn sample(&self) -> ProxySample {
-        metrics_sample(&self.services)
+        let mut sample = metrics_sample(&self.snapshot().services, &self.draining_retired());
+        sample.reloads = self.reloads();
+        sample
+    }
+}
+
+impl AdminState for LiveState {
+    fn metrics_text(&self) -> String {
+        self.metrics.render()
+    }
+
+    fn status_json(&self) -> String {
+        self.status().to_json()
+    }
+
+    fn is_draining(&self) -> bool {
+        LiveState::is_draining(self)
+    }
+
+    fn authorize(&self, authorization: Option<&str>) -> bool {
+        let snapshot = self.snapshot();
+        if snapshot.token.is_empty() {
+            return true;
+        }
+        let offered = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or("");
+        constant_time_eq(offered.as_bytes(), snapshot.token.as_bytes())
+    }
+
+    fn backend_action(
+        &self,
+        service: &str,
+        backend: &str,
+        action: &str,
+    ) -> Result<String, ApiError> {
+        let state = BackendState::from_action(action).ok_or_else(|| ApiError {
+            status: 400,
+            message: format!("unknown action \"{action}\": expected drain, maint or ready"),
+        })?;
+        let snapshot = self.snapshot();
+        let view = snapshot
+            .services
+            .iter()
+            .find(|v| v.service.name() == service)
+            .ok_or_else(|| not_found(format!("no service \"{service}\"")))?;
+        let target = view
+            .service
+            .backends()
+            .iter()
+            .find(|b| b.address() == backend)
+            .ok_or_else(|| {
+                not_found(format!("no backend \"{backend}\" in service \"{service}\""))
+            })?;
+        let previous = target.set_admin_state(state);
+        tracing::warn!(
+            service,
+            backend,
+            action,
+            "runtime API: backend state changed"
+        );
+        Ok(format!(
+            "{{\"service\":{},\"backend\":{},\"previous\":\"{}\",\"state\":\"{}\"}}",
+            json(service),
+            json(backend),
+            state_word(previous),
+            state_word(state)
+        ))
+    }
+}
+
+fn not_found(message: String) -> ApiError {
+    ApiError {
+        status: 404,
+        message,
+    }
+}
+
+fn state_word(state: BackendState) -> &'static str {
+    match state {
+        BackendState::Ready => "ready",
+        BackendState::Drain => "drain",
+        BackendState::Maint => "maint",
+    }
+}
+
+fn json(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_string())
+}
+
+/// Byte comparison whose time does not depend on where the inputs differ.
+mod subtle_compare {
+    pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+        let mut difference = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
+        for i in 0..a.len().max(b.len()) {
+            let x = a.get(i).copied().unwrap_or(0);
+            let y = b.get(i).copied().unwrap_or(0);
+            difference |= x ^ y;
+        }
+        difference == 0
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn equal_only_when_equal() {
+            assert!(constant_time_eq(b"secret", b"secret"));
+            assert!(!constant_time_eq(b"secret", b"secreT"));
+            assert!(!constant_time_eq(b"secret", b"secret2"));
+            assert!(!constant_time_eq(b"", b"x"));
+            assert!(constant_time_eq(b"", b""));
+        }
     }
 }

@@ -1,44 +1,46 @@
 //! Wiring: a checked `Config` becomes bound listeners, services, probes, the admin
-//! endpoint and their tasks; `serve` runs them until told to stop, then drains.
+//! endpoint and their tasks; `serve` runs them, applies reloads, and on shutdown
+//! drains.
 //!
 //! `Server::bind` does every fallible step (binding each listen address and the
 //! admin address) up front, so `l4lb run` fails before serving anything when one
-//! address cannot be bound. `ServerHandle` is how signals (or tests) ask the server
-//! to stop. `live` is the read-only view operators get through the admin endpoint.
+//! address cannot be bound. `ServerHandle` is how signals (or tests) ask the
+//! running server to reload or stop. `listeners` and `probes` keep the running
+//! sockets and probe tasks; `reload` applies a new configuration as a diff; `live`
+//! is the read-only view operators get through the admin endpoint.
 
+mod admin_endpoint;
+mod listeners;
 mod live;
+mod probes;
+mod reload;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::net::{TcpListener, UdpSocket};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use crate::admin::{self, AdminState};
-use crate::config::{AdminConfig, Config, Protocol};
-use crate::health::HealthChecker;
-use crate::health::checker::worst_detection_time;
+use crate::config::{self, Config, ConfigErrors};
 use crate::lifecycle::Lifecycle;
 use crate::limit::ConnectionLimit;
-use crate::log_throttle::LogThrottle;
 use crate::metrics::{Metrics, SampleSource};
-use crate::proxy::listener::bind_tcp;
-use crate::proxy::tcp::TcpProxy;
-use crate::proxy::udp::listener::UdpProxy;
-use crate::proxy::udp::socket::bind_udp;
-use crate::service::Service;
-use crate::status::ServiceView;
+use crate::service::{Service, ServiceSlot};
 
-use live::LiveState;
+use admin_endpoint::AdminEndpoint;
+use listeners::{BoundSocket, ListenKey, ListenerSet, LoopContext};
+use live::{LiveState, Snapshot};
+use probes::ProbeSet;
 
-/// At most one repeated warning per service per this interval.
-const WARNING_INTERVAL: Duration = Duration::from_secs(1);
+pub use probes::ProbeTasks;
+pub use reload::ReloadReport;
 
-/// Why a configuration could not be started.
+/// Why a configuration could not be started (or a reload could not be applied).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("service \"{service}\": cannot listen on {address}: {source}")]
@@ -58,6 +60,17 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
 }
 
+/// Why a reload left the running configuration untouched.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("invalid configuration:\n{0}")]
+    Invalid(ConfigErrors),
+    #[error("{0}")]
+    Start(#[from] StartError),
+    #[error("the server is shutting down")]
+    Stopped,
+}
+
 /// How a drain ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DrainReport {
@@ -67,22 +80,14 @@ pub struct DrainReport {
     pub closed_at_deadline: usize,
 }
 
-/// Every service of a configuration, bound and ready to serve.
-#[derive(Debug)]
-pub struct Server {
-    live: Arc<LiveState>,
-    listeners: Vec<(Arc<Service>, TcpListener)>,
-    udp_sockets: Vec<(Arc<Service>, UdpSocket)>,
-    admin: Option<TcpListener>,
-    process_limit: Arc<ConnectionLimit>,
-    shutdown_grace: Duration,
-    probes: TaskTracker,
-}
+type ReloadReply = oneshot::Sender<Result<ReloadReport, ReloadError>>;
 
-/// Asks a running `Server` to stop.
+/// Asks a running `Server` to reload or stop.
 #[derive(Debug, Clone)]
 pub struct ServerHandle {
     lifecycle: Lifecycle,
+    reloads: mpsc::Sender<(Config, ReloadReply)>,
+    live: Arc<LiveState>,
 }
 
 impl ServerHandle {
@@ -96,6 +101,72 @@ impl ServerHandle {
         self.lifecycle.stop_accepting.cancel();
         self.lifecycle.close_sessions.cancel();
     }
+
+    /// Re-reads `path` and applies it; on any error the running configuration
+    /// stays untouched, every error is logged, and the failure is counted.
+    pub async fn reload_file(&self, path: &Path) -> Result<ReloadReport, ReloadError> {
+        match config::load(path) {
+            Ok(config) => self.reload(config).await,
+            Err(errors) => {
+                for e in errors.iter() {
+                    error!("{e}");
+                }
+                error!(
+                    errors = errors.len(),
+                    "reload refused: configuration is invalid; still serving the previous one"
+                );
+                self.live.count_reload(false);
+                Err(ReloadError::Invalid(errors))
+            }
+        }
+    }
+
+    /// Applies an already validated configuration (see `reload_file`).
+    pub async fn reload(&self, config: Config) -> Result<ReloadReport, ReloadError> {
+        let (reply, result) = oneshot::channel();
+        if self.reloads.send((config, reply)).await.is_err() {
+            return Err(ReloadError::Stopped);
+        }
+        let outcome = result.await.unwrap_or(Err(ReloadError::Stopped));
+        self.live.count_reload(outcome.is_ok());
+        match &outcome {
+            Ok(report) => info!(generation = report.generation, "{report}"),
+            Err(e) => {
+                error!(error = %e, "reload refused; still serving the previous configuration")
+            }
+        }
+        outcome
+    }
+
+    /// One line for `STATUS=`: what is being served.
+    pub fn summary(&self) -> String {
+        let snapshot = self.live.snapshot();
+        let sessions: usize = snapshot
+            .services
+            .iter()
+            .map(|v| v.service.active_connections() + v.service.udp_flows())
+            .sum();
+        format!(
+            "serving {} services (config generation {}), {sessions} open sessions/flows",
+            snapshot.services.len(),
+            snapshot.generation
+        )
+    }
+}
+
+/// Every service of a configuration, bound and ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    config: Config,
+    live: Arc<LiveState>,
+    slots: HashMap<String, Arc<ServiceSlot>>,
+    listeners: ListenerSet,
+    pending: Vec<(ListenKey, BoundSocket)>,
+    probes: ProbeSet,
+    admin: AdminEndpoint,
+    ctx: LoopContext,
+    reloads: mpsc::Receiver<(Config, ReloadReply)>,
+    handle: ServerHandle,
 }
 
 impl Server {
@@ -103,195 +174,142 @@ impl Server {
     /// Must run inside a tokio runtime.
     pub fn bind(config: &Config) -> Result<Server, StartError> {
         let metrics = Arc::new(Metrics::new()?);
-        let mut views = Vec::new();
-        let mut listeners = Vec::new();
-        let mut udp_sockets = Vec::new();
-        for service_config in &config.services {
-            let service = Arc::new(Service::new(service_config.clone(), &metrics));
-            let mut bound = Vec::new();
-            for &address in &service_config.listen {
-                let cannot_listen = |source| StartError::Listen {
-                    service: service_config.name.clone(),
-                    address,
-                    source,
-                };
-                match service_config.protocol {
-                    Protocol::Tcp => {
-                        let listener = bind_tcp(address).map_err(cannot_listen)?;
-                        bound.push(listener.local_addr().unwrap_or(address));
-                        listeners.push((Arc::clone(&service), listener));
-                    }
-                    Protocol::Udp => {
-                        let socket = bind_udp(address).map_err(cannot_listen)?;
-                        bound.push(socket.local_addr().unwrap_or(address));
-                        udp_sockets.push((Arc::clone(&service), socket));
-                    }
-                }
-            }
-            views.push(ServiceView {
-                service,
-                listen: bound,
-            });
-        }
-        let admin = config.admin.as_ref().map(bind_admin).transpose()?;
-        let live = Arc::new(LiveState {
-            services: views,
-            started: Instant::now(),
-            generation: 1,
-            lifecycle: Lifecycle::new(),
-            metrics: Arc::clone(&metrics),
-        });
-        metrics.register_source(Arc::clone(&live) as Arc<dyn SampleSource>)?;
-        Ok(Server {
-            live,
-            listeners,
-            udp_sockets,
-            admin,
-            process_limit: Arc::new(ConnectionLimit::new(config.global.max_connections)),
-            shutdown_grace: config.global.shutdown_grace,
-            probes: TaskTracker::new(),
-        })
-    }
-
-    pub fn services(&self) -> Vec<Arc<Service>> {
-        self.live
+        let lifecycle = Lifecycle::new();
+        let listeners = ListenerSet::default();
+        let pending = listeners.bind_missing(config)?;
+        let admin = AdminEndpoint::bind(config.admin.as_ref())?;
+        let slots: HashMap<String, Arc<ServiceSlot>> = config
             .services
             .iter()
-            .map(|v| Arc::clone(&v.service))
+            .map(|s| {
+                let service = Arc::new(Service::new(s.clone(), &metrics));
+                (s.name.clone(), Arc::new(ServiceSlot::new(service)))
+            })
+            .collect();
+        let snapshot = Snapshot {
+            generation: 1,
+            services: Vec::new(),
+            token: admin_token(config),
+        };
+        let live = Arc::new(LiveState::new(
+            snapshot,
+            lifecycle.clone(),
+            Arc::clone(&metrics),
+        ));
+        metrics.register_source(Arc::clone(&live) as Arc<dyn SampleSource>)?;
+        let (reload_tx, reload_rx) = mpsc::channel(4);
+        let mut server = Server {
+            config: config.clone(),
+            slots,
+            listeners,
+            pending,
+            probes: ProbeSet::new(lifecycle.stop_accepting.child_token()),
+            admin,
+            ctx: LoopContext {
+                process_limit: Arc::new(ConnectionLimit::new(config.global.max_connections)),
+                lifecycle: lifecycle.clone(),
+                loops: TaskTracker::new(),
+            },
+            reloads: reload_rx,
+            handle: ServerHandle {
+                lifecycle,
+                reloads: reload_tx,
+                live: Arc::clone(&live),
+            },
+            live,
+        };
+        server.start_pending();
+        server.publish(1);
+        Ok(server)
+    }
+
+    /// The current generation of every service, in configuration order.
+    pub fn services(&self) -> Vec<Arc<Service>> {
+        self.config
+            .services
+            .iter()
+            .filter_map(|s| self.slots.get(&s.name).map(|slot| slot.current()))
             .collect()
     }
 
     /// The addresses actually bound for `service` (port 0 resolved to the real port).
     pub fn local_addrs(&self, service: &str) -> Vec<SocketAddr> {
-        self.live
-            .services
-            .iter()
-            .filter(|v| v.service.name() == service)
-            .flat_map(|v| v.listen.iter().copied())
-            .collect()
+        self.listeners.local_addrs(&self.config, service)
     }
 
     /// The address the admin endpoint is bound to, if configured.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+        self.admin.local_addr()
     }
 
     /// Health probe tasks still running (for leak checks).
     pub fn probe_tasks(&self) -> ProbeTasks {
-        ProbeTasks(self.probes.clone())
+        self.probes.tasks()
     }
 
     pub fn handle(&self) -> ServerHandle {
-        ServerHandle {
-            lifecycle: self.live.lifecycle.clone(),
-        }
+        self.handle.clone()
     }
 
-    /// Serves until `ServerHandle::shutdown`, then waits up to the grace period for
-    /// open sessions, closes what remains, and reports how the drain went. The
-    /// admin endpoint answers until the drain is over (`/healthz` says 503 meanwhile).
-    pub async fn serve(self) -> DrainReport {
-        let lifecycle = self.live.lifecycle.clone();
-        let admin_stop = CancellationToken::new();
-        let admin_task = self.admin.map(|listener| {
-            let state = Arc::clone(&self.live) as Arc<dyn AdminState>;
-            tokio::spawn(admin::serve(listener, state, admin_stop.clone()))
-        });
-        for view in &self.live.services {
-            start_probes(&view.service, &self.probes, &lifecycle.stop_accepting);
-        }
-        self.probes.close();
-        let accept_loops = TaskTracker::new();
-        for (service, listener) in self.listeners {
-            if let Ok(address) = listener.local_addr() {
-                info!(service = service.name(), %address, "listening");
+    /// Serves until `ServerHandle::shutdown`, applying reloads meanwhile; then
+    /// waits up to the grace period for open sessions, closes what remains, and
+    /// reports how the drain went. The admin endpoint answers until the drain is
+    /// over (`/healthz` says 503 meanwhile).
+    pub async fn serve(mut self) -> DrainReport {
+        self.admin
+            .start(Arc::clone(&self.live) as Arc<dyn crate::admin::AdminState>);
+        self.probes.sync(self.services().iter().map(|s| s.as_ref()));
+        let stop = self.ctx.lifecycle.stop_accepting.clone();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                Some((config, reply)) = self.reloads.recv() => {
+                    let _ = reply.send(self.apply(config));
+                }
             }
-            let proxy = TcpProxy {
-                service,
-                process_limit: Arc::clone(&self.process_limit),
-                lifecycle: lifecycle.clone(),
-                warnings: Arc::new(LogThrottle::new(WARNING_INTERVAL)),
-            };
-            accept_loops.spawn(proxy.accept_loop(listener));
         }
-        for (service, socket) in self.udp_sockets {
-            if let Ok(address) = socket.local_addr() {
-                info!(service = service.name(), %address, "listening (udp)");
-            }
-            let proxy = UdpProxy {
-                service,
-                lifecycle: lifecycle.clone(),
-                warnings: Arc::new(LogThrottle::new(WARNING_INTERVAL)),
-            };
-            accept_loops.spawn(proxy.serve(socket));
-        }
-        accept_loops.close();
-        lifecycle.stop_accepting.cancelled().await;
-        accept_loops.wait().await;
+        self.ctx.loops.close();
+        self.ctx.loops.wait().await;
         self.probes.wait().await;
-        let report = drain(&lifecycle, self.shutdown_grace).await;
-        admin_stop.cancel();
-        if let Some(task) = admin_task {
-            let _ = task.await;
-        }
+        let report = drain(&self.ctx.lifecycle, self.config.global.shutdown_grace).await;
+        self.admin.stop().await;
         report
     }
-}
 
-fn bind_admin(admin: &AdminConfig) -> Result<TcpListener, StartError> {
-    let listener = bind_tcp(admin.listen).map_err(|source| StartError::Admin {
-        address: admin.listen,
-        source,
-    })?;
-    if let Ok(address) = listener.local_addr() {
-        info!(%address, "admin endpoint listening");
-    }
-    Ok(listener)
-}
-
-impl AdminState for LiveState {
-    fn metrics_text(&self) -> String {
-        self.metrics.render()
+    /// Starts serving every socket bound but not started yet.
+    fn start_pending(&mut self) {
+        for (key, socket) in std::mem::take(&mut self.pending) {
+            if let Some(slot) = self.slots.get(&key.service) {
+                self.listeners
+                    .start(key, socket, Arc::clone(slot), &self.ctx);
+            }
+        }
     }
 
-    fn status_json(&self) -> String {
-        self.status().to_json()
-    }
-
-    fn is_draining(&self) -> bool {
-        LiveState::is_draining(self)
-    }
-}
-
-/// A view of the running probe tasks.
-#[derive(Debug, Clone)]
-pub struct ProbeTasks(TaskTracker);
-
-impl ProbeTasks {
-    pub fn running(&self) -> usize {
-        self.0.len()
+    /// Publishes what operators see: generation, services, bound addresses.
+    fn publish(&self, generation: u64) {
+        let services = self
+            .services()
+            .into_iter()
+            .map(|service| crate::status::ServiceView {
+                listen: self.local_addrs(service.name()),
+                service,
+            })
+            .collect();
+        self.live.publish(Snapshot {
+            generation,
+            services,
+            token: admin_token(&self.config),
+        });
     }
 }
 
-/// Spawns one probe task per backend of `service` if it has active checks.
-fn start_probes(service: &Service, probes: &TaskTracker, stop: &CancellationToken) {
-    let Some(health) = &service.config().health else {
-        return;
-    };
-    info!(service = service.name(), backends = service.backends().len(),
-        interval = %humantime::format_duration(health.interval),
-        rise = health.rise, fall = health.fall,
-        worst_detection = %humantime::format_duration(worst_detection_time(health)),
-        "health checks started");
-    for backend in service.backends() {
-        let checker = HealthChecker {
-            service: service.name().to_string(),
-            backend: Arc::clone(backend),
-            config: health.clone(),
-            close_on_down: service.config().close_on_down,
-        };
-        probes.spawn(checker.run(stop.child_token()));
-    }
+fn admin_token(config: &Config) -> String {
+    config
+        .admin
+        .as_ref()
+        .map(|a| a.token.clone())
+        .unwrap_or_default()
 }
 
 /// Waits for open sessions up to `grace`, then closes the rest.

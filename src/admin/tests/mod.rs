@@ -47,6 +47,26 @@ impl AdminState for FixedState {
     fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
+
+    fn authorize(&self, authorization: Option<&str>) -> bool {
+        authorization == Some("Bearer test-token")
+    }
+
+    fn backend_action(
+        &self,
+        service: &str,
+        backend: &str,
+        action: &str,
+    ) -> Result<String, super::ApiError> {
+        if service == "svc" && backend == "[::1]:80" {
+            Ok(format!("{{\"action\":\"{action}\"}}"))
+        } else {
+            Err(super::ApiError {
+                status: 404,
+                message: format!("no backend {backend} in service {service}"),
+            })
+        }
+    }
 }
 
 /// A running admin server and the handles a test needs to drive it.
@@ -449,4 +469,44 @@ async fn serve_returns_after_stop_with_partial_request_pending() {
     assert_eq!(response.status, 200);
     server.stop().await;
     read_until_closed(&mut slow).await;
+}
+
+/// Sends one POST with an optional bearer token over a fresh connection.
+async fn post(addr: SocketAddr, target: &str, token: Option<&str>) -> raw_client::RawResponse {
+    let mut stream = raw_client::connect(addr).await;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!(
+        "POST {target} HTTP/1.1\r\nHost: admin\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    raw_client::send(&mut stream, request.as_bytes())
+        .await
+        .expect("send");
+    raw_client::read_response(&mut stream, true).await
+}
+
+#[tokio::test]
+async fn runtime_api_requires_the_token_and_reports_unknown_backends() {
+    let server = RunningServer::start().await;
+    let target = "/services/svc/backends/%5B%3A%3A1%5D%3A80/drain";
+    assert_eq!(post(server.addr, target, None).await.status, 401);
+    assert_eq!(post(server.addr, target, Some("wrong")).await.status, 401);
+    let ok = post(server.addr, target, Some("test-token")).await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.body_text(), "{\"action\":\"drain\"}");
+    let missing = post(
+        server.addr,
+        "/services/svc/backends/1.2.3.4:5/drain",
+        Some("test-token"),
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing.body_text().contains("no backend 1.2.3.4:5"),
+        "{}",
+        missing.body_text()
+    );
+    let get = raw_client::request(server.addr, "GET", target).await;
+    assert_eq!(get.status, 405);
+    assert_eq!(get.header("allow"), Some("POST"));
+    server.stop().await;
 }

@@ -66,16 +66,15 @@ fn slow_start_is_refused_with_hashing_strategies() {
 }
 
 #[test]
-fn the_admin_table_is_accepted_but_a_token_is_refused() {
-    let text = lines(&["[admin]", "listen = \"127.0.0.1:9100\""]) + &service_with(&[]);
-    let config = valid(&text);
-    let admin = config.admin.expect("admin table");
+fn the_admin_table_and_its_token_are_accepted() {
+    let text = lines(&[
+        "[admin]",
+        "listen = \"127.0.0.1:9100\"",
+        "token = \"s3cret\"",
+    ]) + &service_with(&[]);
+    let admin = valid(&text).admin.expect("admin table");
     assert_eq!(admin.listen, "127.0.0.1:9100".parse().expect("literal"));
-    let text = lines(&["[admin]", "token = \"secret\""]) + &service_with(&[]);
-    assert_eq!(
-        error(&text),
-        "lb.toml:2:9: admin.token: not supported yet: the runtime API and its bearer token"
-    );
+    assert_eq!(admin.token, "s3cret");
 }
 
 #[test]

@@ -70,6 +70,13 @@ impl<K: Hash + Eq + Clone, V> FlowTable<K, V> {
         }
     }
 
+    /// Changes the idle timeout and the bound (existing flows stay, even over a
+    /// lowered bound; only new ones are refused).
+    pub fn set_limits(&mut self, idle_timeout: u64, max_flows: usize) {
+        self.idle_timeout = idle_timeout;
+        self.max_flows = max_flows;
+    }
+
     pub fn len(&self) -> usize {
         self.slots.len()
     }

@@ -25,7 +25,7 @@ use crate::limit::LimitPermit;
 use crate::log_throttle::LogThrottle;
 use crate::proxy::udp::flow_table::{FlowEntry, FlowTable};
 use crate::proxy::udp::socket::connect_upstream;
-use crate::service::{DropReason, Service};
+use crate::service::{DropReason, Service, ServiceSlot};
 
 /// Room for the largest UDP payload (65507 bytes over IPv4) and then some.
 const MAX_DATAGRAM: usize = 65_536;
@@ -60,43 +60,80 @@ impl Ticks {
     }
 }
 
-/// What every flow of one listen address shares.
+/// One listen address of a UDP service: what its receive loop needs.
 #[derive(Debug, Clone)]
 pub struct UdpProxy {
-    pub service: Arc<Service>,
+    /// The service's current configuration; swapped by a reload.
+    pub slot: Arc<ServiceSlot>,
     pub lifecycle: Lifecycle,
+    /// Stops this listener alone (a reload that removes the address).
+    pub stop: CancellationToken,
     pub warnings: Arc<LogThrottle>,
 }
 
 impl UdpProxy {
-    /// Receives on `socket` until `stop_accepting` is cancelled, then closes every flow.
+    /// Receives on `socket` until `stop` (or `stop_accepting`) is cancelled, then
+    /// closes every flow.
     pub async fn serve(self, socket: UdpSocket) {
+        let mut relay = UdpRelay {
+            service: self.slot.current(),
+            warnings: Arc::clone(&self.warnings),
+        };
         let socket = Arc::new(socket);
         let ticks = Ticks(Instant::now());
-        let config = self.service.config();
-        let idle_ms = config.idle_timeout.as_millis().max(1) as u64;
-        let mut flows: Flows = FlowTable::new(idle_ms, config.max_flows);
+        let mut flows: Flows = FlowTable::new(1, 1);
+        relay.apply_limits(&mut flows);
         let every_flow = CancellationToken::new();
-        let mut sweep = tokio::time::interval(sweep_period(config.idle_timeout));
+        let sweep_every = sweep_period(relay.service.config().idle_timeout);
+        let mut sweep = tokio::time::interval(sweep_every);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
             tokio::select! {
+                () = self.stop.cancelled() => break,
                 () = self.lifecycle.stop_accepting.cancelled() => break,
-                _ = sweep.tick() => self.sweep(&mut flows, ticks),
+                _ = sweep.tick() => {
+                    relay.follow_reload(&self.slot, &mut flows);
+                    relay.sweep(&mut flows, ticks);
+                }
                 received = socket.recv_from(&mut buf) => match received {
                     Ok((len, client)) => {
                         let opening = Opening { socket: &socket, ticks, every_flow: &every_flow };
-                        self.forward(&mut flows, &opening, client, &buf[..len]);
+                        relay.forward(&mut flows, &opening, client, &buf[..len]);
                     }
-                    Err(e) => self.recv_failed(&e).await,
+                    Err(e) => relay.recv_failed(&e).await,
                 },
             }
         }
         for (client, entry) in flows.remove_where(|_| true) {
-            self.close_flow(client, &entry, "shutdown");
+            relay.close_flow(client, &entry, "shutdown");
         }
         every_flow.cancel();
+    }
+}
+
+/// The receive loop's view of its service (refreshed after a reload).
+#[derive(Debug)]
+struct UdpRelay {
+    service: Arc<Service>,
+    warnings: Arc<LogThrottle>,
+}
+
+impl UdpRelay {
+    /// Picks up a reloaded configuration: new flows use it, existing flows keep
+    /// their backend, and the table takes the new idle timeout and bound.
+    fn follow_reload(&mut self, slot: &ServiceSlot, flows: &mut Flows) {
+        let current = slot.current();
+        if !Arc::ptr_eq(&current, &self.service) {
+            self.service = current;
+            self.apply_limits(flows);
+        }
+    }
+
+    fn apply_limits(&self, flows: &mut Flows) {
+        let config = self.service.config();
+        let idle_ms = config.idle_timeout.as_millis().max(1) as u64;
+        flows.set_limits(idle_ms, config.max_flows);
     }
 
     /// Sends one client datagram to its flow's backend, opening a flow if needed.

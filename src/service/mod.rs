@@ -7,73 +7,26 @@
 //! caps and counts rejections by reason. It does no I/O: sockets belong to `proxy`,
 //! probes to `health`, wiring to `runtime`.
 
+mod counters;
+mod tier;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use prometheus::Histogram;
 
 use crate::backend::Backend;
-use crate::balancer::{self, PickContext, Strategy};
+use crate::backend::admin_state::AdminState;
+use crate::balancer::PickContext;
 use crate::config::{BackendConfig, OnAllDown, ServiceConfig};
 use crate::limit::{ConnectionLimit, LimitPermit, SourceLimit, SourcePermit};
 use crate::metrics::Metrics;
 use crate::random;
 
-/// Why a client was turned away (the `reason` label of rejected-connection counts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RejectReason {
-    /// No backend could be chosen (none available, or all full).
-    NoBackend,
-    /// A process, service or per-source connection cap was reached.
-    MaxConnections,
-    /// Every connect attempt failed.
-    BackendConnect,
-}
-
-impl RejectReason {
-    pub const ALL: [RejectReason; 3] = [
-        RejectReason::NoBackend,
-        RejectReason::MaxConnections,
-        RejectReason::BackendConnect,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::NoBackend => "no_backend",
-            RejectReason::MaxConnections => "max_connections",
-            RejectReason::BackendConnect => "backend_connect",
-        }
-    }
-}
-
-/// Why a UDP datagram was dropped (the `reason` label of dropped-datagram counts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
-    /// No backend could be chosen for a new flow.
-    NoBackend,
-    /// The flow table is full: a new flow was refused.
-    MaxFlows,
-    /// Sending failed (e.g. ICMP unreachable, or a full socket buffer).
-    SendError,
-}
-
-impl DropReason {
-    pub const ALL: [DropReason; 3] = [
-        DropReason::NoBackend,
-        DropReason::MaxFlows,
-        DropReason::SendError,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::NoBackend => "no_backend",
-            DropReason::MaxFlows => "max_flows",
-            DropReason::SendError => "send_error",
-        }
-    }
-}
+pub use counters::{DropReason, RejectReason, ServiceCounters};
+use tier::Tier;
 
 /// Everything a service holds for an admitted client until its session ends.
 #[derive(Debug)]
@@ -82,51 +35,27 @@ pub struct Admission {
     _source: Option<SourcePermit>,
 }
 
-/// Backends of one rank (primaries or backups) and the strategy that picks among them.
+/// The current configuration of one service, swapped whole by a reload; each
+/// accepted client keeps the one it started with.
 #[derive(Debug)]
-struct Tier {
-    /// Index of each member in the service's backend list.
-    members: Vec<usize>,
-    backends: Vec<Arc<Backend>>,
-    strategy: Box<dyn Strategy>,
-}
+pub struct ServiceSlot(ArcSwap<Service>);
 
-impl Tier {
-    fn new(service: &ServiceConfig, all: &[Arc<Backend>], backup: bool) -> Tier {
-        let members: Vec<usize> = (0..all.len())
-            .filter(|&i| all[i].is_backup() == backup)
-            .collect();
-        let backends: Vec<_> = members.iter().map(|&i| Arc::clone(&all[i])).collect();
-        let strategy = balancer::build(&service.strategy, &backends);
-        Tier {
-            members,
-            backends,
-            strategy,
-        }
+impl ServiceSlot {
+    pub fn new(service: Arc<Service>) -> ServiceSlot {
+        ServiceSlot(ArcSwap::new(service))
     }
 
-    fn any_available(&self, now: Instant) -> bool {
-        self.backends.iter().any(|b| b.is_available(now))
+    pub fn current(&self) -> Arc<Service> {
+        self.0.load_full()
     }
 
-    /// A member for `ctx` among those `usable` says yes to, skipping `tried`
-    /// (service indices); when that leaves none, any but the last one tried.
-    fn pick(
-        &self,
-        ctx: &PickContext,
-        usable: &dyn Fn(&Backend) -> bool,
-        tried: &[usize],
-    ) -> Option<usize> {
-        let fresh = |i: usize| usable(&self.backends[i]) && !tried.contains(&self.members[i]);
-        let local = self
-            .strategy
-            .pick(&self.backends, ctx, &fresh)
-            .or_else(|| {
-                let last = *tried.last()?;
-                let not_last = |i: usize| usable(&self.backends[i]) && self.members[i] != last;
-                self.strategy.pick(&self.backends, ctx, &not_last)
-            })?;
-        Some(self.members[local])
+    /// Runs `f` on the current service without taking a reference count.
+    pub fn with<R>(&self, f: impl FnOnce(&Service) -> R) -> R {
+        f(&self.0.load())
+    }
+
+    pub fn replace(&self, service: Arc<Service>) {
+        self.0.store(service);
     }
 }
 
@@ -139,41 +68,85 @@ pub struct Service {
     backups: Tier,
     connections: Arc<ConnectionLimit>,
     per_source: Option<Arc<SourceLimit>>,
-    rejected: [AtomicU64; RejectReason::ALL.len()],
-    accept_errors: AtomicU64,
+    counters: Arc<ServiceCounters>,
     session_histogram: Histogram,
     /// udp: live flows, capped at `max_flows`.
     flows: Arc<ConnectionLimit>,
-    dropped: [AtomicU64; DropReason::ALL.len()],
 }
 
 impl Service {
     /// Builds the service's backends and strategies from its checked configuration,
     /// with their histograms in `metrics`.
     pub fn new(config: ServiceConfig, metrics: &Metrics) -> Service {
+        Service::build(config, metrics, None)
+    }
+
+    /// The next generation of `previous` after a reload: backends whose settings
+    /// did not change are kept (with their counters, health and open sessions, and
+    /// back in rotation); limits keep counting the clients already admitted;
+    /// counters carry on.
+    pub fn reloaded(config: ServiceConfig, metrics: &Metrics, previous: &Service) -> Service {
+        Service::build(config, metrics, Some(previous))
+    }
+
+    fn build(config: ServiceConfig, metrics: &Metrics, previous: Option<&Service>) -> Service {
         let backends: Vec<Arc<Backend>> = config
             .backends
             .iter()
             .map(|b| {
-                let histogram = metrics.connect_histogram(&config.name, &b.address);
-                Arc::new(build_backend(&config, b).with_connect_histogram(histogram))
+                let kept = previous.and_then(|p| p.reusable_backend(&config, b));
+                kept.unwrap_or_else(|| {
+                    let histogram = metrics.connect_histogram(&config.name, &b.address);
+                    Arc::new(build_backend(&config, b).with_connect_histogram(histogram))
+                })
             })
             .collect();
-        let per_source = (config.max_connections_per_source > 0)
-            .then(|| Arc::new(SourceLimit::new(config.max_connections_per_source)));
+        let connections = carry_limit(previous.map(|p| &p.connections), config.max_connections);
+        let flows = carry_limit(previous.map(|p| &p.flows), config.max_flows);
+        let per_source = carry_source_limit(
+            previous.and_then(|p| p.per_source.as_ref()),
+            config.max_connections_per_source,
+        );
         Service {
             primaries: Tier::new(&config, &backends, false),
             backups: Tier::new(&config, &backends, true),
-            connections: Arc::new(ConnectionLimit::new(config.max_connections)),
-            flows: Arc::new(ConnectionLimit::new(config.max_flows)),
+            connections,
+            flows,
             per_source,
+            counters: previous.map_or_else(Default::default, |p| Arc::clone(&p.counters)),
             session_histogram: metrics.session_histogram(&config.name),
             backends,
             config,
-            rejected: Default::default(),
-            accept_errors: AtomicU64::new(0),
-            dropped: Default::default(),
         }
+    }
+
+    /// `previous`'s backend for `wanted`, if it exists with exactly these settings
+    /// (and the same passive-check settings); it goes back into rotation.
+    fn reusable_backend(
+        &self,
+        config: &ServiceConfig,
+        wanted: &BackendConfig,
+    ) -> Option<Arc<Backend>> {
+        if self.config.outlier != config.outlier {
+            return None;
+        }
+        let index = self.config.backends.iter().position(|b| b == wanted)?;
+        let backend = Arc::clone(&self.backends[index]);
+        backend.set_admin_state(AdminState::Ready);
+        Some(backend)
+    }
+
+    /// Backends of this generation that `next` does not keep.
+    pub fn backends_dropped_by(&self, next: &Service) -> Vec<Arc<Backend>> {
+        self.backends
+            .iter()
+            .filter(|b| !next.backends.iter().any(|n| Arc::ptr_eq(b, n)))
+            .cloned()
+            .collect()
+    }
+
+    pub fn counters(&self) -> &ServiceCounters {
+        &self.counters
     }
 
     /// udp: takes a slot in the flow table bound, or `None` when it is full.
@@ -188,12 +161,12 @@ impl Service {
 
     /// udp: counts one dropped datagram.
     pub fn count_drop(&self, reason: DropReason) {
-        self.dropped[reason as usize].fetch_add(1, Ordering::Relaxed);
+        self.counters.count_drop(reason);
     }
 
     /// udp: datagrams dropped so far for `reason`.
     pub fn drops(&self, reason: DropReason) -> u64 {
-        self.dropped[reason as usize].load(Ordering::Relaxed)
+        self.counters.drops(reason)
     }
 
     /// Records the duration of one finished session.
@@ -262,21 +235,21 @@ impl Service {
 
     /// Counts one rejected client.
     pub fn count_rejection(&self, reason: RejectReason) {
-        self.rejected[reason as usize].fetch_add(1, Ordering::Relaxed);
+        self.counters.count_rejection(reason);
     }
 
     /// Clients rejected so far for `reason`.
     pub fn rejections(&self, reason: RejectReason) -> u64 {
-        self.rejected[reason as usize].load(Ordering::Relaxed)
+        self.counters.rejections(reason)
     }
 
     /// Counts one failed `accept()` (e.g. out of file descriptors).
     pub fn count_accept_error(&self) {
-        self.accept_errors.fetch_add(1, Ordering::Relaxed);
+        self.counters.count_accept_error();
     }
 
     pub fn accept_errors(&self) -> u64 {
-        self.accept_errors.load(Ordering::Relaxed)
+        self.counters.accept_errors()
     }
 }
 
@@ -294,6 +267,30 @@ fn pick_in_rotation(
     let admitted = |b: &Backend| ready(b) && b.admits(now, admission);
     tier.pick(ctx, &admitted, tried)
         .or_else(|| tier.pick(ctx, &ready, tried))
+}
+
+/// The previous generation's limit with the new cap, or a new one.
+fn carry_limit(previous: Option<&Arc<ConnectionLimit>>, max: usize) -> Arc<ConnectionLimit> {
+    match previous {
+        Some(limit) => {
+            limit.set_max(max);
+            Arc::clone(limit)
+        }
+        None => Arc::new(ConnectionLimit::new(max)),
+    }
+}
+
+fn carry_source_limit(previous: Option<&Arc<SourceLimit>>, max: usize) -> Option<Arc<SourceLimit>> {
+    if max == 0 {
+        return None;
+    }
+    Some(match previous {
+        Some(limit) => {
+            limit.set_max(max);
+            Arc::clone(limit)
+        }
+        None => Arc::new(SourceLimit::new(max)),
+    })
 }
 
 fn build_backend(service: &ServiceConfig, config: &BackendConfig) -> Backend {

@@ -1,0 +1,109 @@
+//! The admin endpoint's socket and task: bound with the services, started with
+//! `serve`, moved by a reload that changes `[admin] listen` (bind the new address
+//! first, then stop the old server), stopped last at shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::admin::{self, AdminState};
+use crate::config::AdminConfig;
+use crate::proxy::listener::bind_tcp;
+
+use super::StartError;
+
+#[derive(Debug)]
+struct Running {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// What a reload will do to the admin endpoint.
+#[derive(Debug)]
+pub enum AdminChange {
+    Keep,
+    /// Serve on this new listener (or on none) from now on.
+    Replace(Option<(SocketAddr, TcpListener)>),
+}
+
+#[derive(Debug, Default)]
+pub struct AdminEndpoint {
+    /// The configured address currently served (or about to be).
+    configured: Option<SocketAddr>,
+    local: Option<SocketAddr>,
+    pending: Option<TcpListener>,
+    running: Option<Running>,
+}
+
+impl AdminEndpoint {
+    pub fn bind(config: Option<&AdminConfig>) -> Result<AdminEndpoint, StartError> {
+        let mut endpoint = AdminEndpoint::default();
+        if let Some(admin) = config {
+            let listener = bind_admin(admin.listen)?;
+            endpoint.configured = Some(admin.listen);
+            endpoint.local = listener.local_addr().ok();
+            endpoint.pending = Some(listener);
+        }
+        Ok(endpoint)
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
+    }
+
+    /// Starts serving the bound listener, if any.
+    pub fn start(&mut self, state: Arc<dyn AdminState>) {
+        let Some(listener) = self.pending.take() else {
+            return;
+        };
+        if let Some(address) = self.local {
+            info!(%address, "admin endpoint listening");
+        }
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(admin::serve(listener, state, stop.clone()));
+        self.running = Some(Running { stop, task });
+    }
+
+    /// Binds what `config` asks for if it differs from what is served.
+    pub fn prepare(&self, config: Option<&AdminConfig>) -> Result<AdminChange, StartError> {
+        let wanted = config.map(|a| a.listen);
+        if wanted == self.configured {
+            return Ok(AdminChange::Keep);
+        }
+        let replacement = match wanted {
+            Some(address) => Some((address, bind_admin(address)?)),
+            None => None,
+        };
+        Ok(AdminChange::Replace(replacement))
+    }
+
+    /// Applies a prepared change: the old server stops, the new one starts.
+    pub fn commit(&mut self, change: AdminChange, state: Arc<dyn AdminState>) {
+        let AdminChange::Replace(replacement) = change else {
+            return;
+        };
+        if let Some(old) = self.running.take() {
+            old.stop.cancel();
+        }
+        self.configured = replacement.as_ref().map(|(address, _)| *address);
+        self.local = replacement.as_ref().and_then(|(_, l)| l.local_addr().ok());
+        self.pending = replacement.map(|(_, listener)| listener);
+        self.start(state);
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop.cancel();
+            let _ = running.task.await;
+        }
+    }
+}
+
+fn bind_admin(address: SocketAddr) -> Result<TcpListener, StartError> {
+    bind_tcp(address).map_err(|source| StartError::Admin { address, source })
+}

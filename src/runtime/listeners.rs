@@ -1,0 +1,178 @@
+//! The listening sockets of every service, keyed by (service, protocol, address),
+//! and the loops that serve them.
+//!
+//! Binding and starting are separate steps so that a reload can bind every new
+//! address first and give up without changing anything when one fails. A socket
+//! that stays in the configuration is never rebound: its loop simply serves the
+//! service's new generation (through the service's slot).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::config::{Config, Protocol};
+use crate::lifecycle::Lifecycle;
+use crate::limit::ConnectionLimit;
+use crate::log_throttle::LogThrottle;
+use crate::proxy::listener::bind_tcp;
+use crate::proxy::tcp::TcpProxy;
+use crate::proxy::udp::listener::UdpProxy;
+use crate::proxy::udp::socket::bind_udp;
+use crate::service::ServiceSlot;
+
+use super::StartError;
+
+/// At most one repeated warning per listener per this interval.
+const WARNING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One configured listen address of one service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ListenKey {
+    pub service: String,
+    pub protocol: Protocol,
+    /// As configured (port 0 stays 0 here; the bound port is in `local`).
+    pub address: SocketAddr,
+}
+
+/// A bound socket not serving yet.
+#[derive(Debug)]
+pub enum BoundSocket {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+}
+
+impl BoundSocket {
+    fn local_addr(&self, fallback: SocketAddr) -> SocketAddr {
+        let local = match self {
+            BoundSocket::Tcp(listener) => listener.local_addr(),
+            BoundSocket::Udp(socket) => socket.local_addr(),
+        };
+        local.unwrap_or(fallback)
+    }
+}
+
+/// What every listener loop shares.
+#[derive(Debug, Clone)]
+pub struct LoopContext {
+    pub process_limit: Arc<ConnectionLimit>,
+    pub lifecycle: Lifecycle,
+    pub loops: TaskTracker,
+}
+
+#[derive(Debug)]
+struct RunningListener {
+    local: SocketAddr,
+    stop: CancellationToken,
+}
+
+/// Every serving listener.
+#[derive(Debug, Default)]
+pub struct ListenerSet {
+    running: HashMap<ListenKey, RunningListener>,
+}
+
+/// Every listen address `config` asks for.
+pub fn wanted_keys(config: &Config) -> Vec<ListenKey> {
+    config
+        .services
+        .iter()
+        .flat_map(|s| {
+            s.listen.iter().map(|&address| ListenKey {
+                service: s.name.clone(),
+                protocol: s.protocol,
+                address,
+            })
+        })
+        .collect()
+}
+
+impl ListenerSet {
+    /// Binds every address of `config` that is not served yet; on the first
+    /// failure, whatever was bound here is dropped and nothing else changes.
+    pub fn bind_missing(
+        &self,
+        config: &Config,
+    ) -> Result<Vec<(ListenKey, BoundSocket)>, StartError> {
+        let mut bound = Vec::new();
+        for key in wanted_keys(config) {
+            if self.running.contains_key(&key) {
+                continue;
+            }
+            let socket = match key.protocol {
+                Protocol::Tcp => bind_tcp(key.address).map(BoundSocket::Tcp),
+                Protocol::Udp => bind_udp(key.address).map(BoundSocket::Udp),
+            };
+            let socket = socket.map_err(|source| StartError::Listen {
+                service: key.service.clone(),
+                address: key.address,
+                source,
+            })?;
+            bound.push((key, socket));
+        }
+        Ok(bound)
+    }
+
+    /// Starts serving a bound socket for the service in `slot`.
+    pub fn start(
+        &mut self,
+        key: ListenKey,
+        socket: BoundSocket,
+        slot: Arc<ServiceSlot>,
+        ctx: &LoopContext,
+    ) {
+        let local = socket.local_addr(key.address);
+        let stop = CancellationToken::new();
+        let warnings = Arc::new(LogThrottle::new(WARNING_INTERVAL));
+        info!(service = %key.service, protocol = %key.protocol, address = %local, "listening");
+        match socket {
+            BoundSocket::Tcp(listener) => {
+                let proxy = TcpProxy {
+                    slot,
+                    process_limit: Arc::clone(&ctx.process_limit),
+                    lifecycle: ctx.lifecycle.clone(),
+                    stop: stop.clone(),
+                    warnings,
+                };
+                ctx.loops.spawn(proxy.accept_loop(listener));
+            }
+            BoundSocket::Udp(socket) => {
+                let proxy = UdpProxy {
+                    slot,
+                    lifecycle: ctx.lifecycle.clone(),
+                    stop: stop.clone(),
+                    warnings,
+                };
+                ctx.loops.spawn(proxy.serve(socket));
+            }
+        }
+        self.running.insert(key, RunningListener { local, stop });
+    }
+
+    /// Stops the listeners `config` no longer asks for (their open sessions go on).
+    pub fn stop_unwanted(&mut self, config: &Config) {
+        let wanted = wanted_keys(config);
+        self.running.retain(|key, listener| {
+            let keep = wanted.contains(key);
+            if !keep {
+                info!(service = %key.service, address = %listener.local, "no longer listening");
+                listener.stop.cancel();
+            }
+            keep
+        });
+    }
+
+    /// The addresses actually bound for `service`, in configuration order.
+    pub fn local_addrs(&self, config: &Config, service: &str) -> Vec<SocketAddr> {
+        wanted_keys(config)
+            .iter()
+            .filter(|key| key.service == service)
+            .filter_map(|key| self.running.get(key).map(|l| l.local))
+            .collect()
+    }
+}

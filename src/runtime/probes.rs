@@ -1,0 +1,124 @@
+//! The running health-probe tasks, one per (service, backend) with active checks,
+//! kept in step with the configuration: a reload starts probes for new backends,
+//! stops those of removed backends (or of services whose checks changed), and
+//! leaves the others running with their rise/fall history intact.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::backend::Backend;
+use crate::config::HealthConfig;
+use crate::health::HealthChecker;
+use crate::health::checker::worst_detection_time;
+use crate::service::Service;
+
+#[derive(Debug)]
+struct RunningProbe {
+    backend: Arc<Backend>,
+    health: HealthConfig,
+    close_on_down: bool,
+    stop: CancellationToken,
+}
+
+impl RunningProbe {
+    fn matches(&self, wanted: &HealthChecker) -> bool {
+        Arc::ptr_eq(&self.backend, &wanted.backend)
+            && self.health == wanted.config
+            && self.close_on_down == wanted.close_on_down
+    }
+}
+
+/// A view of the running probe tasks.
+#[derive(Debug, Clone)]
+pub struct ProbeTasks(TaskTracker);
+
+impl ProbeTasks {
+    pub fn running(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Every running probe.
+#[derive(Debug)]
+pub struct ProbeSet {
+    running: HashMap<(String, String), RunningProbe>,
+    tracker: TaskTracker,
+    /// Cancelled when the process stops accepting.
+    stop_all: CancellationToken,
+}
+
+impl ProbeSet {
+    pub fn new(stop_all: CancellationToken) -> ProbeSet {
+        ProbeSet {
+            running: HashMap::new(),
+            tracker: TaskTracker::new(),
+            stop_all,
+        }
+    }
+
+    pub fn tasks(&self) -> ProbeTasks {
+        ProbeTasks(self.tracker.clone())
+    }
+
+    /// Makes the running probes exactly those `services` ask for.
+    pub fn sync<'a>(&mut self, services: impl IntoIterator<Item = &'a Service>) {
+        let wanted: HashMap<(String, String), HealthChecker> = services
+            .into_iter()
+            .flat_map(checkers)
+            .map(|c| ((c.service.clone(), c.backend.address().to_string()), c))
+            .collect();
+        self.running.retain(|key, probe| {
+            let keep = wanted.get(key).is_some_and(|w| probe.matches(w));
+            if !keep {
+                probe.stop.cancel();
+            }
+            keep
+        });
+        for (key, checker) in wanted {
+            if self.running.contains_key(&key) {
+                continue;
+            }
+            let stop = self.stop_all.child_token();
+            let probe = RunningProbe {
+                backend: Arc::clone(&checker.backend),
+                health: checker.config.clone(),
+                close_on_down: checker.close_on_down,
+                stop: stop.clone(),
+            };
+            self.tracker.spawn(checker.run(stop));
+            self.running.insert(key, probe);
+        }
+    }
+
+    /// Waits for every probe task to end (after `stop_all`).
+    pub async fn wait(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// One checker per backend of `service`, if it has active checks.
+fn checkers(service: &Service) -> Vec<HealthChecker> {
+    let Some(health) = &service.config().health else {
+        return Vec::new();
+    };
+    info!(service = service.name(), backends = service.backends().len(),
+        interval = %humantime::format_duration(health.interval),
+        rise = health.rise, fall = health.fall,
+        worst_detection = %humantime::format_duration(worst_detection_time(health)),
+        "health checks");
+    service
+        .backends()
+        .iter()
+        .map(|backend| HealthChecker {
+            service: service.name().to_string(),
+            backend: Arc::clone(backend),
+            config: health.clone(),
+            close_on_down: service.config().close_on_down,
+        })
+        .collect()
+}

@@ -1,0 +1,93 @@
+//! What a service counts about the clients it turns away and the datagrams it
+//! drops, by reason. Shared (`Arc`) by every generation of a service, so a reload
+//! never resets a counter.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a client was turned away (the `reason` label of rejected-connection counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// No backend could be chosen (none available, or all full).
+    NoBackend,
+    /// A process, service or per-source connection cap was reached.
+    MaxConnections,
+    /// Every connect attempt failed.
+    BackendConnect,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 3] = [
+        RejectReason::NoBackend,
+        RejectReason::MaxConnections,
+        RejectReason::BackendConnect,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::NoBackend => "no_backend",
+            RejectReason::MaxConnections => "max_connections",
+            RejectReason::BackendConnect => "backend_connect",
+        }
+    }
+}
+
+/// Why a UDP datagram was dropped (the `reason` label of dropped-datagram counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// No backend could be chosen for a new flow.
+    NoBackend,
+    /// The flow table is full: a new flow was refused.
+    MaxFlows,
+    /// Sending failed (e.g. ICMP unreachable, or a full socket buffer).
+    SendError,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 3] = [
+        DropReason::NoBackend,
+        DropReason::MaxFlows,
+        DropReason::SendError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::NoBackend => "no_backend",
+            DropReason::MaxFlows => "max_flows",
+            DropReason::SendError => "send_error",
+        }
+    }
+}
+
+/// The service's own counters (backends keep theirs).
+#[derive(Debug, Default)]
+pub struct ServiceCounters {
+    rejected: [AtomicU64; RejectReason::ALL.len()],
+    dropped: [AtomicU64; DropReason::ALL.len()],
+    accept_errors: AtomicU64,
+}
+
+impl ServiceCounters {
+    pub fn count_rejection(&self, reason: RejectReason) {
+        self.rejected[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn rejections(&self, reason: RejectReason) -> u64 {
+        self.rejected[reason as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn count_drop(&self, reason: DropReason) {
+        self.dropped[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn count_accept_error(&self) {
+        self.accept_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn accept_errors(&self) -> u64 {
+        self.accept_errors.load(Ordering::Relaxed)
+    }
+}

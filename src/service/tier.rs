@@ -1,0 +1,57 @@
+//! One rank of a service's backends (primaries or backups) and the strategy that
+//! picks among them.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::backend::Backend;
+use crate::balancer::{self, PickContext, Strategy};
+use crate::config::ServiceConfig;
+
+/// Backends of one rank (primaries or backups) and the strategy that picks among them.
+#[derive(Debug)]
+pub struct Tier {
+    /// Index of each member in the service's backend list.
+    pub members: Vec<usize>,
+    backends: Vec<Arc<Backend>>,
+    strategy: Box<dyn Strategy>,
+}
+
+impl Tier {
+    pub fn new(service: &ServiceConfig, all: &[Arc<Backend>], backup: bool) -> Tier {
+        let members: Vec<usize> = (0..all.len())
+            .filter(|&i| all[i].is_backup() == backup)
+            .collect();
+        let backends: Vec<_> = members.iter().map(|&i| Arc::clone(&all[i])).collect();
+        let strategy = balancer::build(&service.strategy, &backends);
+        Tier {
+            members,
+            backends,
+            strategy,
+        }
+    }
+
+    pub fn any_available(&self, now: Instant) -> bool {
+        self.backends.iter().any(|b| b.is_available(now))
+    }
+
+    /// A member for `ctx` among those `usable` says yes to, skipping `tried`
+    /// (service indices); when that leaves none, any but the last one tried.
+    pub fn pick(
+        &self,
+        ctx: &PickContext,
+        usable: &dyn Fn(&Backend) -> bool,
+        tried: &[usize],
+    ) -> Option<usize> {
+        let fresh = |i: usize| usable(&self.backends[i]) && !tried.contains(&self.members[i]);
+        let local = self
+            .strategy
+            .pick(&self.backends, ctx, &fresh)
+            .or_else(|| {
+                let last = *tried.last()?;
+                let not_last = |i: usize| usable(&self.backends[i]) && self.members[i] != last;
+                self.strategy.pick(&self.backends, ctx, &not_last)
+            })?;
+        Some(self.members[local])
+    }
+}
