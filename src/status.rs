@@ -146,11 +146,7 @@ fn backend_status(backend: &Backend, checked: bool, now: Instant) -> BackendStat
     });
     BackendStatus {
         address: backend.address().to_string(),
-        state: if backend.is_available(now) {
-            "up"
-        } else {
-            "down"
-        },
+        state: backend.state_name(now),
         weight: backend.weight(),
         backup: backend.is_backup(),
         active_connections: backend.active(),

@@ -138,6 +138,27 @@ impl ServerHandle {
         outcome
     }
 
+    /// The current generation of service `name`.
+    pub fn service(&self, name: &str) -> Option<Arc<Service>> {
+        let snapshot = self.live.snapshot();
+        let view = snapshot
+            .services
+            .iter()
+            .find(|v| v.service.name() == name)?;
+        Some(Arc::clone(&view.service))
+    }
+
+    /// The addresses service `name` is bound to now.
+    pub fn listen_addrs(&self, name: &str) -> Vec<SocketAddr> {
+        let snapshot = self.live.snapshot();
+        snapshot
+            .services
+            .iter()
+            .find(|v| v.service.name() == name)
+            .map(|v| v.listen.clone())
+            .unwrap_or_default()
+    }
+
     /// One line for `STATUS=`: what is being served.
     pub fn summary(&self) -> String {
         let snapshot = self.live.snapshot();

@@ -14,7 +14,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
-use l4lb::runtime::{DrainReport, ProbeTasks, Server, ServerHandle};
+use l4lb::runtime::{DrainReport, ProbeTasks, ReloadError, ReloadReport, Server, ServerHandle};
+
+/// Distinct file names for reload configs written by tests.
+static RELOAD_FILES: AtomicUsize = AtomicUsize::new(0);
 use l4lb::service::Service;
 
 /// Generous bound for anything a test waits on, so a broken build fails instead of hanging.
@@ -233,11 +236,30 @@ impl TestProxy {
             .collect()
     }
 
+    /// The service as first configured (its generation at start).
     pub fn service(&self, name: &str) -> &Arc<Service> {
         self.services
             .iter()
             .find(|s| s.name() == name)
             .expect("service exists")
+    }
+
+    /// The current generation of a service (after reloads).
+    pub fn current(&self, name: &str) -> Arc<Service> {
+        self.handle.service(name).expect("service exists now")
+    }
+
+    /// Writes `toml` to a file and reloads from it, as SIGHUP does.
+    pub async fn reload(&self, toml: &str) -> Result<ReloadReport, ReloadError> {
+        let path = std::env::temp_dir().join(format!(
+            "l4lb-test-{}-{}.toml",
+            std::process::id(),
+            RELOAD_FILES.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::write(&path, toml).expect("write reload config");
+        let result = self.handle.reload_file(&path).await;
+        let _ = std::fs::remove_file(&path);
+        result
     }
 
     /// Waits until every active count of every service is back to zero.

@@ -1,0 +1,192 @@
+//! The real binary under a process supervisor's eyes: sd_notify messages on a
+//! real NOTIFY_SOCKET, SIGHUP reloads, and two processes sharing one address
+//! (SO_REUSEPORT) for a binary upgrade.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_l4lb");
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("l4lb-process-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A backend that writes `tag` and a newline to every client, then closes.
+fn tag_server(tag: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("backend");
+    let addr = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.write_all(format!("{tag}\n").as_bytes());
+        }
+    });
+    addr
+}
+
+fn service_config(listen: SocketAddr, backend: SocketAddr) -> String {
+    format!(
+        "[global]\nshutdown_grace = \"5s\"\n[[service]]\nname = \"svc\"\nlisten = \"{listen}\"\n\
+         [[service.backend]]\naddress = \"{backend}\"\n"
+    )
+}
+
+fn spawn(config: &Path, env: &[(&str, &str)]) -> Child {
+    Command::new(BIN)
+        .args(["run", config.to_str().expect("utf-8 path")])
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn l4lb")
+}
+
+fn signal(child: &Child, name: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -{name}");
+}
+
+fn wait_exit(child: &mut Child) -> i32 {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code().unwrap_or(-1);
+        }
+        assert!(Instant::now() < deadline, "l4lb did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Connects and reads the backend's tag; `None` when the connection fails.
+fn tag_via(addr: SocketAddr) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(PATIENCE)).ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    Some(text.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+fn wait_for_tag(addr: SocketAddr, tag: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    while tag_via(addr).as_deref() != Some(tag) {
+        assert!(Instant::now() < deadline, "{addr} never served by {tag}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads notification datagrams until one contains `wanted`; returns all seen.
+fn notifications_until(socket: &UnixDatagram, wanted: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok(len) = socket.recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+            let done = text.lines().any(|l| l == wanted);
+            seen.push(text);
+            if done {
+                return seen;
+            }
+        }
+    }
+    panic!("no {wanted} notification; saw {seen:?}");
+}
+
+#[test]
+fn sd_notify_ready_reloading_watchdog_and_stopping_on_a_real_socket() {
+    let dir = temp_dir("notify");
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let config = dir.join("lb.toml");
+    std::fs::write(&config, service_config(listen, tag_server("a"))).expect("config");
+    let notify = socket_path.to_str().expect("utf-8 path");
+    let mut child = spawn(
+        &config,
+        &[("NOTIFY_SOCKET", notify), ("WATCHDOG_USEC", "200000")],
+    );
+
+    let ready = notifications_until(&socket, "READY=1");
+    assert!(ready.iter().any(|m| m.contains("STATUS=")), "{ready:?}");
+    notifications_until(&socket, "WATCHDOG=1");
+    signal(&child, "HUP");
+    let reload = notifications_until(&socket, "RELOADING=1");
+    let message = reload.last().expect("reloading message");
+    let usec = message
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(usec.is_some_and(|v| v > 0), "{message}");
+    notifications_until(&socket, "READY=1");
+    signal(&child, "TERM");
+    notifications_until(&socket, "STOPPING=1");
+    assert_eq!(wait_exit(&mut child), 0);
+}
+
+#[test]
+fn sighup_applies_the_edited_file_and_keeps_serving_on_a_broken_one() {
+    let dir = temp_dir("hup");
+    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let config = dir.join("lb.toml");
+    std::fs::write(&config, service_config(listen, tag_server("old"))).expect("config");
+    let mut child = spawn(&config, &[]);
+    wait_for_tag(listen, "old");
+
+    std::fs::write(&config, service_config(listen, tag_server("new"))).expect("edit");
+    signal(&child, "HUP");
+    wait_for_tag(listen, "new");
+
+    std::fs::write(&config, "[[service]]\nname = broken").expect("break the file");
+    signal(&child, "HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        tag_via(listen).as_deref(),
+        Some("new"),
+        "the old config keeps serving"
+    );
+    signal(&child, "TERM");
+    assert_eq!(wait_exit(&mut child), 0);
+}
+
+#[test]
+fn a_second_process_takes_over_the_same_address_while_the_first_drains() {
+    let dir = temp_dir("upgrade");
+    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let old_config = dir.join("old.toml");
+    let new_config = dir.join("new.toml");
+    std::fs::write(&old_config, service_config(listen, tag_server("old"))).expect("config");
+    std::fs::write(&new_config, service_config(listen, tag_server("new"))).expect("config");
+    let mut old = spawn(&old_config, &[]);
+    wait_for_tag(listen, "old");
+
+    let mut new = spawn(&new_config, &[]);
+    wait_for_tag(listen, "new");
+    signal(&old, "TERM");
+    assert_eq!(wait_exit(&mut old), 0);
+    for _ in 0..20 {
+        assert_eq!(tag_via(listen).as_deref(), Some("new"));
+    }
+    signal(&new, "TERM");
+    assert_eq!(wait_exit(&mut new), 0);
+}
