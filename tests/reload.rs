@@ -341,3 +341,24 @@ async fn runtime_api_drain_maint_ready_with_a_token() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn probes_follow_the_backends_across_a_reload() {
+    let b = tagged(&["a", "b", "c"]).await;
+    let checks = "[service.health]\ninterval = \"50ms\"\ntimeout = \"50ms\"";
+    let proxy = TestProxy::start(&config("127.0.0.1:0", &[&b[0], &b[1], &b[2]], checks)).await;
+    let probes = proxy.probes.clone();
+    wait_until("three probes", || probes.running() == 3).await;
+    proxy
+        .reload(&config("127.0.0.1:0", &[&b[0]], checks))
+        .await
+        .expect("reload");
+    wait_until("one probe left", || probes.running() == 1).await;
+    proxy
+        .reload(&config("127.0.0.1:0", &[&b[0], &b[2]], ""))
+        .await
+        .expect("reload without checks");
+    wait_until("no probes", || probes.running() == 0).await;
+    proxy.stop().await;
+    assert_eq!(probes.running(), 0);
+}
