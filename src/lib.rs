@@ -16,6 +16,7 @@
 //! `backend`, `limit`; `service` uses `balancer`, `backend`, `limit`; `balancer` uses
 //! `backend` (and the strategy settings of `config`); `config` uses nothing of ours.
 
+pub mod acl;
 pub mod admin;
 pub mod backend;
 pub mod balancer;

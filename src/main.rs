@@ -42,7 +42,12 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
 /// Loads and validates `path`, printing every error; `None` when it is invalid.
 fn load_or_report(path: &Path) -> Option<Config> {
     match config::load(path) {
-        Ok(config) => Some(config),
+        Ok(config) => {
+            for warning in config::warnings(&config) {
+                eprintln!("warning: {warning}");
+            }
+            Some(config)
+        }
         Err(errors) => {
             for e in errors.iter() {
                 eprintln!("{e}");

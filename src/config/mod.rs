@@ -56,6 +56,25 @@ pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigErrors> {
     )
 }
 
+/// Risky but valid settings worth a loud warning, one line each.
+pub fn warnings(config: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let open_admin = config
+        .admin
+        .as_ref()
+        .filter(|a| !a.listen.ip().is_loopback() && a.token.is_empty());
+    if let Some(admin) = open_admin {
+        warnings.push(format!(
+            "{}: admin.listen {} is not a loopback address and admin.token is empty: \
+             anyone who can reach it can read the status and drain or take backends \
+             out of service; set a token or listen on 127.0.0.1",
+            config.source.display(),
+            admin.listen
+        ));
+    }
+    warnings
+}
+
 /// Whether uses of features this build does not implement are errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Features {

@@ -6,7 +6,7 @@
 //! The values themselves are still parsed and validated by `validate.rs`, and
 //! the model keeps every field.
 
-use super::file::{Field, RawDocument, ServiceEntry, StringList};
+use super::file::{Field, RawDocument, ServiceEntry};
 use super::paths;
 use super::report::{Report, Span};
 
@@ -30,16 +30,6 @@ const SERVICE_FEATURES: &[Feature<ServiceEntry>] = &[
         what: "accepting PROXY protocol headers from clients",
         key: "accept_proxy_protocol",
         used: |s| is_true(&s.fields.value.accept_proxy_protocol),
-    },
-    Feature {
-        what: "source address allow lists",
-        key: "allow",
-        used: |s| non_empty(&s.fields.value.allow),
-    },
-    Feature {
-        what: "source address deny lists",
-        key: "deny",
-        used: |s| non_empty(&s.fields.value.deny),
     },
 ];
 
@@ -68,11 +58,4 @@ fn equals(field: &Field<String>, values: &[&str]) -> Option<Span> {
 
 fn is_true(field: &Field<bool>) -> Option<Span> {
     field.as_ref().filter(|f| *f.get_ref()).map(|f| f.span())
-}
-
-fn non_empty(field: &Field<StringList>) -> Option<Span> {
-    field
-        .as_ref()
-        .filter(|f| !f.get_ref().0.is_empty())
-        .map(|f| f.span())
 }

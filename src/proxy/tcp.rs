@@ -95,6 +95,9 @@ impl Session {
     /// The whole life of one client's session.
     async fn serve_client(self, client: TcpStream, peer: SocketAddr) {
         let started = Instant::now();
+        if !self.service.permits(peer) {
+            return self.reject(peer, RejectReason::Acl, "source address not allowed");
+        }
         let Some(_process_slot) = self.process_limit.try_acquire() else {
             return self.reject(
                 peer,

@@ -13,13 +13,16 @@ pub enum RejectReason {
     MaxConnections,
     /// Every connect attempt failed.
     BackendConnect,
+    /// The client's address is not allowed (`allow` / `deny`).
+    Acl,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 3] = [
+    pub const ALL: [RejectReason; 4] = [
         RejectReason::NoBackend,
         RejectReason::MaxConnections,
         RejectReason::BackendConnect,
+        RejectReason::Acl,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -27,6 +30,7 @@ impl RejectReason {
             RejectReason::NoBackend => "no_backend",
             RejectReason::MaxConnections => "max_connections",
             RejectReason::BackendConnect => "backend_connect",
+            RejectReason::Acl => "acl",
         }
     }
 }
@@ -40,13 +44,16 @@ pub enum DropReason {
     MaxFlows,
     /// Sending failed (e.g. ICMP unreachable, or a full socket buffer).
     SendError,
+    /// The client's address is not allowed (`allow` / `deny`).
+    Acl,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 3] = [
+    pub const ALL: [DropReason; 4] = [
         DropReason::NoBackend,
         DropReason::MaxFlows,
         DropReason::SendError,
+        DropReason::Acl,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +61,7 @@ impl DropReason {
             DropReason::NoBackend => "no_backend",
             DropReason::MaxFlows => "max_flows",
             DropReason::SendError => "send_error",
+            DropReason::Acl => "acl",
         }
     }
 }

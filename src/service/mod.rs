@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use prometheus::Histogram;
 
+use crate::acl::Acl;
 use crate::backend::Backend;
 use crate::backend::admin_state::AdminState;
 use crate::balancer::PickContext;
@@ -69,6 +70,7 @@ pub struct Service {
     connections: Arc<ConnectionLimit>,
     per_source: Option<Arc<SourceLimit>>,
     counters: Arc<ServiceCounters>,
+    acl: Acl,
     session_histogram: Histogram,
     /// udp: live flows, capped at `max_flows`.
     flows: Arc<ConnectionLimit>,
@@ -114,6 +116,7 @@ impl Service {
             flows,
             per_source,
             counters: previous.map_or_else(Default::default, |p| Arc::clone(&p.counters)),
+            acl: Acl::new(config.allow.clone(), config.deny.clone()),
             session_histogram: metrics.session_histogram(&config.name),
             backends,
             config,
@@ -143,6 +146,11 @@ impl Service {
             .filter(|b| !next.backends.iter().any(|n| Arc::ptr_eq(b, n)))
             .cloned()
             .collect()
+    }
+
+    /// Whether a client from `client` may use this service (`allow` / `deny`).
+    pub fn permits(&self, client: SocketAddr) -> bool {
+        self.acl.is_open() || self.acl.permits(client.ip())
     }
 
     pub fn counters(&self) -> &ServiceCounters {

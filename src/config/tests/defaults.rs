@@ -322,5 +322,5 @@ fn the_file_with_every_key_is_refused_only_for_unsupported_features() {
             .all(|e| e.message.starts_with("not supported yet: ")),
         "{errors}"
     );
-    assert_eq!(errors.len(), 4, "{errors}");
+    assert_eq!(errors.len(), 2, "{errors}");
 }

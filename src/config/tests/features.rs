@@ -21,14 +21,6 @@ fn each_unsupported_service_feature_is_refused_at_its_key() {
             "lb.toml:4:25: service \"pg\".accept_proxy_protocol: not supported yet: accepting \
              PROXY protocol headers from clients",
         ),
-        (
-            &["allow = [\"10.0.0.0/8\"]"],
-            "lb.toml:4:9: service \"pg\".allow: not supported yet: source address allow lists",
-        ),
-        (
-            &["deny = [\"::1\"]"],
-            "lb.toml:4:8: service \"pg\".deny: not supported yet: source address deny lists",
-        ),
     ];
     for (extra, expected) in cases {
         assert_eq!(error(&service_with(extra)), *expected);
@@ -105,12 +97,13 @@ fn supported_limits_and_global_keys_are_accepted() {
 
 #[test]
 fn unsupported_errors_follow_the_validation_errors() {
-    let text = service_with(&["deny = [\"10.0.0.0/8\"]", "idle_timeout = \"0s\""]);
+    let text = service_with(&["accept_proxy_protocol = true", "idle_timeout = \"0s\""]);
     assert_eq!(
         errors(&text),
         [
             "lb.toml:5:16: service \"pg\".idle_timeout: must be greater than 0, got \"0s\"",
-            "lb.toml:4:8: service \"pg\".deny: not supported yet: source address deny lists",
+            "lb.toml:4:25: service \"pg\".accept_proxy_protocol: not supported yet: accepting \
+             PROXY protocol headers from clients",
         ]
     );
 }
@@ -127,4 +120,17 @@ fn an_invalid_value_of_an_unsupported_key_is_only_reported_invalid() {
          (expected number at 0); expected a number and a unit, e.g. \"250ms\", \"2s\", \"1h\" \
          or \"1m30s\""
     );
+}
+
+#[test]
+fn an_open_admin_endpoint_off_loopback_is_warned_about() {
+    let open = lines(&["[admin]", "listen = \"0.0.0.0:9100\""]) + &service_with(&[]);
+    let found = warnings(&valid(&open));
+    assert_eq!(found.len(), 1);
+    assert!(found[0].contains("admin.listen 0.0.0.0:9100 is not a loopback address"));
+    let with_token =
+        lines(&["[admin]", "listen = \"0.0.0.0:9100\"", "token = \"x\""]) + &service_with(&[]);
+    assert!(warnings(&valid(&with_token)).is_empty());
+    let loopback = lines(&["[admin]", "listen = \"127.0.0.1:9100\""]) + &service_with(&[]);
+    assert!(warnings(&valid(&loopback)).is_empty());
 }

@@ -594,11 +594,10 @@ fn allow_and_deny_entries_must_be_cidrs() {
             "lb.toml:4:24: service \"pg\".allow[1]: invalid CIDR \"10.0.0.0/33\": expected a \
              network such as \"10.0.0.0/8\" or \"2001:db8::/32\", or a single address such as \
              \"192.0.2.7\"",
-            "lb.toml:4:9: service \"pg\".allow: not supported yet: source address allow lists",
         ]
     );
     assert_eq!(
-        error_allowing_unsupported(&service_with(&["deny = [\"nope\"]"])),
+        error(&service_with(&["deny = [\"nope\"]"])),
         "lb.toml:4:9: service \"pg\".deny[0]: invalid CIDR \"nope\": expected a network such \
          as \"10.0.0.0/8\" or \"2001:db8::/32\", or a single address such as \"192.0.2.7\""
     );

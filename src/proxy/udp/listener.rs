@@ -138,6 +138,10 @@ impl UdpRelay {
 
     /// Sends one client datagram to its flow's backend, opening a flow if needed.
     fn forward(&self, flows: &mut Flows, opening: &Opening<'_>, client: SocketAddr, data: &[u8]) {
+        if !self.service.permits(client) {
+            self.service.count_drop(DropReason::Acl);
+            return;
+        }
         if let Some(entry) = flows.get(&client) {
             let flow = entry.value();
             let end = if flow.broken.load(Ordering::Acquire) {
