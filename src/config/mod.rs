@@ -2,7 +2,7 @@
 //!
 //! The pipeline is `text -> file.rs` (TOML syntax, unknown keys, value types)
 //! `-> validate.rs` (defaults, ranges, addresses, cross-key rules)
-//! `-> unsupported.rs` (features this build refuses), collecting every error
+//! collecting every error
 //! on the way, each pinned to a file, line, column and key path. This module
 //! owns that pipeline and its public entry points; it does not start anything
 //! from the configuration.
@@ -15,7 +15,6 @@ pub mod model;
 mod paths;
 mod report;
 mod strategy;
-mod unsupported;
 mod validate;
 mod values;
 
@@ -48,12 +47,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Checks configuration `text`; `source` names it in messages and becomes
 /// [`Config::source`]. Host names are resolved with the system resolver.
 pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigErrors> {
-    parse_with(
-        text,
-        source,
-        address::system_resolve,
-        Features::RefuseUnsupported,
-    )
+    parse_with(text, source, address::system_resolve)
 }
 
 /// Risky but valid settings worth a loud warning, one line each.
@@ -75,33 +69,14 @@ pub fn warnings(config: &Config) -> Vec<String> {
     warnings
 }
 
-/// Whether uses of features this build does not implement are errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Features {
-    RefuseUnsupported,
-    /// Only for checking the validation of those features' values.
-    #[cfg(test)]
-    AllowUnsupported,
-}
-
-/// [`parse`] with the given host-name resolver and feature gate.
-fn parse_with(
-    text: &str,
-    source: &Path,
-    resolve: Resolve,
-    features: Features,
-) -> Result<Config, ConfigErrors> {
+/// [`parse`] with the given host-name resolver.
+fn parse_with(text: &str, source: &Path, resolve: Resolve) -> Result<Config, ConfigErrors> {
     let mut report = Report::new(source.display().to_string(), text);
     let Some(doc) = file::read(text, &mut report) else {
         return Err(report.into_errors());
     };
     let config = validate::validate(&doc, source, resolve, &mut report);
     report.sort_from(0);
-    let validated = report.count();
-    if features == Features::RefuseUnsupported {
-        unsupported::check(&doc, &mut report);
-        report.sort_from(validated);
-    }
     if report.has_errors() {
         Err(report.into_errors())
     } else {

@@ -81,11 +81,6 @@ impl<'a> Report<'a> {
         !self.errors.is_empty()
     }
 
-    /// How many errors have been recorded so far.
-    pub fn count(&self) -> usize {
-        self.errors.len()
-    }
-
     /// Puts the errors recorded after the first `from` in file order.
     pub fn sort_from(&mut self, from: usize) {
         let from = from.min(self.errors.len());

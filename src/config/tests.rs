@@ -64,16 +64,6 @@ fn check(text: &str) -> Result<Config, ConfigErrors> {
     parse(text, source())
 }
 
-/// Parses accepting features this build refuses, to test their validation.
-fn check_allowing_unsupported(text: &str) -> Result<Config, ConfigErrors> {
-    parse_with(
-        text,
-        source(),
-        address::system_resolve,
-        Features::AllowUnsupported,
-    )
-}
-
 fn valid(text: &str) -> Config {
     check(text).unwrap_or_else(|e| panic!("expected a valid config, got:\n{e}"))
 }
@@ -93,16 +83,6 @@ fn errors(text: &str) -> Vec<String> {
 /// The one error line for `text`.
 fn error(text: &str) -> String {
     let mut all = errors(text);
-    assert_eq!(all.len(), 1, "expected exactly one error, got {all:#?}");
-    all.remove(0)
-}
-
-/// The one error line for `text`, unsupported features allowed.
-fn error_allowing_unsupported(text: &str) -> String {
-    let mut all = match check_allowing_unsupported(text) {
-        Ok(_) => panic!("expected errors, the config is valid:\n{text}"),
-        Err(errors) => render(errors),
-    };
     assert_eq!(all.len(), 1, "expected exactly one error, got {all:#?}");
     all.remove(0)
 }

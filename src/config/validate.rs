@@ -5,8 +5,7 @@
 //! Every problem is reported and validation carries on with a stand-in value,
 //! so one run finds them all; the returned `Config` is only meaningful when no
 //! error was reported. This file does not read TOML (`file.rs`), check single
-//! values (`checker.rs`), judge strategies (`strategy.rs`) or decide which
-//! features this build supports (`unsupported.rs`).
+//! values (`checker.rs`) or judge strategies (`strategy.rs`).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -252,6 +251,10 @@ impl<'a> Validation<'_, 'a> {
                 (
                     "close_on_down",
                     raw.close_on_down.as_ref().map(|f| f.span()),
+                ),
+                (
+                    "accept_proxy_protocol",
+                    raw.accept_proxy_protocol.as_ref().map(|f| f.span()),
                 ),
             ],
         };

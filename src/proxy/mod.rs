@@ -5,6 +5,8 @@
 //! accept loops belongs to `runtime`.
 
 pub mod listener;
+pub mod preamble;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod tcp;
 pub mod udp;

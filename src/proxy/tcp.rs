@@ -10,15 +10,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::backend::{Backend, ConnectionGuard};
+use crate::config::ProxyProtocol;
 use crate::lifecycle::Lifecycle;
 use crate::limit::ConnectionLimit;
 use crate::log_throttle::LogThrottle;
+use crate::proxy::preamble::{ClientOrigin, backend_preamble, read_header};
 use crate::proxy::relay::{RelayOutcome, SessionEnd, relay};
 use crate::service::{RejectReason, Service, ServiceSlot};
 
@@ -93,8 +96,16 @@ struct Session {
 
 impl Session {
     /// The whole life of one client's session.
-    async fn serve_client(self, client: TcpStream, peer: SocketAddr) {
+    async fn serve_client(self, mut client: TcpStream, tcp_peer: SocketAddr) {
         let started = Instant::now();
+        let origin = match self.client_origin(&mut client, tcp_peer).await {
+            Ok(origin) => origin,
+            Err(e) => {
+                let why = format!("bad or missing PROXY header: {e}");
+                return self.reject(tcp_peer, RejectReason::ProxyProtocol, &why);
+            }
+        };
+        let peer = origin.source;
         if !self.service.permits(peer) {
             return self.reject(peer, RejectReason::Acl, "source address not allowed");
         }
@@ -112,19 +123,62 @@ impl Session {
                 "service or per-source limit",
             );
         };
-        let (guard, upstream) = match self.connect_backend(peer).await {
+        let (guard, mut upstream) = match self.connect_backend(peer).await {
             Ok(connected) => connected,
             Err(reason) => return self.reject(peer, reason, "no backend could be reached"),
         };
         let _ = client.set_nodelay(true);
         let _ = upstream.set_nodelay(true);
+        let early_bytes = origin.early_data.len() as u64;
+        if let Err(e) = self.send_preamble(&client, &mut upstream, origin).await {
+            debug!(client = %peer, error = %e, "backend closed before the session started");
+            return;
+        }
         let idle = self.service.config().idle_timeout;
         let stop = self.session_stop(guard.backend());
         let totals = guard.backend().byte_counters();
-        let outcome = relay(&client, &upstream, idle, stop, totals).await;
+        totals
+            .0
+            .fetch_add(early_bytes, std::sync::atomic::Ordering::Relaxed);
+        let mut outcome = relay(&client, &upstream, idle, stop, totals).await;
+        outcome.bytes_up += early_bytes;
         let duration = started.elapsed();
         self.service.record_session(duration);
         self.log_session(peer, guard.backend(), &outcome, duration);
+    }
+
+    /// Who the client is: the TCP peer, or what its PROXY header says when the
+    /// service expects one.
+    async fn client_origin(
+        &self,
+        client: &mut TcpStream,
+        peer: SocketAddr,
+    ) -> io::Result<ClientOrigin> {
+        if self.service.config().accept_proxy_protocol {
+            read_header(client, peer).await
+        } else {
+            Ok(ClientOrigin::direct(peer))
+        }
+    }
+
+    /// Writes our PROXY header (if configured) and any early client bytes to the backend.
+    async fn send_preamble(
+        &self,
+        client: &TcpStream,
+        upstream: &mut TcpStream,
+        origin: ClientOrigin,
+    ) -> io::Result<()> {
+        let mode = self.service.config().proxy_protocol;
+        let destination = match (mode, origin.destination) {
+            (ProxyProtocol::Off, _) => origin.source,
+            (_, Some(destination)) => destination,
+            (_, None) => client.local_addr()?,
+        };
+        let preamble = backend_preamble(mode, origin.source, destination, origin.early_data);
+        if !preamble.is_empty() {
+            upstream.write_all(&preamble).await?;
+        }
+        Ok(())
     }
 
     /// Completes when the session must be closed from outside: at the end of a

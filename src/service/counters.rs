@@ -15,14 +15,17 @@ pub enum RejectReason {
     BackendConnect,
     /// The client's address is not allowed (`allow` / `deny`).
     Acl,
+    /// `accept_proxy_protocol`: the client's PROXY header was missing, malformed or late.
+    ProxyProtocol,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 4] = [
+    pub const ALL: [RejectReason; 5] = [
         RejectReason::NoBackend,
         RejectReason::MaxConnections,
         RejectReason::BackendConnect,
         RejectReason::Acl,
+        RejectReason::ProxyProtocol,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -31,6 +34,7 @@ impl RejectReason {
             RejectReason::MaxConnections => "max_connections",
             RejectReason::BackendConnect => "backend_connect",
             RejectReason::Acl => "acl",
+            RejectReason::ProxyProtocol => "proxy_protocol",
         }
     }
 }

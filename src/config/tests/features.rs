@@ -1,31 +1,7 @@
-//! Features this build does not implement: each use is one error at its key,
-//! and the default (off) values are accepted.
+//! Optional features: their keys are accepted with valid values, their off
+//! values are accepted explicitly, and combinations that make no sense are refused.
 
 use super::*;
-
-#[test]
-fn each_unsupported_service_feature_is_refused_at_its_key() {
-    let cases: &[(&[&str], &str)] = &[
-        (
-            &["proxy_protocol = \"v1\""],
-            "lb.toml:4:18: service \"pg\".proxy_protocol: not supported yet: sending PROXY \
-             protocol headers to backends",
-        ),
-        (
-            &["proxy_protocol = \"v2\""],
-            "lb.toml:4:18: service \"pg\".proxy_protocol: not supported yet: sending PROXY \
-             protocol headers to backends",
-        ),
-        (
-            &["accept_proxy_protocol = true"],
-            "lb.toml:4:25: service \"pg\".accept_proxy_protocol: not supported yet: accepting \
-             PROXY protocol headers from clients",
-        ),
-    ];
-    for (extra, expected) in cases {
-        assert_eq!(error(&service_with(extra)), *expected);
-    }
-}
 
 #[test]
 fn health_outlier_backup_slow_start_and_fail_open_are_accepted() {
@@ -96,33 +72,6 @@ fn supported_limits_and_global_keys_are_accepted() {
 }
 
 #[test]
-fn unsupported_errors_follow_the_validation_errors() {
-    let text = service_with(&["accept_proxy_protocol = true", "idle_timeout = \"0s\""]);
-    assert_eq!(
-        errors(&text),
-        [
-            "lb.toml:5:16: service \"pg\".idle_timeout: must be greater than 0, got \"0s\"",
-            "lb.toml:4:25: service \"pg\".accept_proxy_protocol: not supported yet: accepting \
-             PROXY protocol headers from clients",
-        ]
-    );
-}
-
-#[test]
-fn an_invalid_value_of_an_unsupported_key_is_only_reported_invalid() {
-    assert_eq!(
-        error(&service_with(&["proxy_protocol = \"v9\""])),
-        "lb.toml:4:18: service \"pg\".proxy_protocol: must be one of \"off\", \"v1\", \"v2\"; got \"v9\""
-    );
-    assert_eq!(
-        error(&backend_with(&["slow_start = \"later\""])),
-        "lb.toml:6:14: service \"pg\".backend[0].slow_start: invalid duration \"later\" \
-         (expected number at 0); expected a number and a unit, e.g. \"250ms\", \"2s\", \"1h\" \
-         or \"1m30s\""
-    );
-}
-
-#[test]
 fn an_open_admin_endpoint_off_loopback_is_warned_about() {
     let open = lines(&["[admin]", "listen = \"0.0.0.0:9100\""]) + &service_with(&[]);
     let found = warnings(&valid(&open));
@@ -133,4 +82,20 @@ fn an_open_admin_endpoint_off_loopback_is_warned_about() {
     assert!(warnings(&valid(&with_token)).is_empty());
     let loopback = lines(&["[admin]", "listen = \"127.0.0.1:9100\""]) + &service_with(&[]);
     assert!(warnings(&valid(&loopback)).is_empty());
+}
+
+#[test]
+fn proxy_protocol_settings_are_accepted_and_accept_is_tcp_only() {
+    let text = service_with(&["proxy_protocol = \"v2\"", "accept_proxy_protocol = true"]);
+    let config = valid(&text);
+    assert_eq!(config.services[0].proxy_protocol, ProxyProtocol::V2);
+    assert!(config.services[0].accept_proxy_protocol);
+    assert_eq!(
+        error(&service_with(&[
+            "protocol = \"udp\"",
+            "accept_proxy_protocol = true"
+        ])),
+        "lb.toml:5:25: service \"pg\".accept_proxy_protocol: applies to tcp services only, \
+         and this service is udp; remove it"
+    );
 }

@@ -185,7 +185,7 @@ fn listen_addresses_that_do_not_collide() {
     valid(&two_services("127.0.0.1:7001", "127.0.0.1:7002"));
     let tcp_and_udp = two_services("127.0.0.1:7001", "127.0.0.1:7001")
         .replace("name = \"b\"", "name = \"b\"\nprotocol = \"udp\"");
-    check_allowing_unsupported(&tcp_and_udp).unwrap();
+    check(&tcp_and_udp).unwrap();
 }
 
 #[test]
@@ -195,7 +195,7 @@ fn admin_listen_collides_with_a_tcp_service() {
         service_with(&[]).replace("127.0.0.1:0", "127.0.0.1:7001")
     );
     assert_eq!(
-        error_allowing_unsupported(&text),
+        error(&text),
         "lb.toml:5:10: service \"pg\".listen: tcp 127.0.0.1:7001 is already used by \
          admin.listen at line 2, column 10"
     );
@@ -416,9 +416,7 @@ fn health_with(extra: &[&str]) -> String {
 fn health_rise_fall_and_port_ranges() {
     let text = health_with(&["rise = 0", "fall = 101", "port = 65536"]);
     assert_eq!(
-        check_allowing_unsupported(&text)
-            .map_err(render)
-            .unwrap_err(),
+        check(&text).map_err(render).unwrap_err(),
         [
             "lb.toml:5:8: service \"pg\".health.rise: must be between 1 and 100, got 0",
             "lb.toml:6:8: service \"pg\".health.fall: must be between 1 and 100, got 101",
@@ -426,7 +424,7 @@ fn health_rise_fall_and_port_ranges() {
         ]
     );
     assert_eq!(
-        error_allowing_unsupported(&health_with(&["port = -1"])),
+        error(&health_with(&["port = -1"])),
         "lb.toml:5:8: service \"pg\".health.port: must be between 0 and 65535, got -1"
     );
 }
@@ -435,7 +433,7 @@ fn health_rise_fall_and_port_ranges() {
 fn outlier_consecutive_failures_at_least_one() {
     let text = service_with(&["[service.outlier]", "consecutive_failures = 0"]);
     assert_eq!(
-        error_allowing_unsupported(&text),
+        error(&text),
         "lb.toml:5:24: service \"pg\".outlier.consecutive_failures: must be at least 1, got 0"
     );
 }
@@ -480,9 +478,7 @@ fn zero_durations_where_they_make_no_sense() {
     );
     let text = health_with(&["interval = \"0s\"", "timeout = \"0s\""]);
     assert_eq!(
-        check_allowing_unsupported(&text)
-            .map_err(render)
-            .unwrap_err(),
+        check(&text).map_err(render).unwrap_err(),
         [
             "lb.toml:5:12: service \"pg\".health.interval: must be greater than 0, got \"0s\"",
             "lb.toml:6:11: service \"pg\".health.timeout: must be greater than 0, got \"0s\"",
@@ -490,7 +486,7 @@ fn zero_durations_where_they_make_no_sense() {
     );
     let text = service_with(&["[service.outlier]", "ejection_time = \"0s\""]);
     assert_eq!(
-        error_allowing_unsupported(&text),
+        error(&text),
         "lb.toml:5:17: service \"pg\".outlier.ejection_time: must be greater than 0, got \"0s\""
     );
 }
@@ -507,12 +503,12 @@ fn zero_durations_where_they_are_allowed() {
 #[test]
 fn health_timeout_longer_than_interval() {
     assert_eq!(
-        error_allowing_unsupported(&health_with(&["interval = \"1s\"", "timeout = \"1500ms\""])),
+        error(&health_with(&["interval = \"1s\"", "timeout = \"1500ms\""])),
         "lb.toml:6:11: service \"pg\".health.timeout: must not be longer than interval (1s), \
          got 1s 500ms"
     );
     assert_eq!(
-        error_allowing_unsupported(&health_with(&["interval = \"500ms\""])),
+        error(&health_with(&["interval = \"500ms\""])),
         "lb.toml:5:12: service \"pg\".health.timeout: must not be longer than interval \
          (500ms), got 1s (the default)"
     );
@@ -571,7 +567,7 @@ fn backend_address_used_twice() {
 #[test]
 fn backend_address_used_twice_through_a_host_name() {
     let text = backend_with(&["[[service.backend]]", "address = \"localhost:5432\""]);
-    let errors = parse_with(&text, source(), no_dns, Features::RefuseUnsupported).unwrap_err();
+    let errors = parse_with(&text, source(), no_dns).unwrap_err();
     assert_eq!(
         render(errors),
         [
@@ -619,7 +615,7 @@ fn proxy_protocol_values() {
         "lb.toml:4:18: service \"pg\".proxy_protocol: must be one of \"off\", \"v1\", \"v2\"; got \"v3\""
     );
     assert_eq!(
-        error_allowing_unsupported(&service_with(&[
+        error(&service_with(&[
             "protocol = \"udp\"",
             "proxy_protocol = \"v1\""
         ])),
@@ -639,7 +635,7 @@ fn on_all_down_values() {
 #[test]
 fn health_kind_values() {
     assert_eq!(
-        error_allowing_unsupported(&health_with(&["kind = \"icmp\""])),
+        error(&health_with(&["kind = \"icmp\""])),
         "lb.toml:5:8: service \"pg\".health.kind: must be one of \"tcp\", \"udp\"; got \"icmp\""
     );
 }
@@ -658,9 +654,7 @@ fn booleans_of_the_wrong_type() {
 fn admin_listen_and_token() {
     let text = lines(&["[admin]", "listen = \"127.0.0.1\"", "token = 5"]) + &service_with(&[]);
     assert_eq!(
-        check_allowing_unsupported(&text)
-            .map_err(render)
-            .unwrap_err(),
+        check(&text).map_err(render).unwrap_err(),
         [
             "lb.toml:2:10: admin.listen: missing port in \"127.0.0.1\": expected IP:port, \
              [IPv6]:port or host:port",

@@ -6,7 +6,7 @@ use super::*;
 
 /// Parses with no DNS, so generated host names never reach the network.
 fn parse_offline(text: &str) -> Result<Config, ConfigErrors> {
-    parse_with(text, source(), no_dns, Features::RefuseUnsupported)
+    parse_with(text, source(), no_dns)
 }
 
 const KEYS: &[&str] = &[

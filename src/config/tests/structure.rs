@@ -61,7 +61,7 @@ fn unknown_key_in_a_service() {
 fn unknown_key_in_nested_tables() {
     let text = service_with(&["[service.health]", "intervl = \"2s\""]);
     assert_eq!(
-        error_allowing_unsupported(&text),
+        error(&text),
         "lb.toml:5:1: service \"pg\".health.intervl: unknown field `intervl`, expected one of \
          `kind`, `interval`, `timeout`, `rise`, `fall`, `port`, `send`"
     );
@@ -72,7 +72,7 @@ fn unknown_key_in_nested_tables() {
     );
     let text = service_with(&["outlier = { failures = 3 }"]);
     assert_eq!(
-        error_allowing_unsupported(&text),
+        error(&text),
         "lb.toml:4:13: service \"pg\".outlier.failures: unknown field `failures`, expected \
          `consecutive_failures` or `ejection_time`"
     );
@@ -219,7 +219,7 @@ fn summary_mentions_listeners_backups_health_and_outlier() {
         "address = \"127.0.0.1:5434\"",
         "backup = true",
     ]);
-    let config = check_allowing_unsupported(&text).unwrap();
+    let config = check(&text).unwrap();
     assert_eq!(
         config.services[0].summary(),
         "service \"pg\": tcp 127.0.0.1:6432, [::1]:6432 -> 2 backends + 1 backup (round_robin), \

@@ -8,6 +8,7 @@
 //! sent to. Idle flows are swept out in bounded slices. Nothing waits for buffer
 //! space: a datagram that cannot be sent now is dropped and counted.
 
+use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,9 +21,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::backend::{Backend, ConnectionGuard};
+use crate::config::ProxyProtocol;
 use crate::lifecycle::Lifecycle;
 use crate::limit::LimitPermit;
 use crate::log_throttle::LogThrottle;
+use crate::proxy::proxy_protocol;
 use crate::proxy::udp::flow_table::{FlowEntry, FlowTable};
 use crate::proxy::udp::socket::connect_upstream;
 use crate::service::{DropReason, Service, ServiceSlot};
@@ -150,7 +153,7 @@ impl UdpRelay {
                 "backend_down"
             } else {
                 entry.touch(opening.ticks.now());
-                if self.send_upstream(flow, data) {
+                if self.send_upstream(flow, data, data.len()) {
                     return;
                 }
                 "send_error"
@@ -162,7 +165,8 @@ impl UdpRelay {
         let Some(entry) = self.open_flow(flows, opening, client) else {
             return;
         };
-        let broken = !self.send_upstream(entry.value(), data);
+        let first = self.first_datagram(opening, client, data);
+        let broken = !self.send_upstream(entry.value(), &first, data.len());
         if let Some(entry) = broken.then(|| flows.remove(&client)).flatten() {
             self.close_flow(client, &entry, "send_error");
         }
@@ -223,10 +227,10 @@ impl UdpRelay {
 
     /// Sends to the flow's backend; `false` when the flow is broken (the datagram
     /// is counted as dropped either way when it could not be sent).
-    fn send_upstream(&self, flow: &Flow, data: &[u8]) -> bool {
-        match send_now(&flow.upstream, data, None) {
+    fn send_upstream(&self, flow: &Flow, datagram: &[u8], payload_len: usize) -> bool {
+        match send_now(&flow.upstream, datagram, None) {
             Ok(_) => {
-                flow.backend.count_datagram_up(data.len());
+                flow.backend.count_datagram_up(payload_len);
                 flow.datagrams_up.fetch_add(1, Ordering::Relaxed);
                 true
             }
@@ -244,6 +248,23 @@ impl UdpRelay {
                 false
             }
         }
+    }
+
+    /// A new flow's first datagram: with `proxy_protocol = "v2"`, a PROXY v2 header
+    /// (client → the service address it sent to) in front of the payload.
+    fn first_datagram<'a>(
+        &self,
+        opening: &Opening<'_>,
+        client: SocketAddr,
+        data: &'a [u8],
+    ) -> Cow<'a, [u8]> {
+        if self.service.config().proxy_protocol != ProxyProtocol::V2 {
+            return Cow::Borrowed(data);
+        }
+        let destination = opening.socket.local_addr().unwrap_or(client);
+        let mut datagram = proxy_protocol::encode_v2_udp(client, destination);
+        datagram.extend_from_slice(data);
+        Cow::Owned(datagram)
     }
 
     fn sweep(&self, flows: &mut Flows, ticks: Ticks) {
