@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use socket2::{SockAddr, SockRef};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -26,12 +27,16 @@ use crate::lifecycle::Lifecycle;
 use crate::limit::LimitPermit;
 use crate::log_throttle::LogThrottle;
 use crate::proxy::proxy_protocol;
+use crate::proxy::udp::batch::RecvBatch;
 use crate::proxy::udp::flow_table::{FlowEntry, FlowTable};
 use crate::proxy::udp::socket::connect_upstream;
 use crate::service::{DropReason, Service, ServiceSlot};
 
 /// Room for the largest UDP payload (65507 bytes over IPv4) and then some.
 const MAX_DATAGRAM: usize = 65_536;
+
+/// Datagrams received per system call at most (each slot holds 64 KiB).
+const RECV_BATCH: usize = 32;
 
 /// Most flows the sweeper examines per tick.
 const SWEEP_BUDGET: usize = 16_384;
@@ -90,7 +95,7 @@ impl UdpProxy {
         let sweep_every = sweep_period(relay.service.config().idle_timeout);
         let mut sweep = tokio::time::interval(sweep_every);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut batch = RecvBatch::new(RECV_BATCH);
         loop {
             tokio::select! {
                 () = self.stop.cancelled() => break,
@@ -99,13 +104,21 @@ impl UdpProxy {
                     relay.follow_reload(&self.slot, &mut flows);
                     relay.sweep(&mut flows, ticks);
                 }
-                received = socket.recv_from(&mut buf) => match received {
-                    Ok((len, client)) => {
-                        let opening = Opening { socket: &socket, ticks, every_flow: &every_flow };
-                        relay.forward(&mut flows, &opening, client, &buf[..len]);
+                ready = socket.readable() => {
+                    let received = ready.and_then(|()| {
+                        socket.try_io(Interest::READABLE, || batch.recv(socket.as_ref()))
+                    });
+                    match received {
+                        Ok(count) => {
+                            let opening = Opening { socket: &socket, ticks, every_flow: &every_flow };
+                            for (data, client) in (0..count).filter_map(|i| batch.get(i)) {
+                                relay.forward(&mut flows, &opening, client, data);
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => relay.recv_failed(&e).await,
                     }
-                    Err(e) => relay.recv_failed(&e).await,
-                },
+                }
             }
         }
         for (client, entry) in flows.remove_where(|_| true) {

@@ -2,10 +2,12 @@
 //! client to its backend, and one small task per flow relaying the backend's
 //! replies back to the client from the service's own address.
 //!
-//! `flow_table` is pure bookkeeping; `socket` creates sockets; `listener` owns the
-//! receive loop and the per-flow reply tasks. Nothing queues datagrams: a datagram
+//! `flow_table` is pure bookkeeping; `socket` creates sockets; `batch` receives
+//! many datagrams per system call; `listener` owns the receive loop and the
+//! per-flow reply tasks. Nothing queues datagrams: a datagram
 //! that cannot be sent right away is dropped and counted, as the kernel would.
 
+pub mod batch;
 pub mod flow_table;
 pub mod listener;
 pub mod socket;
