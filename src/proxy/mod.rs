@@ -4,6 +4,7 @@
 //! Choosing a backend belongs to `service`/`balancer`; starting and stopping the
 //! accept loops belongs to `runtime`.
 
+pub mod buffer_pool;
 pub mod listener;
 pub mod preamble;
 pub mod proxy_protocol;

@@ -2,10 +2,10 @@
 //!
 //! Bytes are copied in order, never dropped: a direction ends only at end of stream
 //! (the peer's FIN, which is passed on as a FIN to the other side while the other
-//! direction keeps flowing) or at an error. Relay buffers are allocated only while a
-//! side has data to read and are released as soon as it has none, so an idle session
-//! holds no buffer. This file owns no policy: which backend, limits and logging live
-//! in `tcp.rs`.
+//! direction keeps flowing) or at an error. Relay buffers are taken from a
+//! per-thread pool only while a side has data to read and given back as soon as
+//! it has none, so an idle session holds no buffer. This file owns no policy:
+//! which backend, limits and logging live in `tcp.rs`.
 
 use std::io;
 use std::net::Shutdown;
@@ -13,11 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use socket2::SockRef;
+
+use crate::proxy::buffer_pool::PooledBuffer;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-
-/// Largest single read from one side.
-const RELAY_BUFFER_BYTES: usize = 64 * 1024;
 
 /// How a relayed session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,10 +182,10 @@ async fn pump(
 ) -> Result<(), Side> {
     loop {
         from.readable().await.map_err(|_| from_side)?;
-        let mut buf = Vec::with_capacity(RELAY_BUFFER_BYTES);
+        let mut buf = PooledBuffer::take();
         loop {
             buf.clear();
-            match from.try_read_buf(&mut buf) {
+            match from.try_read_buf(&mut *buf) {
                 Ok(0) => {
                     // End of stream: half-close towards the other side, which may still answer.
                     let _ = SockRef::from(to).shutdown(Shutdown::Write);

@@ -1,0 +1,649 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark on loopback: direct (no balancer), l4lb, HAProxy and
+# nginx (stream), in front of the same backends, with equivalent configurations.
+#
+# Usage: scripts/bench.sh
+#   env ROUNDS=3      interleaved rounds (direct, l4lb, HAProxy, nginx, again...);
+#                     the table shows the median of the rounds
+#       DURATION=5    seconds per timed run
+#       SKIP=         comma list of metrics to skip:
+#                     bulk1, bulk4, connect, rr, mem, udp
+#       IDLE_CONNS=5000  idle connections held for the memory metric
+#       KEEP=1        keep the work directory (configs, logs, raw results) at exit
+#
+# Metrics (each run bounded by `timeout`):
+#   bulk1 / bulk4  iperf3 -t DURATION, 1 and 4 streams, Gbit/s at the receiver
+#   connect        loadgen tcp-connect --concurrency 32 (connect, 1 byte each way, close)
+#   rr             loadgen tcp-pingpong --connections 32 --size 64 (req/s, p50, p99)
+#   mem            IDLE_CONNS connections held (one byte echoed on each, then idle)
+#                  through a freshly started balancer; growth of the summed VmRSS
+#                  of all its processes, KiB per connection
+#   udp            loadgen udp-pingpong --clients 32 --size 64 (l4lb, nginx; HAProxy
+#                  has no UDP proxy)
+#
+# Installs haproxy, nginx + libnginx-mod-stream and iperf3 with apt-get when
+# missing; the system services those packages would start are kept from
+# starting, stopped if they started anyway, and disabled. Builds the release
+# l4lb and the loadgen example (honours CARGO_TARGET_DIR) and copies both into
+# the work directory, so a concurrent rebuild cannot swap them mid-run. Every
+# process it starts runs with its own config, pid file and prefix in the work
+# directory and is stopped by PID at exit. Exits non-zero when any run failed
+# (the table is still printed, from the runs that succeeded).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-5}"
+SKIP="${SKIP:-}"
+IDLE_CONNS="${IDLE_CONNS:-5000}"
+CONCURRENCY=32
+SIZE=64
+TARGETS=(direct l4lb haproxy nginx)
+METRICS=(bulk1 bulk4 connect rr mem udp)
+
+die() { echo "bench.sh: $*" >&2; exit 1; }
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, got '$ROUNDS'"
+[[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer (seconds), got '$DURATION'"
+[[ "$IDLE_CONNS" =~ ^[1-9][0-9]*$ ]] || die "IDLE_CONNS must be a positive integer, got '$IDLE_CONNS'"
+
+declare -A skip=()
+IFS=, read -r -a skip_list <<<"$SKIP"
+for m in "${skip_list[@]}"; do
+  m="${m// /}"
+  [ -n "$m" ] || continue
+  case " ${METRICS[*]} " in *" $m "*) skip[$m]=1 ;; *) die "SKIP: unknown metric '$m' (known: ${METRICS[*]})" ;; esac
+done
+want() { [ -z "${skip[$1]:-}" ]; }
+
+# --- packages -----------------------------------------------------------------
+stream_so=/usr/lib/nginx/modules/ngx_stream_module.so
+need=()
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
+[ -f "$stream_so" ] || need+=(libnginx-mod-stream)
+command -v iperf3 >/dev/null 2>&1 || need+=(iperf3)
+
+# Stops and disables a system service that a package install started.
+stop_system_service() {
+  local svc=$1 pidfile="/run/$1.pid" pid
+  if [ -s "$pidfile" ]; then
+    pid=$(cat "$pidfile")
+    if [ -e "/proc/$pid" ]; then
+      echo "stopping the system $svc (pid $pid) started by the package install" >&2
+      kill -TERM "$pid" 2>/dev/null || true
+    fi
+  fi
+  if command -v systemctl >/dev/null 2>&1; then
+    systemctl stop "$svc" >/dev/null 2>&1 || true
+    systemctl disable "$svc" >/dev/null 2>&1 || true
+  fi
+  if command -v update-rc.d >/dev/null 2>&1; then
+    update-rc.d "$svc" disable >/dev/null 2>&1 || true
+  fi
+}
+
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "installing: ${need[*]}" >&2
+  apt-get update -qq
+  # policy-rc.d exit 101 keeps the packages from starting their system services.
+  own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
+  install_rc=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${need[@]}" >/dev/null || install_rc=$?
+  if [ "$own_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  [ "$install_rc" -eq 0 ] || exit "$install_rc"
+  for pkg in "${need[@]}"; do
+    case "$pkg" in haproxy | nginx) stop_system_service "$pkg" ;; esac
+  done
+fi
+[ -f "$stream_so" ] || die "missing $stream_so"
+for tool in haproxy nginx iperf3 python3 ss timeout; do
+  command -v "$tool" >/dev/null 2>&1 || die "missing $tool"
+done
+
+# --- build --------------------------------------------------------------------
+target_dir="${CARGO_TARGET_DIR:-target}"
+cargo build --release --quiet
+cargo build --release --quiet --example loadgen
+
+work=$(mktemp -d /tmp/bench.XXXXXX)
+mkdir -p "$work/raw" "$work/nginx" "$work/mem"
+cp "$target_dir/release/l4lb" "$work/l4lb"
+cp "$target_dir/release/examples/loadgen" "$work/loadgen"
+l4lb="$work/l4lb"
+loadgen="$work/loadgen"
+
+# --- process handling ---------------------------------------------------------
+cat >"$work/proctree.py" <<'PY'
+"""proctree.py pids|rss ROOT: ROOT and all its descendants (from /proc/*/status
+PPid); `rss` prints the summed VmRSS in KiB and the number of processes."""
+import os, sys
+
+def status(pid):
+    fields = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields[key] = value.strip()
+    except OSError:
+        pass
+    return fields
+
+mode, root = sys.argv[1], int(sys.argv[2])
+children = {}
+for entry in os.listdir("/proc"):
+    if entry.isdigit():
+        ppid = status(entry).get("PPid")
+        if ppid is not None:
+            children.setdefault(int(ppid), []).append(int(entry))
+tree, todo = [], [root]
+while todo:
+    pid = todo.pop()
+    if os.path.exists(f"/proc/{pid}"):
+        tree.append(pid)
+    todo.extend(children.get(pid, []))
+if mode == "pids":
+    print(*tree)
+else:
+    total = 0
+    for pid in tree:
+        rss = status(pid).get("VmRSS", "0 kB").split()[0]
+        total += int(rss)
+    print(total, len(tree))
+PY
+
+alive() { # pid: running (not a zombie)
+  local state
+  [ -r "/proc/$1/stat" ] || return 1
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# Stops a process this script started, and its descendants, by PID.
+stop_pid() {
+  local pid=$1 tree p
+  tree=$(python3 "$work/proctree.py" pids "$pid" 2>/dev/null || true)
+  if alive "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
+  fi
+  for p in $tree; do
+    if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
+  done
+  wait "$pid" 2>/dev/null || true
+}
+
+pids=()
+cleanup() {
+  local rc=$? i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop_pid "${pids[$i]}"; done
+  if [ "$rc" -ne 0 ] || [ "${KEEP:-0}" = 1 ]; then
+    echo "work directory kept: $work" >&2
+  else
+    rm -rf "$work"
+  fi
+}
+trap cleanup EXIT
+
+# The memory metric holds IDLE_CONNS sockets in the client, in the backend and
+# twice in the balancer.
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+[ "$(ulimit -n)" -ge $((2 * IDLE_CONNS + 1000)) ] ||
+  die "open files limit $(ulimit -n) is too low for IDLE_CONNS=$IDLE_CONNS"
+
+# --- machine ------------------------------------------------------------------
+cpu_model=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
+echo "## Machine"
+echo
+echo "- CPU: $(nproc) cores, ${cpu_model:-unknown model}"
+echo "- memory: $(awk '/^MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+echo "- kernel: $(uname -sr)"
+echo "- l4lb: $("$l4lb" --version)"
+echo "- HAProxy: $(haproxy -v | head -n1)"
+echo "- nginx: $(nginx -v 2>&1)"
+echo "- iperf3: $(iperf3 --version | head -n1)"
+echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "- ROUNDS=$ROUNDS DURATION=${DURATION}s SKIP=${SKIP:-none} IDLE_CONNS=$IDLE_CONNS"
+echo
+
+# --- ports --------------------------------------------------------------------
+# Fixed-for-the-run ports below the ephemeral range, free for TCP and UDP, so the
+# many short connections cannot occupy a port a balancer binds later.
+read -r -a port_list < <(python3 - <<'PY'
+import random, socket
+lo = 20000
+try:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        hi = min(int(f.read().split()[0]), 32768)
+except OSError:
+    hi = 32768
+found = []
+for port in random.sample(range(lo, hi), hi - lo):
+    ok = True
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            ok = False
+        finally:
+            s.close()
+    if ok:
+        found.append(port)
+    if len(found) == 16:
+        break
+print(*found)
+PY
+)
+[ "${#port_list[@]}" -eq 16 ] || die "could not find 16 free loopback ports"
+read -r b_iperf b_tcp b_udp \
+  l_iperf l_tcp l_udp l_admin \
+  h_iperf h_tcp \
+  n_iperf n_tcp n_udp \
+  m_l4lb m_haproxy m_nginx m_spare <<<"${port_list[*]}"
+: "$m_spare"
+declare -A iperf_port=([direct]=$b_iperf [l4lb]=$l_iperf [haproxy]=$h_iperf [nginx]=$n_iperf)
+declare -A tcp_port=([direct]=$b_tcp [l4lb]=$l_tcp [haproxy]=$h_tcp [nginx]=$n_tcp)
+declare -A udp_port=([direct]=$b_udp [l4lb]=$l_udp [nginx]=$n_udp)
+declare -A mem_port=([l4lb]=$m_l4lb [haproxy]=$m_haproxy [nginx]=$m_nginx)
+
+# --- configurations -----------------------------------------------------------
+# write_l4lb FILE ECHO_PORT [IPERF_PORT UDP_PORT ADMIN_PORT]
+write_l4lb() {
+  local file=$1 echo_port=$2 iperf=${3:-} udp=${4:-} admin=${5:-}
+  {
+    if [ -n "$admin" ]; then printf '[admin]\nlisten = "127.0.0.1:%s"\n\n' "$admin"; fi
+    # shutdown_grace only bounds the stop at exit; no connection is open then.
+    printf '[global]\nworkers = 2\nshutdown_grace = "2s"\n'
+    printf '\n[[service]]\nname = "echo"\nprotocol = "tcp"\nlisten = "127.0.0.1:%s"\n' "$echo_port"
+    printf 'strategy = "round_robin"\nidle_timeout = "1h"\n'
+    printf '[[service.backend]]\naddress = "127.0.0.1:%s"\n' "$b_tcp"
+    if [ -n "$iperf" ]; then
+      printf '\n[[service]]\nname = "iperf"\nprotocol = "tcp"\nlisten = "127.0.0.1:%s"\n' "$iperf"
+      printf 'strategy = "round_robin"\nidle_timeout = "1h"\n'
+      printf '[[service.backend]]\naddress = "127.0.0.1:%s"\n' "$b_iperf"
+    fi
+    if [ -n "$udp" ]; then
+      printf '\n[[service]]\nname = "udp-echo"\nprotocol = "udp"\nlisten = "127.0.0.1:%s"\n' "$udp"
+      printf 'strategy = "round_robin"\nidle_timeout = "1h"\n'
+      printf '[[service.backend]]\naddress = "127.0.0.1:%s"\n' "$b_udp"
+    fi
+  } >"$file"
+  "$l4lb" check "$file" >/dev/null
+}
+
+# write_haproxy FILE PIDFILE ECHO_PORT [IPERF_PORT]
+write_haproxy() {
+  local file=$1 pidfile=$2 echo_port=$3 iperf=${4:-}
+  {
+    printf 'global\n    nbthread 2\n    maxconn 20000\n    pidfile %s\n' "$pidfile"
+    # maxconn 20000 wants about 40000 descriptors; where the hard limit is lower
+    # (containers), run with what there is instead of refusing to start.
+    printf '    no strict-limits\n\n'
+    printf 'defaults\n    mode tcp\n    balance roundrobin\n    maxconn 20000\n'
+    printf '    timeout connect 3s\n    timeout client 1h\n    timeout server 1h\n'
+    printf '\nlisten echo\n    bind 127.0.0.1:%s\n    server s1 127.0.0.1:%s\n' "$echo_port" "$b_tcp"
+    if [ -n "$iperf" ]; then
+      printf '\nlisten iperf\n    bind 127.0.0.1:%s\n    server s1 127.0.0.1:%s\n' "$iperf" "$b_iperf"
+    fi
+  } >"$file"
+  haproxy -q -c -f "$file" >/dev/null
+}
+
+# write_nginx FILE PIDFILE ERRLOG ECHO_PORT [IPERF_PORT UDP_PORT]
+write_nginx() {
+  local file=$1 pidfile=$2 errlog=$3 echo_port=$4 iperf=${5:-} udp=${6:-}
+  {
+    printf 'load_module %s;\nworker_processes 2;\ndaemon off;\n' "$stream_so"
+    printf 'pid %s;\nerror_log %s warn;\n' "$pidfile" "$errlog"
+    printf 'events { worker_connections 20000; }\n'
+    printf 'stream {\n    proxy_timeout 1h;\n    proxy_connect_timeout 3s;\n'
+    printf '    upstream echo { server 127.0.0.1:%s; }\n' "$b_tcp"
+    printf '    server { listen 127.0.0.1:%s; proxy_pass echo; }\n' "$echo_port"
+    if [ -n "$iperf" ]; then
+      printf '    upstream iperf { server 127.0.0.1:%s; }\n' "$b_iperf"
+      printf '    server { listen 127.0.0.1:%s; proxy_pass iperf; }\n' "$iperf"
+    fi
+    if [ -n "$udp" ]; then
+      printf '    upstream udp_echo { server 127.0.0.1:%s; }\n' "$b_udp"
+      printf '    server { listen 127.0.0.1:%s udp; proxy_pass udp_echo; }\n' "$udp"
+    fi
+    printf '}\n'
+  } >"$file"
+  nginx -q -t -p "$work/nginx/" -c "$file" -e "$errlog"
+}
+
+# start_balancer KIND NAME (config written beforehand to $work/NAME.*): sets
+# started_pid, and adds it to the processes stopped at exit.
+started_pid=
+start_balancer() {
+  local kind=$1 name=$2
+  case "$kind" in
+    l4lb) "$l4lb" --log-level warn run "$work/$name.toml" >>"$work/$name.log" 2>&1 & ;;
+    haproxy) haproxy -W -db -f "$work/$name.cfg" >>"$work/$name.log" 2>&1 & ;;
+    nginx) nginx -p "$work/nginx/" -c "$work/$name.conf" -e "$work/$name-error.log" >>"$work/$name.log" 2>&1 & ;;
+  esac
+  started_pid=$!
+  pids+=("$started_pid")
+}
+
+# Waits until a TCP echo answers through PORT (about 10 s at most).
+wait_tcp_echo() {
+  local port=$1 out
+  for _ in $(seq 40); do
+    out=$(timeout 5 "$loadgen" tcp-pingpong --target "127.0.0.1:$port" \
+      --connections 1 --duration 0.2 --size 8 2>/dev/null) || true
+    case "$out" in *'"ops":0,'* | '') sleep 0.25 ;; *) return 0 ;; esac
+  done
+  die "nothing echoes on tcp port $port"
+}
+wait_udp_echo() {
+  local port=$1 out
+  for _ in $(seq 40); do
+    out=$(timeout 5 "$loadgen" udp-pingpong --target "127.0.0.1:$port" \
+      --clients 1 --duration 0.2 --size 8 2>/dev/null) || true
+    case "$out" in *'"ops":0,'* | '') sleep 0.25 ;; *) return 0 ;; esac
+  done
+  die "nothing echoes on udp port $port"
+}
+wait_listening() {
+  local port=$1
+  for _ in $(seq 40); do
+    [ -n "$(ss -Hltn "sport = :$port")" ] && return 0
+    sleep 0.25
+  done
+  die "nothing listens on tcp port $port"
+}
+
+# --- backends and balancers ---------------------------------------------------
+iperf3 -s -B 127.0.0.1 -p "$b_iperf" >"$work/iperf3-server.log" 2>&1 &
+pids+=($!)
+"$loadgen" echo-server --listen "127.0.0.1:$b_tcp" --tcp 2>"$work/echo-tcp.log" &
+pids+=($!)
+"$loadgen" echo-server --listen "127.0.0.1:$b_udp" --udp 2>"$work/echo-udp.log" &
+pids+=($!)
+
+write_l4lb "$work/l4lb.toml" "$l_tcp" "$l_iperf" "$l_udp" "$l_admin"
+write_haproxy "$work/haproxy.cfg" "$work/haproxy.pid" "$h_tcp" "$h_iperf"
+write_nginx "$work/nginx.conf" "$work/nginx.pid" "$work/nginx-error.log" "$n_tcp" "$n_iperf" "$n_udp"
+declare -A main_pid=()
+for kind in l4lb haproxy nginx; do
+  start_balancer "$kind" "$kind"
+  main_pid[$kind]=$started_pid
+done
+
+wait_listening "$b_iperf"
+for t in "${TARGETS[@]}"; do wait_tcp_echo "${tcp_port[$t]}"; done
+for t in direct l4lb nginx; do wait_udp_echo "${udp_port[$t]}"; done
+for t in l4lb haproxy nginx; do wait_listening "${iperf_port[$t]}"; done
+for kind in haproxy nginx; do
+  [ "$(cat "$work/$kind.pid")" = "${main_pid[$kind]}" ] ||
+    die "$kind: pid file $(cat "$work/$kind.pid") is not the master we started (${main_pid[$kind]})"
+done
+
+# --- measurement --------------------------------------------------------------
+results="$work/results.jsonl"
+: >"$results"
+failed=0
+
+cat >"$work/record.py" <<'PY'
+"""record.py RESULTS METRIC TARGET ROUND RC KIND FILE|VALUE: appends one JSON line."""
+import json, sys
+results, metric, target, rnd, rc, kind, arg = sys.argv[1:8]
+row = {"metric": metric, "target": target, "round": int(rnd), "rc": int(rc), "ok": False}
+try:
+    if kind == "iperf":
+        doc = json.load(open(arg))
+        if "error" in doc:
+            row["error"] = doc["error"]
+        row["value"] = doc["end"]["sum_received"]["bits_per_second"] / 1e9
+        row["retransmits"] = doc["end"].get("sum_sent", {}).get("retransmits")
+    elif kind == "loadgen":
+        run = json.loads(open(arg).read().strip().splitlines()[-1])
+        row.update(value=run["ops_per_sec"], p50=run["p50_us"], p99=run["p99_us"],
+                   errors=run["errors"], lost=run["lost"], ops=run["ops"])
+    elif kind == "mem":
+        before, after, conns, procs = (int(x) for x in arg.split(","))
+        row.update(value=(after - before) / conns, before_kib=before, after_kib=after,
+                   conns=conns, procs=procs)
+    row["ok"] = (row["rc"] == 0 and "error" not in row and row.get("value") is not None
+                 and (row["value"] > 0 or kind == "mem"))
+except Exception as e:  # a failed run leaves no parsable output
+    row["error"] = f"{type(e).__name__}: {e}"
+with open(results, "a") as f:
+    f.write(json.dumps(row) + "\n")
+print(("ok " if row["ok"] else "FAILED ") + json.dumps(row))
+PY
+
+# record METRIC TARGET ROUND RC KIND FILE|VALUE
+record() {
+  local line
+  line=$(python3 "$work/record.py" "$results" "$@")
+  echo "  round $3 $1 $2: $line" >&2
+  case "$line" in FAILED*) failed=$((failed + 1)) ;; esac
+}
+
+run_bulk() { # streams target round
+  local streams=$1 t=$2 r=$3 out rc=0
+  out="$work/raw/bulk$streams-$t-$r.json"
+  timeout $((DURATION + 30)) iperf3 -c 127.0.0.1 -p "${iperf_port[$t]}" -P "$streams" \
+    -t "$DURATION" -J >"$out" 2>>"$work/iperf3-client.log" || rc=$?
+  record "bulk$streams" "$t" "$r" "$rc" iperf "$out"
+}
+
+run_loadgen() { # metric target round -- loadgen arguments
+  local metric=$1 t=$2 r=$3 out rc=0
+  shift 4
+  out="$work/raw/$metric-$t-$r.json"
+  timeout $((DURATION + 30)) "$loadgen" "$@" --duration "$DURATION" \
+    >"$out" 2>>"$work/loadgen.log" || rc=$?
+  record "$metric" "$t" "$r" "$rc" loadgen "$out"
+}
+
+cat >"$work/holder.py" <<'PY'
+"""holder.py HOST PORT N HOLD_S: opens N TCP connections, echoes one byte on
+each (proof that each one reaches the backend), prints `ready N`, then holds
+them idle for HOLD_S seconds or until killed."""
+import socket, sys, time
+host, port, n, hold = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+held = []
+while len(held) < n:
+    batch = []
+    for _ in range(min(100, n - len(held))):
+        s = socket.create_connection((host, port), timeout=10)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(b"x")
+        batch.append(s)
+    for s in batch:
+        if s.recv(1) != b"x":
+            sys.exit("wrong echo")
+    held.extend(batch)
+print("ready", len(held), flush=True)
+time.sleep(hold)
+PY
+
+# Memory: a fresh balancer with one echo service; RSS of all its processes
+# before and while IDLE_CONNS idle connections pass through it.
+run_mem() { # target round
+  local t=$1 r=$2 name="mem-$1-$2" pid hpid before after procs rc=0 ready=0
+  case "$t" in
+    l4lb) write_l4lb "$work/$name.toml" "${mem_port[$t]}" ;;
+    haproxy) write_haproxy "$work/$name.cfg" "$work/$name.pid" "${mem_port[$t]}" ;;
+    nginx) write_nginx "$work/$name.conf" "$work/$name.pid" "$work/$name-error.log" "${mem_port[$t]}" ;;
+  esac
+  start_balancer "$t" "$name"
+  pid=$started_pid
+  wait_tcp_echo "${mem_port[$t]}"
+  if [ -f "$work/$name.pid" ] && [ "$(cat "$work/$name.pid")" != "$pid" ]; then
+    die "$t: pid file $(cat "$work/$name.pid") is not the master we started ($pid)"
+  fi
+  sleep 1
+  read -r before _ < <(python3 "$work/proctree.py" rss "$pid")
+  timeout 300 python3 "$work/holder.py" 127.0.0.1 "${mem_port[$t]}" "$IDLE_CONNS" 240 \
+    >"$work/mem/$name.out" 2>"$work/mem/$name.err" &
+  hpid=$!
+  pids+=("$hpid")
+  for _ in $(seq 1200); do
+    if grep -q '^ready' "$work/mem/$name.out"; then ready=1; break; fi
+    alive "$hpid" || break
+    sleep 0.1
+  done
+  if [ "$ready" = 1 ]; then
+    sleep 2
+    read -r after procs < <(python3 "$work/proctree.py" rss "$pid")
+  else
+    rc=1
+    after=0 procs=0
+    echo "  holder through $t failed: $(tail -n1 "$work/mem/$name.err")" >&2
+  fi
+  stop_pid "$hpid"
+  sleep 1
+  stop_pid "$pid"
+  record mem "$t" "$r" "$rc" mem "$before,$after,$IDLE_CONNS,$procs"
+}
+
+echo "measuring: $ROUNDS rounds of ${DURATION}s runs, interleaved (${TARGETS[*]})" >&2
+for r in $(seq "$ROUNDS"); do
+  for streams in 1 4; do
+    want "bulk$streams" || continue
+    for t in "${TARGETS[@]}"; do run_bulk "$streams" "$t" "$r"; sleep 1; done
+  done
+  if want connect; then
+    for t in "${TARGETS[@]}"; do
+      run_loadgen connect "$t" "$r" -- tcp-connect --target "127.0.0.1:${tcp_port[$t]}" \
+        --concurrency "$CONCURRENCY"
+      sleep 2
+    done
+  fi
+  if want rr; then
+    for t in "${TARGETS[@]}"; do
+      run_loadgen rr "$t" "$r" -- tcp-pingpong --target "127.0.0.1:${tcp_port[$t]}" \
+        --connections "$CONCURRENCY" --size "$SIZE"
+      sleep 1
+    done
+  fi
+  if want mem; then
+    for t in l4lb haproxy nginx; do run_mem "$t" "$r"; sleep 2; done
+  fi
+  if want udp; then
+    for t in direct l4lb nginx; do
+      run_loadgen udp "$t" "$r" -- udp-pingpong --target "127.0.0.1:${udp_port[$t]}" \
+        --clients "$CONCURRENCY" --size "$SIZE"
+      sleep 1
+    done
+  fi
+done
+
+# --- report -------------------------------------------------------------------
+echo "## Results"
+echo
+echo "Median of $ROUNDS interleaved rounds, ${DURATION}s per run; loopback; load average at end: $(cut -d' ' -f1-3 /proc/loadavg)."
+echo
+python3 - "$results" "$ROUNDS" <<'PY'
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+rounds = int(sys.argv[2])
+targets = ["direct", "l4lb", "haproxy", "nginx"]
+
+def med(metric, target, field="value"):
+    vals = [r[field] for r in rows if r["metric"] == metric and r["target"] == target
+            and r["ok"] and r.get(field) is not None]
+    if not vals:
+        return None, 0
+    return statistics.median(vals), len(vals)
+
+# (label, metric, field, higher_is_better, format, targets measured)
+spec = [
+    ("bulk throughput, 1 stream (Gbit/s, higher is better)", "bulk1", "value", True, "{:.2f}", targets),
+    ("bulk throughput, 4 streams (Gbit/s, higher is better)", "bulk4", "value", True, "{:.2f}", targets),
+    ("short connections (conn/s, higher is better)", "connect", "value", True, "{:.0f}", targets),
+    ("request/response, 64 B (req/s, higher is better)", "rr", "value", True, "{:.0f}", targets),
+    ("request/response p50 (µs, lower is better)", "rr", "p50", False, "{:.1f}", targets),
+    ("request/response p99 (µs, lower is better)", "rr", "p99", False, "{:.1f}", targets),
+    ("idle memory (KiB per connection, lower is better)", "mem", "value", False, "{:.2f}", ["l4lb", "haproxy", "nginx"]),
+    ("UDP round trips, 64 B (round trips/s, higher is better)", "udp", "value", True, "{:.0f}", ["direct", "l4lb", "nginx"]),
+]
+print("| metric | direct | l4lb | HAProxy | nginx | l4lb / best rival |")
+print("|---|---:|---:|---:|---:|---:|")
+notes = []
+for label, metric, field, higher, fmt, measured in spec:
+    if not any(r["metric"] == metric for r in rows):
+        continue
+    cells, values = [], {}
+    for t in targets:
+        if t not in measured:
+            cells.append("n/a")
+            continue
+        v, n = med(metric, t, field)
+        values[t] = v
+        if v is None:
+            cells.append("failed")
+        else:
+            cells.append(fmt.format(v) + ("" if n == rounds else f" ({n}/{rounds} runs)"))
+    rivals = [values[t] for t in ("haproxy", "nginx") if values.get(t) is not None]
+    ratio = "n/a"
+    l4 = values.get("l4lb")
+    if rivals and l4 is not None:
+        if higher:
+            best = max(rivals)
+            ratio = f"{l4 / best:.2f}" if best > 0 else "n/a"
+        else:
+            best = min(rivals)
+            ratio = f"{best / l4:.2f}" if l4 > 0 else "n/a"
+    print(f"| {label} | " + " | ".join(cells) + f" | {ratio} |")
+    if metric.startswith("bulk") and l4 is not None and values.get("direct"):
+        notes.append(f"{metric}: l4lb is {100 * l4 / values['direct']:.0f}% of direct")
+
+print()
+print("Ratio: > 1 means l4lb is better (higher-is-better rows: l4lb / best rival; "
+      "lower-is-better rows: best rival / l4lb). Rivals are HAProxy and nginx; UDP: nginx only.")
+for n in notes:
+    print(f"- {n}")
+bad = [r for r in rows if not r["ok"]]
+noisy = [r for r in rows if r["ok"] and (r.get("errors") or r.get("lost"))]
+print(f"- failed runs: {len(bad)}" + "".join(
+    f"\n  - round {r['round']} {r['metric']} {r['target']}: rc {r['rc']} {r.get('error', '')}" for r in bad))
+print(f"- runs with loadgen errors or lost datagrams: {len(noisy)}" + "".join(
+    f"\n  - round {r['round']} {r['metric']} {r['target']}: errors {r.get('errors')}, lost {r.get('lost')}"
+    for r in noisy))
+PY
+
+echo
+echo "Logs (warnings and errors of the balancers during the run):"
+# report_log LABEL FILE [EXTRA_IGNORED_REGEX [quiet]]: lines other than
+# HAProxy's notices; `quiet`: say nothing when there are none.
+report_log() {
+  local label=$1 file=$2 ignore='\[NOTICE\]' lines
+  if [ -n "${3:-}" ]; then ignore="$ignore|$3"; fi
+  lines=$( (grep -Ev "$ignore" "$file" 2>/dev/null || true) | grep -c .) || true
+  if [ "${4:-}" = quiet ] && [ "${lines:-0}" -eq 0 ]; then return 0; fi
+  echo "- $label: ${lines:-0} line(s)"
+  if [ "${lines:-0}" -gt 0 ]; then
+    grep -Ev "$ignore" "$file" | sed -n '1,5p' | cut -c1-300 | sed 's/^/    /'
+  fi
+}
+report_log "l4lb stderr (warn and above)" "$work/l4lb.log"
+report_log "HAProxy stderr" "$work/haproxy.log"
+report_log "nginx error_log" "$work/nginx-error.log"
+# The memory instances: their start-up FD-limit lines (shown above for the main
+# HAProxy) and HAProxy's stop messages are expected.
+expected='FD limit|Exiting Master process|exited with code 143|All workers exited'
+for f in "$work"/mem-*.log; do
+  if [ -s "$f" ]; then report_log "$(basename "$f")" "$f" "$expected" quiet; fi
+done
+python3 - "$l_admin" <<'PY' || echo "- l4lb /metrics: unreadable"
+import sys, urllib.request
+body = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode()
+keep = ("l4lb_rejected_connections_total", "l4lb_backend_connect_failures_total",
+        "l4lb_udp_dropped_datagrams_total", "l4lb_accept_errors_total")
+lines = [l for l in body.splitlines() if l.startswith(keep) and not l.endswith(" 0")]
+print("- l4lb non-zero failure counters: " + (", ".join(lines) if lines else "none"))
+PY
+
+[ "$failed" -eq 0 ] || die "$failed run(s) failed; see above"
