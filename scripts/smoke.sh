@@ -30,7 +30,9 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; [ -f "$work/l4lb.log" ] && tail -20 "$work/l4lb.log" >&2; exit 1; }
 
-base=$((20000 + RANDOM % 20000))
+# Below the kernel's ephemeral port range (32768-60999), so no outgoing
+# connection can be holding one of these ports.
+base=$((15000 + RANDOM % 15000))
 tcp_backend=$base; udp_backend=$((base + 1)); iperf_backend=$((base + 2))
 tcp_front=$((base + 10)); udp_front=$((base + 11)); iperf_front=$((base + 12)); admin=$((base + 13))
 

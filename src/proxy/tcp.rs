@@ -229,6 +229,12 @@ impl Session {
             };
             match connect_once(backend, config.connect_timeout).await {
                 Ok(stream) => return Ok((guard, stream)),
+                Err(e) if is_local_shortage(&e) => {
+                    // Our own descriptors or ports ran out: no backend is to blame,
+                    // and trying another one would fail the same way.
+                    self.log_connect_failure(peer, backend, &e);
+                    return Err(RejectReason::BackendConnect);
+                }
                 Err(e) => {
                     failures += 1;
                     self.log_connect_failure(peer, backend, &e);
@@ -297,6 +303,15 @@ async fn connect_once(backend: &Backend, timeout: Duration) -> io::Result<TcpStr
             format!("no answer within {}", humantime::format_duration(timeout)),
         )),
     }
+}
+
+/// Connect errors caused by this process or host running short (descriptors,
+/// memory, local ports), not by the backend.
+fn is_local_shortage(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
+    )
 }
 
 /// Errors of `accept()` that concern only the one client that left before being
