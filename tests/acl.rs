@@ -53,14 +53,7 @@ async fn denied_tcp_clients_are_closed_at_once_and_counted() {
 
 #[tokio::test]
 async fn denied_udp_datagrams_are_dropped_and_counted() {
-    let backend = UdpSocket::bind("127.0.0.1:0").await.expect("udp backend");
-    let backend_addr = backend.local_addr().expect("address");
-    tokio::spawn(async move {
-        let mut buf = [0u8; 1500];
-        while let Ok((len, from)) = backend.recv_from(&mut buf).await {
-            let _ = backend.send_to(&buf[..len], from).await;
-        }
-    });
+    let backend_addr = common::udp_echo().await;
     let toml = format!(
         "[[service]]\nname = \"u\"\nprotocol = \"udp\"\nlisten = \"127.0.0.1:0\"\n\
          deny = [\"127.0.0.77\"]\n[[service.backend]]\naddress = \"{backend_addr}\"\n"

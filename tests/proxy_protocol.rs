@@ -138,14 +138,7 @@ async fn missing_malformed_or_late_headers_close_the_connection_and_are_counted(
 
 #[tokio::test]
 async fn udp_flows_carry_a_v2_header_on_their_first_datagram_only() {
-    let backend = UdpSocket::bind("127.0.0.1:0").await.expect("backend");
-    let backend_addr = backend.local_addr().expect("address");
-    tokio::spawn(async move {
-        let mut buf = [0u8; 2048];
-        while let Ok((len, from)) = backend.recv_from(&mut buf).await {
-            let _ = backend.send_to(&buf[..len], from).await;
-        }
-    });
+    let backend_addr = common::udp_echo().await;
     let toml = format!(
         "[[service]]\nname = \"u\"\nprotocol = \"udp\"\nlisten = \"127.0.0.1:0\"\n\
          proxy_protocol = \"v2\"\n[[service.backend]]\naddress = \"{backend_addr}\"\n"

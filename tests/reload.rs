@@ -241,14 +241,7 @@ async fn a_failed_bind_refuses_the_whole_reload() {
 
 #[tokio::test]
 async fn a_udp_flow_survives_a_reload() {
-    let backend = UdpSocket::bind("127.0.0.1:0").await.expect("udp backend");
-    let backend_addr = backend.local_addr().expect("address");
-    tokio::spawn(async move {
-        let mut buf = [0u8; 1500];
-        while let Ok((len, from)) = backend.recv_from(&mut buf).await {
-            let _ = backend.send_to(&buf[..len], from).await;
-        }
-    });
+    let backend_addr = common::udp_echo().await;
     let udp = |extra: &str| {
         format!(
             "[[service]]\nname = \"u\"\nprotocol = \"udp\"\nlisten = \"127.0.0.1:0\"\n{extra}\n\
