@@ -34,10 +34,6 @@ impl OutlierDetector {
         }
     }
 
-    pub fn ejection_time(&self) -> Duration {
-        self.ejection_time
-    }
-
     /// Counts a failed connect; `true` when this failure ejects the backend.
     pub fn record_failure(&self, now: Instant) -> bool {
         let failures = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;

@@ -16,14 +16,28 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 
 /// Binds a TCP listener on `addr`; must be called inside a tokio runtime.
 pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = bound_socket(addr, Type::STREAM, Protocol::TCP, |_| Ok(()))?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// A non-blocking socket of `kind` bound to `addr` with SO_REUSEADDR,
+/// SO_REUSEPORT and (for IPv6) IPV6_V6ONLY; `tune` sets anything else before
+/// the bind.
+pub fn bound_socket(
+    addr: SocketAddr,
+    kind: Type,
+    protocol: Protocol,
+    tune: impl FnOnce(&Socket) -> io::Result<()>,
+) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_nonblocking(true)?;
+    tune(&socket)?;
     socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket)
 }

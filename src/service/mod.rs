@@ -50,11 +50,6 @@ impl ServiceSlot {
         self.0.load_full()
     }
 
-    /// Runs `f` on the current service without taking a reference count.
-    pub fn with<R>(&self, f: impl FnOnce(&Service) -> R) -> R {
-        f(&self.0.load())
-    }
-
     pub fn replace(&self, service: Arc<Service>) {
         self.0.store(service);
     }
@@ -151,10 +146,6 @@ impl Service {
     /// Whether a client from `client` may use this service (`allow` / `deny`).
     pub fn permits(&self, client: SocketAddr) -> bool {
         self.acl.is_open() || self.acl.permits(client.ip())
-    }
-
-    pub fn counters(&self) -> &ServiceCounters {
-        &self.counters
     }
 
     /// udp: takes a slot in the flow table bound, or `None` when it is full.

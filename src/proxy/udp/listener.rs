@@ -27,13 +27,10 @@ use crate::lifecycle::Lifecycle;
 use crate::limit::LimitPermit;
 use crate::log_throttle::LogThrottle;
 use crate::proxy::proxy_protocol;
-use crate::proxy::udp::batch::RecvBatch;
+use crate::proxy::udp::batch::{RecvBatch, SLOT_BYTES};
 use crate::proxy::udp::flow_table::{FlowEntry, FlowTable};
 use crate::proxy::udp::socket::connect_upstream;
 use crate::service::{DropReason, Service, ServiceSlot};
-
-/// Room for the largest UDP payload (65507 bytes over IPv4) and then some.
-const MAX_DATAGRAM: usize = 65_536;
 
 /// Datagrams received per system call at most (each slot holds 64 KiB).
 const RECV_BATCH: usize = 32;
@@ -351,7 +348,7 @@ async fn relay_replies(
             ready = flow.upstream.readable() => if ready.is_err() { return },
         }
         // A buffer only while replies are waiting: an idle flow holds none.
-        let mut buf = Vec::with_capacity(MAX_DATAGRAM);
+        let mut buf = Vec::with_capacity(SLOT_BYTES);
         loop {
             buf.clear();
             match flow.upstream.try_recv_buf(&mut buf) {
