@@ -88,19 +88,25 @@ fn invalid(e: proxy_protocol::ParseError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
-/// What to write to the backend before relaying: our PROXY header (if configured)
-/// for `source` → `destination`, then `early_data`.
+/// The PROXY version `mode` sends, if any.
+pub fn header_version(mode: ProxyProtocol) -> Option<Version> {
+    match mode {
+        ProxyProtocol::Off => None,
+        ProxyProtocol::V1 => Some(Version::V1),
+        ProxyProtocol::V2 => Some(Version::V2),
+    }
+}
+
+/// What to write to the backend before relaying: a PROXY header for
+/// `(version, source, destination)` when given, then `early_data`.
 pub fn backend_preamble(
-    mode: ProxyProtocol,
-    source: SocketAddr,
-    destination: SocketAddr,
+    header: Option<(Version, SocketAddr, SocketAddr)>,
     early_data: Vec<u8>,
 ) -> Vec<u8> {
-    let mut preamble = match mode {
-        ProxyProtocol::Off => Vec::new(),
-        ProxyProtocol::V1 => proxy_protocol::encode(Version::V1, source, destination),
-        ProxyProtocol::V2 => proxy_protocol::encode(Version::V2, source, destination),
+    let Some((version, source, destination)) = header else {
+        return early_data;
     };
+    let mut preamble = proxy_protocol::encode(version, source, destination);
     preamble.extend(early_data);
     preamble
 }
@@ -115,22 +121,13 @@ mod tests {
 
     #[test]
     fn preamble_is_the_header_then_the_early_bytes() {
-        let preamble = backend_preamble(
-            ProxyProtocol::V1,
-            addr("192.0.2.1:1111"),
-            addr("192.0.2.2:2222"),
-            b"hello".to_vec(),
-        );
+        let header = (Version::V1, addr("192.0.2.1:1111"), addr("192.0.2.2:2222"));
+        let preamble = backend_preamble(Some(header), b"hello".to_vec());
         assert_eq!(
             preamble,
             b"PROXY TCP4 192.0.2.1 192.0.2.2 1111 2222\r\nhello"
         );
-        let off = backend_preamble(
-            ProxyProtocol::Off,
-            addr("192.0.2.1:1"),
-            addr("192.0.2.2:2"),
-            vec![],
-        );
-        assert!(off.is_empty());
+        assert_eq!(header_version(ProxyProtocol::Off), None);
+        assert!(backend_preamble(None, vec![]).is_empty());
     }
 }

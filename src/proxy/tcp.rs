@@ -17,11 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::backend::{Backend, ConnectionGuard};
-use crate::config::ProxyProtocol;
 use crate::lifecycle::Lifecycle;
 use crate::limit::ConnectionLimit;
 use crate::log_throttle::LogThrottle;
-use crate::proxy::preamble::{ClientOrigin, backend_preamble, read_header};
+use crate::proxy::preamble::{ClientOrigin, backend_preamble, header_version, read_header};
 use crate::proxy::relay::{RelayOutcome, SessionEnd, relay};
 use crate::service::{RejectReason, Service, ServiceSlot};
 
@@ -45,37 +44,38 @@ pub struct TcpProxy {
 impl TcpProxy {
     /// Accepts clients on `listener` until `stop` (or `stop_accepting`) is cancelled.
     pub async fn accept_loop(self, listener: TcpListener) {
+        // Shared by every session of this listener: one reference count per client.
+        let shared = Arc::new(self);
+        let this = &*shared;
         let mut backoff = ACCEPT_BACKOFF_MIN;
         loop {
             let accepted = tokio::select! {
-                () = self.stop.cancelled() => return,
-                () = self.lifecycle.stop_accepting.cancelled() => return,
+                () = this.stop.cancelled() => return,
+                () = this.lifecycle.stop_accepting.cancelled() => return,
                 accepted = listener.accept() => accepted,
             };
             match accepted {
                 Ok((client, peer)) => {
                     backoff = ACCEPT_BACKOFF_MIN;
                     let session = Session {
-                        service: self.slot.current(),
-                        process_limit: Arc::clone(&self.process_limit),
-                        lifecycle: self.lifecycle.clone(),
-                        warnings: Arc::clone(&self.warnings),
+                        service: this.slot.current(),
+                        listener: Arc::clone(&shared),
                     };
-                    self.lifecycle
+                    this.lifecycle
                         .sessions
                         .spawn(session.serve_client(client, peer));
                 }
                 Err(e) if is_aborted_handshake(&e) => debug!(error = %e, "accept: client gone"),
                 Err(e) => {
-                    let service = self.slot.current();
+                    let service = this.slot.current();
                     service.count_accept_error();
-                    if let Some(held_back) = self.warnings.permit() {
+                    if let Some(held_back) = this.warnings.permit() {
                         warn!(service = service.name(), error = %e, held_back,
                             pause_ms = backoff.as_millis() as u64, "accept failed; pausing");
                     }
                     tokio::select! {
-                        () = self.stop.cancelled() => return,
-                        () = self.lifecycle.stop_accepting.cancelled() => return,
+                        () = this.stop.cancelled() => return,
+                        () = this.lifecycle.stop_accepting.cancelled() => return,
                         () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
@@ -89,9 +89,7 @@ impl TcpProxy {
 #[derive(Debug)]
 struct Session {
     service: Arc<Service>,
-    process_limit: Arc<ConnectionLimit>,
-    lifecycle: Lifecycle,
-    warnings: Arc<LogThrottle>,
+    listener: Arc<TcpProxy>,
 }
 
 impl Session {
@@ -109,7 +107,7 @@ impl Session {
         if !self.service.permits(peer) {
             return self.reject(peer, RejectReason::Acl, "source address not allowed");
         }
-        let Some(_process_slot) = self.process_limit.try_acquire() else {
+        let Some(_process_slot) = self.listener.process_limit.try_acquire() else {
             return self.reject(
                 peer,
                 RejectReason::MaxConnections,
@@ -168,13 +166,17 @@ impl Session {
         upstream: &mut TcpStream,
         origin: ClientOrigin,
     ) -> io::Result<()> {
-        let mode = self.service.config().proxy_protocol;
-        let destination = match (mode, origin.destination) {
-            (ProxyProtocol::Off, _) => origin.source,
-            (_, Some(destination)) => destination,
-            (_, None) => client.local_addr()?,
+        let header = match header_version(self.service.config().proxy_protocol) {
+            Some(version) => {
+                let destination = match origin.destination {
+                    Some(destination) => destination,
+                    None => client.local_addr()?,
+                };
+                Some((version, origin.source, destination))
+            }
+            None => None,
         };
-        let preamble = backend_preamble(mode, origin.source, destination, origin.early_data);
+        let preamble = backend_preamble(header, origin.early_data);
         if !preamble.is_empty() {
             upstream.write_all(&preamble).await?;
         }
@@ -185,7 +187,7 @@ impl Session {
     /// drain, or when its backend's sessions are closed (marked down with
     /// `close_on_down`, or put in maintenance).
     fn session_stop(&self, backend: &Backend) -> impl Future<Output = SessionEnd> + use<> {
-        let shutdown = self.lifecycle.close_sessions.clone();
+        let shutdown = self.listener.lifecycle.close_sessions.clone();
         let backend_closed = backend.session_closer();
         async move {
             tokio::select! {
@@ -197,7 +199,7 @@ impl Session {
 
     fn reject(&self, peer: SocketAddr, reason: RejectReason, why: &str) {
         self.service.count_rejection(reason);
-        if let Some(held_back) = self.warnings.permit() {
+        if let Some(held_back) = self.listener.warnings.permit() {
             warn!(service = self.service.name(), client = %peer, reason = reason.as_str(),
                 held_back, "client rejected: {why}");
         }
@@ -252,7 +254,7 @@ impl Session {
     }
 
     fn log_connect_failure(&self, peer: SocketAddr, backend: &Backend, error: &io::Error) {
-        if let Some(held_back) = self.warnings.permit() {
+        if let Some(held_back) = self.listener.warnings.permit() {
             warn!(service = self.service.name(), client = %peer, backend = backend.address(),
                 error = %error, held_back, "backend connect failed");
         }
