@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{
-    Behaviour, TestBackend, TestProxy, read_tag, read_until_closed, refusing_addrs,
-    tag_of_new_connection, wait_until,
+    Behaviour, TestBackend, TestProxy, echo_round_trip, read_tag, read_until_closed,
+    refusing_addrs, tag_of_new_connection, wait_until,
 };
 use l4lb::service::RejectReason;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 /// A service "svc" with `keys`, a `[service.health]` table with `health`, and backends.
@@ -209,16 +209,6 @@ async fn refusing_backend_is_ejected_by_real_traffic_then_offered_again() {
     proxy.assert_drained().await;
 }
 
-async fn echo_round_trip(stream: &mut TcpStream) -> std::io::Result<()> {
-    stream.write_all(b"ping").await?;
-    let mut echo = [0u8; 4];
-    tokio::time::timeout(common::PATIENCE, stream.read_exact(&mut echo))
-        .await
-        .expect("echo in time")?;
-    assert_eq!(&echo, b"ping");
-    Ok(())
-}
-
 /// Opens a session to backend "a", stops a's listener (the session's own socket
 /// stays open) and waits until a is marked down. Returns the still-open session.
 async fn session_when_backend_goes_down(close_on_down: bool) -> (TcpStream, TestProxy) {
@@ -230,7 +220,7 @@ async fn session_when_backend_goes_down(close_on_down: bool) -> (TcpStream, Test
         .await
         .expect("connect");
     assert_eq!(read_tag(&mut session).await, "a");
-    echo_round_trip(&mut session).await.expect("echo before");
+    echo_round_trip(&mut session, b"ping").await;
     a.stop();
     let backend = Arc::clone(&proxy.service("svc").backends()[0]);
     wait_until("a marked down", || !backend.is_healthy()).await;
@@ -248,9 +238,7 @@ async fn close_on_down_closes_the_sessions_of_a_backend_marked_down() {
 async fn without_close_on_down_sessions_of_a_down_backend_carry_on() {
     let (mut session, proxy) = session_when_backend_goes_down(false).await;
     for _ in 0..3 {
-        echo_round_trip(&mut session)
-            .await
-            .expect("session still works");
+        echo_round_trip(&mut session, b"ping").await;
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     drop(session);

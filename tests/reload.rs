@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{
-    Behaviour, PATIENCE, TestBackend, TestProxy, get_ok, read_tag, read_until_closed,
-    tag_of_new_connection, wait_until,
+    Behaviour, PATIENCE, TestBackend, TestProxy, echo_round_trip, get_ok, read_tag,
+    read_until_closed, tag_of_new_connection, wait_until,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
 
 const ADMIN: &str = "[admin]\nlisten = \"127.0.0.1:0\"\n";
@@ -38,16 +38,6 @@ async fn session(addr: SocketAddr) -> (TcpStream, String) {
     (stream, tag)
 }
 
-async fn echo(stream: &mut TcpStream, payload: &[u8]) {
-    stream.write_all(payload).await.expect("send");
-    let mut back = vec![0u8; payload.len()];
-    tokio::time::timeout(PATIENCE, stream.read_exact(&mut back))
-        .await
-        .expect("echo in time")
-        .expect("session still open");
-    assert_eq!(back, payload);
-}
-
 async fn tags_of(addr: SocketAddr, count: usize) -> Vec<String> {
     let mut tags = Vec::new();
     for _ in 0..count {
@@ -63,14 +53,14 @@ async fn adding_a_backend_reaches_new_clients_and_an_open_session_keeps_flowing(
     let addr = proxy.addr("svc");
     let (mut open, tag) = session(addr).await;
     assert_eq!(tag, "a");
-    echo(&mut open, b"before").await;
+    echo_round_trip(&mut open, b"before").await;
 
     let report = proxy
         .reload(&config("127.0.0.1:0", &[&b[0], &b[1]], ""))
         .await
         .expect("reload");
     assert_eq!((report.generation, report.backends_added), (2, 1));
-    echo(&mut open, b"during and after").await;
+    echo_round_trip(&mut open, b"during and after").await;
     let tags = tags_of(addr, 10).await;
     assert!(
         tags.iter().any(|t| t == "b"),
@@ -81,7 +71,7 @@ async fn adding_a_backend_reaches_new_clients_and_an_open_session_keeps_flowing(
         vec![addr],
         "listener not rebound"
     );
-    echo(&mut open, b"still").await;
+    echo_round_trip(&mut open, b"still").await;
     drop(open);
     proxy.assert_drained().await;
 }
@@ -120,7 +110,7 @@ async fn removing_a_backend_lets_its_session_finish_and_sends_no_new_clients_the
         .expect("the removed backend is listed while its session drains");
     assert_eq!(b_status["state"], "draining");
 
-    echo(&mut on_b, b"the removed backend still relays").await;
+    echo_round_trip(&mut on_b, b"the removed backend still relays").await;
     on_b.shutdown().await.expect("half-close");
     assert!(
         read_until_closed(&mut on_b)
@@ -156,7 +146,7 @@ async fn an_invalid_file_keeps_the_old_configuration_serving_and_counts_a_failur
         "strategy = \"fastest\"\nweight = 3",
     );
     assert!(proxy.reload(&broken).await.is_err());
-    echo(&mut open, b"untouched").await;
+    echo_round_trip(&mut open, b"untouched").await;
     assert_eq!(tag_of_new_connection(addr).await, "a");
     let admin = proxy.admin.expect("admin");
     let metrics = get_ok(admin, "/metrics").await;
@@ -188,7 +178,7 @@ async fn a_new_listen_address_binds_and_the_old_one_stops_accepting() {
     );
     assert_eq!(tag_of_new_connection(new[0]).await, "a");
     wait_until_refused(old).await;
-    echo(&mut open, b"opened on the old address").await;
+    echo_round_trip(&mut open, b"opened on the old address").await;
 }
 
 async fn wait_until_refused(addr: SocketAddr) {
@@ -219,7 +209,7 @@ async fn services_can_be_added_and_removed() {
     let other = proxy.handle.listen_addrs("other");
     assert_eq!(tag_of_new_connection(other[0]).await, "x");
     wait_until_refused(svc_addr).await;
-    echo(&mut open, b"removed service drains").await;
+    echo_round_trip(&mut open, b"removed service drains").await;
 }
 
 #[tokio::test]
@@ -308,7 +298,7 @@ async fn runtime_api_drain_maint_ready_with_a_token() {
         tags_of(addr, 6).await.iter().all(|t| t == "a"),
         "drained: no new clients"
     );
-    echo(&mut on_b, b"draining, still served").await;
+    echo_round_trip(&mut on_b, b"draining, still served").await;
     let status = get_ok(admin, "/status").await;
     assert!(status.contains("\"state\":\"draining\""), "{status}");
 

@@ -2,8 +2,10 @@
 
 mod common;
 
-use common::{Behaviour, PATIENCE, TestBackend, TestProxy, backend_blocks, read_until_closed};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use common::{
+    Behaviour, PATIENCE, TestBackend, TestProxy, backend_blocks, echo_round_trip, read_until_closed,
+};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 fn config(grace: &str, backend: &TestBackend) -> String {
@@ -14,23 +16,13 @@ fn config(grace: &str, backend: &TestBackend) -> String {
     )
 }
 
-async fn round_trip(stream: &mut TcpStream, payload: &[u8]) {
-    stream.write_all(payload).await.expect("send");
-    let mut echo = vec![0u8; payload.len()];
-    tokio::time::timeout(PATIENCE, stream.read_exact(&mut echo))
-        .await
-        .expect("echo in time")
-        .expect("echo");
-    assert_eq!(echo, payload);
-}
-
 #[tokio::test]
 async fn open_session_finishes_during_drain_while_new_clients_are_refused() {
     let backend = TestBackend::start("b", Behaviour::Echo).await;
     let proxy = TestProxy::start(&config("30s", &backend)).await;
     let addr = proxy.addr("svc");
     let mut session = TcpStream::connect(addr).await.expect("connect");
-    round_trip(&mut session, b"before").await;
+    echo_round_trip(&mut session, b"before").await;
 
     proxy.handle.shutdown();
     // The listener closes: new clients are refused.
@@ -43,7 +35,7 @@ async fn open_session_finishes_during_drain_while_new_clients_are_refused() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     // The open session keeps working, then ends normally.
-    round_trip(&mut session, b"during drain").await;
+    echo_round_trip(&mut session, b"during drain").await;
     session.shutdown().await.expect("half-close");
     assert!(
         read_until_closed(&mut session)
@@ -64,7 +56,7 @@ async fn session_longer_than_grace_is_closed_at_the_deadline() {
     let mut session = TcpStream::connect(proxy.addr("svc"))
         .await
         .expect("connect");
-    round_trip(&mut session, b"hold").await;
+    echo_round_trip(&mut session, b"hold").await;
 
     let services = proxy.services.clone();
     let report = proxy.stop().await;

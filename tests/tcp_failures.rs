@@ -86,7 +86,7 @@ async fn service_max_connections_closes_the_extra_client_and_recovers() {
     assert_eq!(svc.rejections(RejectReason::MaxConnections), 1);
 
     drop(first);
-    wait_for_active(svc, 1).await;
+    common::wait_until("one session left", || svc.active_connections() == 1).await;
     let mut fourth = TcpStream::connect(addr).await.expect("connect");
     assert_eq!(read_tag(&mut fourth).await, "b");
     drop((second, fourth));
@@ -178,14 +178,6 @@ async fn per_source_limit_caps_one_address_only() {
     );
     drop((held, other_source));
     proxy.assert_drained().await;
-}
-
-async fn wait_for_active(svc: &l4lb::service::Service, expected: usize) {
-    let deadline = tokio::time::Instant::now() + common::PATIENCE;
-    while svc.active_connections() != expected {
-        assert!(tokio::time::Instant::now() < deadline, "active count stuck");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
 }
 
 #[tokio::test]

@@ -402,3 +402,15 @@ pub async fn udp_echo() -> SocketAddr {
     });
     addr
 }
+
+/// Sends `payload` on an open session through an echo backend and checks the
+/// same bytes come back (bounded by `PATIENCE`).
+pub async fn echo_round_trip(stream: &mut TcpStream, payload: &[u8]) {
+    stream.write_all(payload).await.expect("send");
+    let mut back = vec![0u8; payload.len()];
+    tokio::time::timeout(PATIENCE, stream.read_exact(&mut back))
+        .await
+        .expect("echo in time")
+        .expect("session still open");
+    assert_eq!(back, payload);
+}
