@@ -50,7 +50,7 @@ TOML
 start_backend
 ./target/release/l4lb --log-format json run "$work/lb.toml" 2>"$work/l4lb.log" &
 pids+=($!)
-wait_log '"message":"health checks started"' 1 >/dev/null
+wait_log '"message":"health probes started"' 1 >/dev/null
 sleep 2
 
 killed=$(now); kill "$backend_pid"

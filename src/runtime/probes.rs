@@ -78,10 +78,15 @@ impl ProbeSet {
             }
             keep
         });
+        let mut started: HashMap<String, (HealthConfig, usize)> = HashMap::new();
         for (key, checker) in wanted {
             if self.running.contains_key(&key) {
                 continue;
             }
+            started
+                .entry(checker.service.clone())
+                .or_insert_with(|| (checker.config.clone(), 0))
+                .1 += 1;
             let stop = self.stop_all.child_token();
             let probe = RunningProbe {
                 backend: Arc::clone(&checker.backend),
@@ -92,6 +97,9 @@ impl ProbeSet {
             self.tracker.spawn(checker.run(stop));
             self.running.insert(key, probe);
         }
+        for (service, (health, count)) in started {
+            log_started(&service, &health, count);
+        }
     }
 
     /// Waits for every probe task to end (after `stop_all`).
@@ -101,16 +109,19 @@ impl ProbeSet {
     }
 }
 
+fn log_started(service: &str, health: &HealthConfig, probes: usize) {
+    info!(service, probes,
+        interval = %humantime::format_duration(health.interval),
+        rise = health.rise, fall = health.fall,
+        worst_detection = %humantime::format_duration(worst_detection_time(health)),
+        "health probes started");
+}
+
 /// One checker per backend of `service`, if it has active checks.
 fn checkers(service: &Service) -> Vec<HealthChecker> {
     let Some(health) = &service.config().health else {
         return Vec::new();
     };
-    info!(service = service.name(), backends = service.backends().len(),
-        interval = %humantime::format_duration(health.interval),
-        rise = health.rise, fall = health.fall,
-        worst_detection = %humantime::format_duration(worst_detection_time(health)),
-        "health checks");
     service
         .backends()
         .iter()
