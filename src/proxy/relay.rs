@@ -7,7 +7,6 @@
 //! it has none, so an idle session holds no buffer. This file owns no policy:
 //! which backend, limits and logging live in `tcp.rs`.
 
-use std::io;
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,7 +14,9 @@ use std::time::Duration;
 use socket2::SockRef;
 
 use crate::proxy::buffer_pool::PooledBuffer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
 /// How a relayed session ended.
@@ -109,8 +110,8 @@ impl Activity {
 /// `totals` (client to backend, backend to client), so long sessions show up in
 /// the metrics while they last.
 pub async fn relay(
-    client: &TcpStream,
-    backend: &TcpStream,
+    client: &mut TcpStream,
+    backend: &mut TcpStream,
     idle: Duration,
     stop: impl Future<Output = SessionEnd>,
     totals: (&AtomicU64, &AtomicU64),
@@ -119,16 +120,18 @@ pub async fn relay(
     let (bytes_up, bytes_down) = (AtomicU64::new(0), AtomicU64::new(0));
     let up_counts = [&bytes_up, totals.0];
     let down_counts = [&bytes_down, totals.1];
+    let (client_in, client_out) = client.split();
+    let (backend_in, backend_out) = backend.split();
     let up = pump(
-        client,
-        backend,
+        client_in,
+        backend_out,
         up_counts,
         &activity,
         (Side::Client, Side::Backend),
     );
     let down = pump(
-        backend,
-        client,
+        backend_in,
+        client_out,
         down_counts,
         &activity,
         (Side::Backend, Side::Client),
@@ -144,7 +147,8 @@ pub async fn relay(
             end = &mut stop => break end,
         };
         match finished {
-            Err(side) => break abort_other_side(side, client, backend),
+            Err(Side::Client) => break SessionEnd::ClientError,
+            Err(Side::Backend) => break SessionEnd::BackendError,
             Ok(closed) => {
                 // The first side to close names the outcome; the other way keeps flowing.
                 let first = *first_close.get_or_insert(closed);
@@ -161,59 +165,54 @@ pub async fn relay(
     }
 }
 
-/// After an error on `failed`, makes the other side's peer see a reset rather than
-/// a clean end of stream, so a broken session is never mistaken for a complete one.
-fn abort_other_side(failed: Side, client: &TcpStream, backend: &TcpStream) -> SessionEnd {
-    let (other, end) = match failed {
-        Side::Client => (backend, SessionEnd::ClientError),
-        Side::Backend => (client, SessionEnd::BackendError),
-    };
-    let _ = SockRef::from(other).set_linger(Some(Duration::ZERO));
-    end
-}
-
 /// Copies `from` to `to` until end of stream, then passes the FIN on.
+///
+/// Reads and writes go through tokio's `AsyncRead`/`AsyncWrite`, which treat a
+/// short read as "drained" (and a short write as "full"): the next wait goes
+/// straight to epoll instead of first paying for a read that fails with EAGAIN.
 async fn pump(
-    from: &TcpStream,
-    to: &TcpStream,
+    mut from: ReadHalf<'_>,
+    mut to: WriteHalf<'_>,
     counts: [&AtomicU64; 2],
     activity: &Activity,
     (from_side, to_side): (Side, Side),
 ) -> Result<(), Side> {
     loop {
-        from.readable().await.map_err(|_| from_side)?;
+        if from.readable().await.is_err() {
+            return Err(abort(to.as_ref(), from_side));
+        }
         let mut buf = PooledBuffer::take();
         loop {
             buf.clear();
-            match from.try_read_buf(&mut *buf) {
+            match from.read_buf(&mut *buf).await {
                 Ok(0) => {
                     // End of stream: half-close towards the other side, which may still answer.
-                    let _ = SockRef::from(to).shutdown(Shutdown::Write);
+                    let _ = SockRef::from(to.as_ref()).shutdown(Shutdown::Write);
                     return Ok(());
                 }
                 Ok(n) => {
                     activity.touch();
-                    write_all(to, &buf).await.map_err(|_| to_side)?;
+                    if to.write_all(&buf).await.is_err() {
+                        return Err(abort(from.as_ref(), to_side));
+                    }
                     for count in counts {
                         count.fetch_add(n as u64, Ordering::Relaxed);
                     }
+                    if n < buf.capacity() {
+                        // Drained for now: release the buffer while idle.
+                        break;
+                    }
                 }
-                // Nothing more to read now: release the buffer while idle.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => return Err(from_side),
+                Err(_) => return Err(abort(to.as_ref(), from_side)),
             }
         }
     }
 }
 
-async fn write_all(to: &TcpStream, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        to.writable().await?;
-        match to.try_write(data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+/// After an error on `failed`'s socket, makes the peer of `other` (the session's
+/// other socket) see a reset rather than a clean end of stream, so a broken
+/// session is never mistaken for a complete one.
+fn abort(other: &TcpStream, failed: Side) -> Side {
+    let _ = SockRef::from(other).set_linger(Some(Duration::ZERO));
+    failed
 }

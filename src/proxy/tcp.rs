@@ -138,7 +138,7 @@ impl Session {
         totals
             .0
             .fetch_add(early_bytes, std::sync::atomic::Ordering::Relaxed);
-        let mut outcome = relay(&client, &upstream, idle, stop, totals).await;
+        let mut outcome = relay(&mut client, &mut upstream, idle, stop, totals).await;
         outcome.bytes_up += early_bytes;
         let duration = started.elapsed();
         self.service.record_session(duration);
