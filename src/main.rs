@@ -77,7 +77,7 @@ fn run(path: &Path) -> ExitCode {
     let Some(config) = load_or_report(path) else {
         return ExitCode::FAILURE;
     };
-    let runtime = match build_runtime(config.global.workers) {
+    let runtime = match build_control_runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
             error!(error = %e, "cannot start the async runtime");
@@ -87,12 +87,13 @@ fn run(path: &Path) -> ExitCode {
     runtime.block_on(serve(config))
 }
 
-fn build_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if workers > 0 {
-        builder.worker_threads(workers);
-    }
-    builder.enable_all().build()
+/// The runtime of the control plane (signals, admin endpoint, health probes,
+/// reloads) on the main thread; clients are served on the worker threads that
+/// `Server::bind` starts.
+fn build_control_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 async fn serve(config: Config) -> ExitCode {

@@ -113,9 +113,51 @@ async fn discard(mut stream: TcpStream, counter: &AtomicU64) {
 // File-descriptor exhaustion
 // ---------------------------------------------------------------------------
 
-/// l4lb's open-file limit in the exhaustion test; far fewer than the clients.
+/// l4lb's open-file limit in the exhaustion tests; far fewer than the clients.
 const FD_LIMIT: u32 = 256;
 const HELD_CLIENTS: usize = 600;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_cap_keeps_descriptors_for_the_admin_endpoint() {
+    if !command_exists("prlimit") {
+        eprintln!("SKIPPED: prlimit (util-linux) is not installed");
+        return;
+    }
+    let echo = TestBackend::start("echo", Behaviour::Echo).await;
+    let nofile = format!("--nofile={FD_LIMIT}:{FD_LIMIT}");
+    let lb = Lb::spawn("fd-cap", &["prlimit", &nofile], &tcp_config(echo.addr, 0)).await;
+
+    let mut clients = connect_many(lb.listen, HELD_CLIENTS).await;
+    let outcomes = probe_all(&mut clients).await;
+    eprintln!("{HELD_CLIENTS} clients against {FD_LIMIT} fds: {outcomes:?}");
+    assert!(outcomes.served > 0, "l4lb serves what its fds allow");
+    assert!(
+        outcomes.served < FD_LIMIT as usize / 2,
+        "at most half of {FD_LIMIT} fds carry sessions (two each), got {}",
+        outcomes.served
+    );
+    assert!(outcomes.closed > 0, "clients over the cap are closed");
+    // Not a single retry needed: the reserve is never touched by sessions.
+    let (status, _) = try_http(lb.admin, "/healthz")
+        .await
+        .expect("/healthz answers at once while the clients are held");
+    assert_eq!(status, 200);
+    let metrics = admin_get(lb.admin, "/metrics").await;
+    let series = "l4lb_rejected_connections_total{reason=\"max_connections\",service=\"svc\"}";
+    let rejected = metric(&metrics, series);
+    assert!(
+        rejected > 0.0,
+        "clients over the cap are counted: {rejected}"
+    );
+    let accept_errors = metric(&metrics, "l4lb_accept_errors_total{service=\"svc\"}");
+    assert_eq!(
+        accept_errors, 0.0,
+        "the cap keeps accept() from running out of fds"
+    );
+
+    drop(clients);
+    wait_for_round_trip(lb.listen).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn descriptor_exhaustion_refuses_some_clients_without_spinning_and_recovers() {
@@ -125,7 +167,9 @@ async fn descriptor_exhaustion_refuses_some_clients_without_spinning_and_recover
     }
     let echo = TestBackend::start("echo", Behaviour::Echo).await;
     let nofile = format!("--nofile={FD_LIMIT}:{FD_LIMIT}");
-    let lb = Lb::spawn("fds", &["prlimit", &nofile], &tcp_config(echo.addr)).await;
+    // A configured cap beyond what the fds allow: accept() runs out.
+    let config = tcp_config(echo.addr, 10_000);
+    let lb = Lb::spawn("fds", &["prlimit", &nofile], &config).await;
 
     let mut clients = connect_many(lb.listen, HELD_CLIENTS).await;
     // Most clients now wait in the backlog of a process that has no fd to spare.
@@ -147,22 +191,22 @@ async fn descriptor_exhaustion_refuses_some_clients_without_spinning_and_recover
         outcomes.closed + outcomes.unanswered > 0,
         "some clients are refused"
     );
-    let (status, _) = admin_get_retrying(lb.admin, "/healthz").await;
-    assert_eq!(status, 200, "/healthz answers while the clients are held");
+
+    drop(clients);
+    wait_for_round_trip(lb.listen).await;
     let metrics = admin_get(lb.admin, "/metrics").await;
     let accept_errors = metric(&metrics, "l4lb_accept_errors_total{service=\"svc\"}");
     eprintln!("l4lb_accept_errors_total = {accept_errors}");
     assert!(accept_errors > 0.0, "accept errors are counted");
-
-    drop(clients);
-    wait_for_round_trip(lb.listen).await;
 }
 
-fn tcp_config(backend: SocketAddr) -> impl Fn(u16, u16) -> String {
+/// One tcp service in front of `backend`, with `[global] max_connections`.
+fn tcp_config(backend: SocketAddr, max_connections: usize) -> impl Fn(u16, u16) -> String {
     move |admin, listen| {
         format!(
             "[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
              [global]\nworkers = 2\nshutdown_grace = \"1s\"\n\
+             max_connections = {max_connections}\n\
              [[service]]\nname = \"svc\"\nlisten = \"127.0.0.1:{listen}\"\n\
              [[service.backend]]\naddress = \"{backend}\"\n"
         )
@@ -252,7 +296,7 @@ const PATTERN_PERIOD: usize = 251;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_reader_keeps_memory_bounded_and_gets_every_byte() {
     let streamer = Streamer::start(STREAM_LEN).await;
-    let lb = Lb::spawn("slow-reader", &[], &tcp_config(streamer.addr)).await;
+    let lb = Lb::spawn("slow-reader", &[], &tcp_config(streamer.addr, 0)).await;
     let before = vm_rss(lb.pid());
 
     let mut client = TcpStream::connect(lb.listen).await.expect("connect");

@@ -105,5 +105,7 @@ impl AdminEndpoint {
 }
 
 fn bind_admin(address: SocketAddr) -> Result<TcpListener, StartError> {
-    bind_tcp(address).map_err(|source| StartError::Admin { address, source })
+    bind_tcp(address)
+        .and_then(TcpListener::from_std)
+        .map_err(|source| StartError::Admin { address, source })
 }

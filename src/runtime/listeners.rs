@@ -5,28 +5,33 @@
 //! address first and give up without changing anything when one fails. A socket
 //! that stays in the configuration is never rebound: its loop simply serves the
 //! service's new generation (through the service's slot).
+//!
+//! Each listen address is a group of SO_REUSEPORT sockets, one per worker (see
+//! `workers`), each served by a loop on its own worker.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, UdpSocket};
+use std::net::{TcpListener, UdpSocket};
+
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{error, info};
 
 use crate::config::{Config, Protocol};
 use crate::lifecycle::Lifecycle;
 use crate::limit::ConnectionLimit;
 use crate::log_throttle::LogThrottle;
-use crate::proxy::listener::bind_tcp;
+use crate::proxy::listener::{bind_group, bind_tcp};
 use crate::proxy::tcp::TcpProxy;
 use crate::proxy::udp::listener::UdpProxy;
 use crate::proxy::udp::socket::bind_udp;
 use crate::service::ServiceSlot;
 
 use super::StartError;
+use super::workers::WorkerPool;
 
 /// At most one repeated warning per listener per this interval.
 const WARNING_INTERVAL: Duration = Duration::from_secs(1);
@@ -40,20 +45,53 @@ pub struct ListenKey {
     pub address: SocketAddr,
 }
 
-/// A bound socket not serving yet.
+/// The bound sockets of one listen address (one per worker), not serving yet.
 #[derive(Debug)]
 pub enum BoundSocket {
+    Tcp(Vec<TcpListener>),
+    Udp(Vec<UdpSocket>),
+}
+
+impl BoundSocket {
+    /// One socket per worker on `key`'s address.
+    fn bind(key: &ListenKey, workers: usize) -> std::io::Result<BoundSocket> {
+        Ok(match key.protocol {
+            Protocol::Tcp => BoundSocket::Tcp(bind_group(
+                key.address,
+                workers,
+                bind_tcp,
+                TcpListener::local_addr,
+            )?),
+            Protocol::Udp => BoundSocket::Udp(bind_group(
+                key.address,
+                workers,
+                bind_udp,
+                UdpSocket::local_addr,
+            )?),
+        })
+    }
+
+    fn local_addr(&self, fallback: SocketAddr) -> SocketAddr {
+        let local = match self {
+            BoundSocket::Tcp(group) => group.first().map(TcpListener::local_addr),
+            BoundSocket::Udp(group) => group.first().map(UdpSocket::local_addr),
+        };
+        local.and_then(Result::ok).unwrap_or(fallback)
+    }
+}
+
+/// One socket of a group, for one worker.
+enum WorkerSocket {
     Tcp(TcpListener),
     Udp(UdpSocket),
 }
 
 impl BoundSocket {
-    fn local_addr(&self, fallback: SocketAddr) -> SocketAddr {
-        let local = match self {
-            BoundSocket::Tcp(listener) => listener.local_addr(),
-            BoundSocket::Udp(socket) => socket.local_addr(),
-        };
-        local.unwrap_or(fallback)
+    fn into_per_worker(self) -> Vec<WorkerSocket> {
+        match self {
+            BoundSocket::Tcp(group) => group.into_iter().map(WorkerSocket::Tcp).collect(),
+            BoundSocket::Udp(group) => group.into_iter().map(WorkerSocket::Udp).collect(),
+        }
     }
 }
 
@@ -63,6 +101,7 @@ pub struct LoopContext {
     pub process_limit: Arc<ConnectionLimit>,
     pub lifecycle: Lifecycle,
     pub loops: TaskTracker,
+    pub workers: Arc<WorkerPool>,
 }
 
 #[derive(Debug)]
@@ -98,17 +137,14 @@ impl ListenerSet {
     pub fn bind_missing(
         &self,
         config: &Config,
+        workers: usize,
     ) -> Result<Vec<(ListenKey, BoundSocket)>, StartError> {
         let mut bound = Vec::new();
         for key in wanted_keys(config) {
             if self.running.contains_key(&key) {
                 continue;
             }
-            let socket = match key.protocol {
-                Protocol::Tcp => bind_tcp(key.address).map(BoundSocket::Tcp),
-                Protocol::Udp => bind_udp(key.address).map(BoundSocket::Udp),
-            };
-            let socket = socket.map_err(|source| StartError::Listen {
+            let socket = BoundSocket::bind(&key, workers).map_err(|source| StartError::Listen {
                 service: key.service.clone(),
                 address: key.address,
                 source,
@@ -130,25 +166,44 @@ impl ListenerSet {
         let stop = CancellationToken::new();
         let warnings = Arc::new(LogThrottle::new(WARNING_INTERVAL));
         info!(service = %key.service, protocol = %key.protocol, address = %local, "listening");
-        match socket {
-            BoundSocket::Tcp(listener) => {
-                let proxy = TcpProxy {
-                    slot,
-                    process_limit: Arc::clone(&ctx.process_limit),
-                    lifecycle: ctx.lifecycle.clone(),
-                    stop: stop.clone(),
-                    warnings,
-                };
-                ctx.loops.spawn(proxy.accept_loop(listener));
-            }
-            BoundSocket::Udp(socket) => {
-                let proxy = UdpProxy {
-                    slot,
-                    lifecycle: ctx.lifecycle.clone(),
-                    stop: stop.clone(),
-                    warnings,
-                };
-                ctx.loops.spawn(proxy.serve(socket));
+        let sockets = ctx.workers.handles().zip(socket.into_per_worker());
+        for (worker, socket) in sockets {
+            match socket {
+                WorkerSocket::Tcp(listener) => {
+                    let proxy = TcpProxy {
+                        slot: Arc::clone(&slot),
+                        process_limit: Arc::clone(&ctx.process_limit),
+                        lifecycle: ctx.lifecycle.clone(),
+                        stop: stop.clone(),
+                        warnings: Arc::clone(&warnings),
+                    };
+                    let accept_loop = async move {
+                        match tokio::net::TcpListener::from_std(listener) {
+                            Ok(listener) => proxy.accept_loop(listener).await,
+                            Err(e) => {
+                                error!(error = %e, "cannot register a listener with its worker")
+                            }
+                        }
+                    };
+                    ctx.loops.spawn_on(accept_loop, worker);
+                }
+                WorkerSocket::Udp(socket) => {
+                    let proxy = UdpProxy {
+                        slot: Arc::clone(&slot),
+                        lifecycle: ctx.lifecycle.clone(),
+                        stop: stop.clone(),
+                        warnings: Arc::clone(&warnings),
+                    };
+                    let receive_loop = async move {
+                        match tokio::net::UdpSocket::from_std(socket) {
+                            Ok(socket) => proxy.serve(socket).await,
+                            Err(e) => {
+                                error!(error = %e, "cannot register a socket with its worker")
+                            }
+                        }
+                    };
+                    ctx.loops.spawn_on(receive_loop, worker);
+                }
             }
         }
         self.running.insert(key, RunningListener { local, stop });

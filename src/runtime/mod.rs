@@ -10,10 +10,12 @@
 //! is the read-only view operators get through the admin endpoint.
 
 mod admin_endpoint;
+mod fd_budget;
 mod listeners;
 mod live;
 mod probes;
 mod reload;
+mod workers;
 
 use std::collections::HashMap;
 use std::io;
@@ -36,6 +38,7 @@ use admin_endpoint::AdminEndpoint;
 use listeners::{BoundSocket, ListenKey, ListenerSet, LoopContext};
 use live::{LiveState, Snapshot};
 use probes::ProbeSet;
+use workers::WorkerPool;
 
 pub use probes::ProbeTasks;
 pub use reload::ReloadReport;
@@ -56,6 +59,8 @@ pub enum StartError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot start the worker threads: {0}")]
+    Workers(#[source] io::Error),
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
 }
@@ -196,8 +201,10 @@ impl Server {
     pub fn bind(config: &Config) -> Result<Server, StartError> {
         let metrics = Arc::new(Metrics::new()?);
         let lifecycle = Lifecycle::new();
+        let workers =
+            Arc::new(WorkerPool::start(config.global.workers).map_err(StartError::Workers)?);
         let listeners = ListenerSet::default();
-        let pending = listeners.bind_missing(config)?;
+        let pending = listeners.bind_missing(config, workers.len())?;
         let admin = AdminEndpoint::bind(config.admin.as_ref())?;
         let slots: HashMap<String, Arc<ServiceSlot>> = config
             .services
@@ -227,9 +234,10 @@ impl Server {
             probes: ProbeSet::new(lifecycle.stop_accepting.child_token()),
             admin,
             ctx: LoopContext {
-                process_limit: Arc::new(ConnectionLimit::new(config.global.max_connections)),
+                process_limit: Arc::new(ConnectionLimit::new(0)),
                 lifecycle: lifecycle.clone(),
                 loops: TaskTracker::new(),
+                workers,
             },
             reloads: reload_rx,
             handle: ServerHandle {
@@ -240,8 +248,36 @@ impl Server {
             live,
         };
         server.start_pending();
+        server.apply_process_cap();
         server.publish(1);
         Ok(server)
+    }
+
+    /// Sets the process-wide connection cap: `[global] max_connections`, or when
+    /// that is 0, what the open-file limit allows (see `fd_budget`). Logs only
+    /// when the cap changes.
+    fn apply_process_cap(&self) {
+        let sockets = listeners::wanted_keys(&self.config).len() * self.ctx.workers.len();
+        let open_files = fd_budget::open_file_limit();
+        let cap = fd_budget::process_connection_cap(&self.config, sockets, open_files);
+        if cap == self.ctx.process_limit.max() {
+            return;
+        }
+        if let Some(missing) = fd_budget::shortfall(&self.config, sockets, open_files) {
+            warn!(
+                max_connections = self.config.global.max_connections,
+                open_file_limit = open_files,
+                missing_descriptors = missing,
+                "[global] max_connections needs more descriptors than the open-file limit allows; raise LimitNOFILE"
+            );
+        } else if self.config.global.max_connections == 0 && cap > 0 {
+            info!(
+                max_connections = cap,
+                open_file_limit = open_files,
+                "process connection cap set from the open-file limit"
+            );
+        }
+        self.ctx.process_limit.set_max(cap);
     }
 
     /// The current generation of every service, in configuration order.

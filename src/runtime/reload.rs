@@ -48,7 +48,9 @@ impl Server {
     /// Applies `config` (already validated); on error the running configuration
     /// is untouched.
     pub(super) fn apply(&mut self, config: Config) -> Result<ReloadReport, ReloadError> {
-        let bound = self.listeners.bind_missing(&config)?;
+        let bound = self
+            .listeners
+            .bind_missing(&config, self.ctx.workers.len())?;
         let admin_change = self.admin.prepare(config.admin.as_ref())?;
         // Nothing below can fail.
         let mut report = ReloadReport::default();
@@ -61,9 +63,7 @@ impl Server {
         self.config = config;
         self.start_pending();
         self.probes.sync(self.services().iter().map(|s| s.as_ref()));
-        self.ctx
-            .process_limit
-            .set_max(self.config.global.max_connections);
+        self.apply_process_cap();
         self.admin
             .commit(admin_change, Arc::clone(&self.live) as Arc<dyn AdminState>);
         report.generation = self.live.snapshot().generation + 1;

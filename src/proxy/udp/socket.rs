@@ -17,14 +17,14 @@ use crate::proxy::listener::bound_socket;
 /// Receive buffer requested for listening sockets (the kernel may grant less).
 const LISTEN_RECV_BUFFER: usize = 4 * 1024 * 1024;
 
-/// Binds the listening socket of a UDP service; must be called inside a tokio runtime.
-pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+/// Binds a non-blocking listening socket of a UDP service.
+pub fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     let socket = bound_socket(addr, Type::DGRAM, Protocol::UDP, |socket| {
         // Best effort: the kernel caps it at net.core.rmem_max.
         let _ = socket.set_recv_buffer_size(LISTEN_RECV_BUFFER);
         Ok(())
     })?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// A socket on an ephemeral port, connected to `backend`.
