@@ -14,9 +14,12 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// Accept backlog of every TCP listener (the kernel caps it at net.core.somaxconn).
 pub const LISTEN_BACKLOG: i32 = 4096;
 
-/// Binds a non-blocking TCP listener on `addr`.
+/// Binds a non-blocking TCP listener on `addr`, with TCP_NODELAY, which Linux
+/// passes on to every accepted socket (one system call fewer per client).
 pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = bound_socket(addr, Type::STREAM, Protocol::TCP, |_| Ok(()))?;
+    let socket = bound_socket(addr, Type::STREAM, Protocol::TCP, |s| {
+        s.set_tcp_nodelay(true)
+    })?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
 }

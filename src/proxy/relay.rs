@@ -8,7 +8,7 @@
 //! which backend, limits and logging live in `tcp.rs`.
 
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use socket2::SockRef;
@@ -69,10 +69,12 @@ enum Side {
     Backend,
 }
 
-/// Shared by both directions: the last time any byte was read.
+/// Shared by both directions: the last time any byte was read, and how many
+/// directions have reached end of stream.
 struct Activity {
     start: Instant,
     last_nanos: AtomicU64,
+    ended: AtomicU8,
 }
 
 impl Activity {
@@ -80,7 +82,13 @@ impl Activity {
         Activity {
             start: Instant::now(),
             last_nanos: AtomicU64::new(0),
+            ended: AtomicU8::new(0),
         }
+    }
+
+    /// Records that one direction reached end of stream; true for the first.
+    fn end_direction(&self) -> bool {
+        self.ended.fetch_add(1, Ordering::Relaxed) == 0
     }
 
     fn touch(&self) {
@@ -186,8 +194,12 @@ async fn pump(
             buf.clear();
             match from.read_buf(&mut *buf).await {
                 Ok(0) => {
-                    // End of stream: half-close towards the other side, which may still answer.
-                    let _ = SockRef::from(to.as_ref()).shutdown(Shutdown::Write);
+                    // End of stream: half-close towards the other side, which may
+                    // still answer. After the second end of stream both sockets are
+                    // closed at once (both read to the end, so each peer gets a FIN).
+                    if activity.end_direction() {
+                        let _ = SockRef::from(to.as_ref()).shutdown(Shutdown::Write);
+                    }
                     return Ok(());
                 }
                 Ok(n) => {

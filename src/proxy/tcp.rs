@@ -125,7 +125,7 @@ impl Session {
             Ok(connected) => connected,
             Err(reason) => return self.reject(peer, reason, "no backend could be reached"),
         };
-        let _ = client.set_nodelay(true);
+        // The client's socket inherited TCP_NODELAY from the listener.
         let _ = upstream.set_nodelay(true);
         let early_bytes = origin.early_data.len() as u64;
         if let Err(e) = self.send_preamble(&client, &mut upstream, origin).await {
