@@ -1,6 +1,7 @@
 //! Moving clients' bytes: listening sockets, accept loops, sessions and the relay.
 //!
-//! `listener` creates sockets, `tcp` accepts and runs sessions, `relay` copies bytes.
+//! `listener` creates sockets, `tcp` accepts and runs sessions, `relay` copies bytes
+//! (through `splice` pipes for bulk transfers).
 //! Choosing a backend belongs to `service`/`balancer`; starting and stopping the
 //! accept loops belongs to `runtime`.
 
@@ -9,5 +10,6 @@ pub mod listener;
 pub mod preamble;
 pub mod proxy_protocol;
 pub mod relay;
+pub mod splice;
 pub mod tcp;
 pub mod udp;

@@ -4,17 +4,22 @@
 //! (the peer's FIN, which is passed on as a FIN to the other side while the other
 //! direction keeps flowing) or at an error. Relay buffers are taken from a
 //! per-thread pool only while a side has data to read and given back as soon as
-//! it has none, so an idle session holds no buffer. This file owns no policy:
+//! it has none, so an idle session holds no buffer. Once a read fills a whole
+//! buffer (bulk traffic), the burst goes on through a pooled pipe with
+//! `splice(2)` instead (see `splice`). This file owns no policy:
 //! which backend, limits and logging live in `tcp.rs`.
 
+use std::io;
 use std::net::Shutdown;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use socket2::SockRef;
 
 use crate::proxy::buffer_pool::PooledBuffer;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use crate::proxy::splice::PooledPipe;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
@@ -130,20 +135,22 @@ pub async fn relay(
     let down_counts = [&bytes_down, totals.1];
     let (client_in, client_out) = client.split();
     let (backend_in, backend_out) = backend.split();
-    let up = pump(
-        client_in,
-        backend_out,
-        up_counts,
-        &activity,
-        (Side::Client, Side::Backend),
-    );
-    let down = pump(
-        backend_in,
-        client_out,
-        down_counts,
-        &activity,
-        (Side::Backend, Side::Client),
-    );
+    let up = pump(Direction {
+        from: client_in,
+        to: backend_out,
+        counts: up_counts,
+        activity: &activity,
+        from_side: Side::Client,
+        to_side: Side::Backend,
+    });
+    let down = pump(Direction {
+        from: backend_in,
+        to: client_out,
+        counts: down_counts,
+        activity: &activity,
+        from_side: Side::Backend,
+        to_side: Side::Client,
+    });
     tokio::pin!(up, down, stop);
     let (mut up_done, mut down_done) = (false, false);
     let mut first_close = None;
@@ -173,51 +180,121 @@ pub async fn relay(
     }
 }
 
-/// Copies `from` to `to` until end of stream, then passes the FIN on.
-///
-/// Reads and writes go through tokio's `AsyncRead`/`AsyncWrite`, which treat a
-/// short read as "drained" (and a short write as "full"): the next wait goes
-/// straight to epoll instead of first paying for a read that fails with EAGAIN.
-async fn pump(
-    mut from: ReadHalf<'_>,
-    mut to: WriteHalf<'_>,
-    counts: [&AtomicU64; 2],
-    activity: &Activity,
-    (from_side, to_side): (Side, Side),
-) -> Result<(), Side> {
+/// One direction of a session: the socket it reads, the one it writes, and
+/// where it counts what it moved.
+struct Direction<'a> {
+    from: ReadHalf<'a>,
+    to: WriteHalf<'a>,
+    counts: [&'a AtomicU64; 2],
+    activity: &'a Activity,
+    from_side: Side,
+    to_side: Side,
+}
+
+/// How a burst of reads ended.
+enum Burst {
+    /// Nothing more to read for now.
+    Drained,
+    /// End of stream.
+    Ended,
+    /// A read filled a whole buffer: bulk traffic, carry on with this pipe.
+    Bulk(PooledPipe),
+}
+
+/// Moves `direction`'s bytes until end of stream, then passes the FIN on.
+async fn pump(mut direction: Direction<'_>) -> Result<(), Side> {
     loop {
-        if from.readable().await.is_err() {
-            return Err(abort(to.as_ref(), from_side));
+        if direction.from.readable().await.is_err() {
+            return Err(direction.read_failed());
         }
+        let burst = match direction.copy_burst().await? {
+            Burst::Bulk(pipe) => direction.splice_burst(pipe).await?,
+            other => other,
+        };
+        if let Burst::Ended = burst {
+            direction.end_of_stream();
+            return Ok(());
+        }
+    }
+}
+
+impl Direction<'_> {
+    /// Copies through a pooled buffer until the socket is drained, the stream
+    /// ends, or the traffic proves bulk (and a pipe is free).
+    ///
+    /// Reads and writes go through tokio's `AsyncRead`/`AsyncWrite`, which treat
+    /// a short read as "drained" (and a short write as "full"): the next wait
+    /// goes straight to epoll instead of first paying for a read that fails
+    /// with EAGAIN. The buffer goes back to the pool when the burst ends.
+    async fn copy_burst(&mut self) -> Result<Burst, Side> {
         let mut buf = PooledBuffer::take();
         loop {
             buf.clear();
-            match from.read_buf(&mut *buf).await {
-                Ok(0) => {
-                    // End of stream: half-close towards the other side, which may
-                    // still answer. After the second end of stream both sockets are
-                    // closed at once (both read to the end, so each peer gets a FIN).
-                    if activity.end_direction() {
-                        let _ = SockRef::from(to.as_ref()).shutdown(Shutdown::Write);
-                    }
-                    return Ok(());
-                }
-                Ok(n) => {
-                    activity.touch();
-                    if to.write_all(&buf).await.is_err() {
-                        return Err(abort(from.as_ref(), to_side));
-                    }
-                    for count in counts {
-                        count.fetch_add(n as u64, Ordering::Relaxed);
-                    }
-                    if n < buf.capacity() {
-                        // Drained for now: release the buffer while idle.
-                        break;
-                    }
-                }
-                Err(_) => return Err(abort(to.as_ref(), from_side)),
+            let n = match self.from.read_buf(&mut *buf).await {
+                Ok(0) => return Ok(Burst::Ended),
+                Ok(n) => n,
+                Err(_) => return Err(self.read_failed()),
+            };
+            self.activity.touch();
+            if self.to.write_all(&buf).await.is_err() {
+                return Err(self.write_failed());
+            }
+            self.count(n);
+            if n < buf.capacity() {
+                return Ok(Burst::Drained);
+            }
+            if let Some(pipe) = PooledPipe::take() {
+                return Ok(Burst::Bulk(pipe));
             }
         }
+    }
+
+    /// Moves bytes socket → pipe → socket with `splice(2)` until the socket is
+    /// drained or the stream ends; the pipe is empty again when this returns
+    /// without error.
+    async fn splice_burst(&mut self, mut pipe: PooledPipe) -> Result<Burst, Side> {
+        let (from, to) = (self.from.as_ref(), self.to.as_ref());
+        loop {
+            match from.try_io(Interest::READABLE, || pipe.fill_from(from.as_raw_fd())) {
+                Ok(0) => return Ok(Burst::Ended),
+                Ok(_) => self.activity.touch(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Burst::Drained),
+                Err(_) => return Err(self.read_failed()),
+            }
+            while pipe.pending() > 0 {
+                if to.writable().await.is_err() {
+                    return Err(self.write_failed());
+                }
+                match to.try_io(Interest::WRITABLE, || pipe.drain_to(to.as_raw_fd())) {
+                    Ok(n) => self.count(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return Err(self.write_failed()),
+                }
+            }
+        }
+    }
+
+    fn count(&self, bytes: usize) {
+        for count in self.counts {
+            count.fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// End of stream: half-close towards the other side, which may still
+    /// answer. After the second end of stream both sockets are closed at once
+    /// (both read to the end, so each peer gets a FIN).
+    fn end_of_stream(&self) {
+        if self.activity.end_direction() {
+            let _ = SockRef::from(self.to.as_ref()).shutdown(Shutdown::Write);
+        }
+    }
+
+    fn read_failed(&self) -> Side {
+        abort(self.to.as_ref(), self.from_side)
+    }
+
+    fn write_failed(&self) -> Side {
+        abort(self.from.as_ref(), self.to_side)
     }
 }
 

@@ -4,17 +4,20 @@
 //! Each proxied connection holds two descriptors (client and backend). A process
 //! that runs out of descriptors can no longer accept, probe or answer its admin
 //! endpoint, so, like HAProxy deriving `maxconn` from `ulimit -n`, l4lb keeps a
-//! reserve (listening sockets, health probes, the admin endpoint, logging and the
-//! runtime) and caps connections at half of what is left. A client over the cap
+//! reserve (listening sockets, health probes, the relay's splice pipes, the admin
+//! endpoint, logging and the runtime) and caps connections at half of what is
+//! left. A client over the cap
 //! is closed at once and counted as `max_connections`, instead of waiting in a
 //! backlog the process cannot drain. UDP flows (one descriptor each) are not in
 //! the reserve: `max_flows` bounds them.
 
 use crate::config::Config;
+use crate::proxy::splice::MAX_PIPES;
 
-/// Descriptors kept for everything but proxied connections and listeners:
-/// admin connections, the runtime's own, logging, configuration reads.
-const RESERVED_FDS: u64 = 64;
+/// Descriptors kept for everything but proxied connections, listeners and
+/// probes: admin connections, the runtime's own, logging, configuration reads,
+/// and the relay's pipes (two descriptors each).
+const RESERVED_FDS: u64 = 64 + 2 * MAX_PIPES as u64;
 
 /// The process-wide cap on proxied TCP connections for `config`, with
 /// `listen_sockets` listening sockets and `open_file_limit` (None: no limit).
@@ -104,11 +107,11 @@ mod tests {
     #[test]
     fn the_default_is_half_of_what_the_reserve_leaves() {
         let plain = config("", false);
-        // (20000 - 64 reserved - 2 listeners) / 2
-        assert_eq!(process_connection_cap(&plain, 2, Some(20_000)), 9967);
+        // (20000 - 64 - 128 for pipes - 2 listeners) / 2
+        assert_eq!(process_connection_cap(&plain, 2, Some(20_000)), 9903);
         let probed = config("", true);
         // Two probed backends take one more descriptor each.
-        assert_eq!(process_connection_cap(&probed, 2, Some(20_000)), 9966);
+        assert_eq!(process_connection_cap(&probed, 2, Some(20_000)), 9902);
     }
 
     #[test]
@@ -121,9 +124,9 @@ mod tests {
     #[test]
     fn a_configured_cap_beyond_the_limit_reports_the_shortfall() {
         let capped = config("max_connections = 200", false);
-        // 2 × 200 + 64 + 2 = 466 descriptors needed.
-        assert_eq!(shortfall(&capped, 2, Some(256)), Some(210));
-        assert_eq!(shortfall(&capped, 2, Some(466)), None);
+        // 2 × 200 + 64 + 128 + 2 = 594 descriptors needed.
+        assert_eq!(shortfall(&capped, 2, Some(256)), Some(338));
+        assert_eq!(shortfall(&capped, 2, Some(594)), None);
         assert_eq!(shortfall(&capped, 2, None), None);
         let huge = config(&format!("max_connections = {}", i64::MAX), false);
         assert!(shortfall(&huge, 2, Some(256)).is_some());
