@@ -3,8 +3,9 @@
 //!
 //! `RecvBatch` owns the payload buffers and the address storage for a fixed
 //! number of datagrams and reuses them for every call (only the small per-call
-//! headers pointing into them are built anew). It only reads a socket that is already non-blocking and never
-//! waits (`MSG_DONTWAIT`): the caller waits for readiness. All `unsafe` code of
+//! headers pointing into them are built anew). It only reads a socket that is
+//! already non-blocking and never waits (`MSG_DONTWAIT`): the caller waits for
+//! readiness. All `unsafe` code of
 //! the UDP path is in this file, each block with its reasoning.
 
 use std::io;
@@ -92,6 +93,27 @@ impl RecvBatch {
             *length = (header.msg_len as usize).min(SLOT_BYTES);
         }
         Ok(self.received)
+    }
+
+    /// `recv` on a socket of the runtime, inside its readiness check. A call
+    /// that returns fewer datagrams than the batch holds has drained the socket,
+    /// and the runtime is told so (as it does itself for a short stream read):
+    /// the next wait goes to epoll instead of to a call that fails with EAGAIN.
+    pub fn recv_ready(&mut self, socket: &tokio::net::UdpSocket) -> io::Result<usize> {
+        let slots = self.lengths.len();
+        let mut received = 0;
+        let outcome = socket.try_io(tokio::io::Interest::READABLE, || {
+            received = self.recv(socket)?;
+            if received < slots {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(())
+        });
+        match outcome {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && received > 0 => Ok(received),
+            Err(e) => Err(e),
+            Ok(()) => Ok(received),
+        }
     }
 
     /// The `i`th datagram of the last call and its sender; `None` past the end or

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use socket2::{SockAddr, SockRef};
-use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -27,13 +26,22 @@ use crate::lifecycle::Lifecycle;
 use crate::limit::LimitPermit;
 use crate::log_throttle::LogThrottle;
 use crate::proxy::proxy_protocol;
-use crate::proxy::udp::batch::{RecvBatch, SLOT_BYTES};
+use crate::proxy::udp::batch::RecvBatch;
 use crate::proxy::udp::flow_table::{FlowEntry, FlowTable};
 use crate::proxy::udp::socket::connect_upstream;
 use crate::service::{DropReason, Service, ServiceSlot};
 
 /// Datagrams received per system call at most (each slot holds 64 KiB).
 const RECV_BATCH: usize = 32;
+
+/// Backend replies received per system call at most, into a per-thread batch.
+const REPLY_BATCH: usize = 4;
+
+thread_local! {
+    /// Shared by the reply tasks of one worker thread, each borrowing it only
+    /// between two awaits: idle flows hold no buffer.
+    static REPLIES: std::cell::RefCell<RecvBatch> = std::cell::RefCell::new(RecvBatch::new(REPLY_BATCH));
+}
 
 /// Most flows the sweeper examines per tick.
 const SWEEP_BUDGET: usize = 16_384;
@@ -102,9 +110,7 @@ impl UdpProxy {
                     relay.sweep(&mut flows, ticks);
                 }
                 ready = socket.readable() => {
-                    let received = ready.and_then(|()| {
-                        socket.try_io(Interest::READABLE, || batch.recv(socket.as_ref()))
-                    });
+                    let received = ready.and_then(|()| batch.recv_ready(&socket));
                     match received {
                         Ok(count) => {
                             let opening = Opening { socket: &socket, ticks, every_flow: &every_flow };
@@ -347,30 +353,31 @@ async fn relay_replies(
             () = flow.closer.cancelled() => return,
             ready = flow.upstream.readable() => if ready.is_err() { return },
         }
-        // A buffer only while replies are waiting: an idle flow holds none.
-        let mut buf = Vec::with_capacity(SLOT_BYTES);
-        loop {
-            buf.clear();
-            match flow.upstream.try_recv_buf(&mut buf) {
-                Ok(len) => {
-                    entry.touch(ticks.now());
-                    match send_now(&listen, &buf, Some(client)) {
-                        Ok(_) => {
-                            flow.backend.count_datagram_down(len);
-                            flow.datagrams_down.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(_) => service.count_drop(DropReason::SendError),
+        let outcome = REPLIES.with(|replies| {
+            let mut replies = replies.borrow_mut();
+            let received = replies.recv_ready(&flow.upstream)?;
+            entry.touch(ticks.now());
+            for (data, _) in (0..received).filter_map(|i| replies.get(i)) {
+                match send_now(&listen, data, Some(client)) {
+                    Ok(_) => {
+                        flow.backend.count_datagram_down(data.len());
+                        flow.datagrams_down.fetch_add(1, Ordering::Relaxed);
                     }
+                    Err(_) => service.count_drop(DropReason::SendError),
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    // ICMP unreachable (ECONNREFUSED) or worse: the next client
-                    // datagram opens a new flow, perhaps to another backend.
-                    flow.broken.store(true, Ordering::Release);
-                    flow.backend.record_connect_failure(Instant::now());
-                    service.count_drop(DropReason::SendError);
-                    return;
-                }
+            }
+            Ok::<_, io::Error>(())
+        });
+        match outcome {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                // ICMP unreachable (ECONNREFUSED) or worse: the next client
+                // datagram opens a new flow, perhaps to another backend.
+                flow.broken.store(true, Ordering::Release);
+                flow.backend.record_connect_failure(Instant::now());
+                service.count_drop(DropReason::SendError);
+                return;
             }
         }
     }
