@@ -20,8 +20,10 @@ pub const MAX_PIPES: usize = 64;
 /// Most idle pipes kept per thread.
 const SPARE_PER_THREAD: usize = 8;
 
-/// Bytes moved per splice call at most: what a default pipe holds.
-pub const PIPE_BYTES: usize = 64 * 1024;
+/// Bytes moved per splice call at most: the size each pipe asks for (the
+/// kernel may grant less: a default pipe holds 64 KiB, and fewer bytes per call
+/// only means more calls).
+pub const PIPE_BYTES: usize = 1024 * 1024;
 
 static PIPES: AtomicUsize = AtomicUsize::new(0);
 
@@ -116,6 +118,15 @@ impl Pipe {
         }
         // SAFETY: both descriptors were just created and are owned by nobody else.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: F_SETPIPE_SZ takes an int and touches no memory. Best effort:
+        // refused beyond /proc/sys/fs/pipe-max-size or the user's pipe quota.
+        unsafe {
+            libc::fcntl(
+                write.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                PIPE_BYTES as libc::c_int,
+            )
+        };
         Some(Pipe { read, write })
     }
 }
