@@ -95,6 +95,55 @@ impl BoundSocket {
     }
 }
 
+/// What the loops of one listen address share.
+#[derive(Debug, Clone)]
+struct LoopParts {
+    slot: Arc<ServiceSlot>,
+    process_limit: Arc<ConnectionLimit>,
+    lifecycle: Lifecycle,
+    stop: CancellationToken,
+    warnings: Arc<LogThrottle>,
+}
+
+impl LoopParts {
+    fn tcp(self) -> TcpProxy {
+        TcpProxy {
+            slot: self.slot,
+            process_limit: self.process_limit,
+            lifecycle: self.lifecycle,
+            stop: self.stop,
+            warnings: self.warnings,
+        }
+    }
+
+    fn udp(self) -> UdpProxy {
+        UdpProxy {
+            slot: self.slot,
+            lifecycle: self.lifecycle,
+            stop: self.stop,
+            warnings: self.warnings,
+        }
+    }
+}
+
+impl WorkerSocket {
+    /// Serves this socket; must run on the worker that owns it (registering it
+    /// with the worker's event loop is the first step).
+    async fn serve(self, parts: LoopParts) {
+        let error = match self {
+            WorkerSocket::Tcp(listener) => match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => return parts.tcp().accept_loop(listener).await,
+                Err(e) => e,
+            },
+            WorkerSocket::Udp(socket) => match tokio::net::UdpSocket::from_std(socket) {
+                Ok(socket) => return parts.udp().serve(socket).await,
+                Err(e) => e,
+            },
+        };
+        error!(error = %error, "cannot register a listening socket with its worker");
+    }
+}
+
 /// What every listener loop shares.
 #[derive(Debug, Clone)]
 pub struct LoopContext {
@@ -166,45 +215,15 @@ impl ListenerSet {
         let stop = CancellationToken::new();
         let warnings = Arc::new(LogThrottle::new(WARNING_INTERVAL));
         info!(service = %key.service, protocol = %key.protocol, address = %local, "listening");
-        let sockets = ctx.workers.handles().zip(socket.into_per_worker());
-        for (worker, socket) in sockets {
-            match socket {
-                WorkerSocket::Tcp(listener) => {
-                    let proxy = TcpProxy {
-                        slot: Arc::clone(&slot),
-                        process_limit: Arc::clone(&ctx.process_limit),
-                        lifecycle: ctx.lifecycle.clone(),
-                        stop: stop.clone(),
-                        warnings: Arc::clone(&warnings),
-                    };
-                    let accept_loop = async move {
-                        match tokio::net::TcpListener::from_std(listener) {
-                            Ok(listener) => proxy.accept_loop(listener).await,
-                            Err(e) => {
-                                error!(error = %e, "cannot register a listener with its worker")
-                            }
-                        }
-                    };
-                    ctx.loops.spawn_on(accept_loop, worker);
-                }
-                WorkerSocket::Udp(socket) => {
-                    let proxy = UdpProxy {
-                        slot: Arc::clone(&slot),
-                        lifecycle: ctx.lifecycle.clone(),
-                        stop: stop.clone(),
-                        warnings: Arc::clone(&warnings),
-                    };
-                    let receive_loop = async move {
-                        match tokio::net::UdpSocket::from_std(socket) {
-                            Ok(socket) => proxy.serve(socket).await,
-                            Err(e) => {
-                                error!(error = %e, "cannot register a socket with its worker")
-                            }
-                        }
-                    };
-                    ctx.loops.spawn_on(receive_loop, worker);
-                }
-            }
+        let parts = LoopParts {
+            slot,
+            process_limit: Arc::clone(&ctx.process_limit),
+            lifecycle: ctx.lifecycle.clone(),
+            stop: stop.clone(),
+            warnings,
+        };
+        for (worker, socket) in ctx.workers.handles().zip(socket.into_per_worker()) {
+            ctx.loops.spawn_on(socket.serve(parts.clone()), worker);
         }
         self.running.insert(key, RunningListener { local, stop });
     }
