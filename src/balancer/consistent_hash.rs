@@ -62,7 +62,7 @@ impl Strategy for ConsistentHash {
         let key = client_key_hash(ctx.client, self.hash_key);
         let first_at_or_after = self.point_hashes.partition_point(|&point| point < key);
         let usable = |i| is_usable(backends, eligible, i);
-        let found = self.owners.first_usable_from(first_at_or_after, &usable)?;
+        let found = self.owners.first_usable_from(first_at_or_after, usable)?;
         Some(found.backend)
     }
 }

@@ -68,7 +68,7 @@ impl Strategy for Maglev {
         }
         let key = client_key_hash(ctx.client, self.hash_key);
         let usable = |i| is_usable(backends, eligible, i);
-        match self.table.first_usable_from((key % size) as usize, &usable) {
+        match self.table.first_usable_from((key % size) as usize, usable) {
             Some(found) => Some(found.backend),
             None => first_eligible_from(backends, eligible, key),
         }
