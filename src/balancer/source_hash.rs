@@ -8,8 +8,9 @@
 //! goes there. A score depends on nothing but that bucket and that backend, so
 //! removing (or excluding) a backend moves exactly the buckets, and so the clients,
 //! that were on it, and each backend wins a share of buckets proportional to its
-//! weight (65536 buckets keep that share within a fraction of a percent of the
-//! ideal for a handful of backends, and about ±12% for each of 1000).
+//! weight. Bucket granularity adds spread: a backend due k buckets gets about
+//! k ± √k, so its share is within about 1% of the ideal (one standard deviation)
+//! among 4 equal backends, and within about 12% among 1000.
 //!
 //! Each bucket's winner among all backends is computed once, on the first pick
 //! that needs it (O(N): one hash per backend), and kept in an atomic table; it is a
