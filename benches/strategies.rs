@@ -1,12 +1,19 @@
 //! Cost of one pick for every strategy with 3, 32 and 1000 backends (all eligible),
 //! and of building a maglev table for 100 and 1000 backends.
+//!
+//! `pick` runs on idle backends with no connect time measured yet. `pick_loaded`
+//! repeats the load-aware strategies on backends that each hold 1 to 8
+//! connections and have a measured connect time, as on a busy balancer: no
+//! backend is idle there, so nothing lets a scan stop early.
 
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use l4lb::backend::Backend;
+use std::time::Duration;
+
+use l4lb::backend::{Backend, ConnectionGuard};
 use l4lb::balancer::{PickContext, build};
 use l4lb::config::{HashKey, StrategyConfig, StrategyKind};
 
@@ -59,6 +66,44 @@ fn bench_picks(c: &mut Criterion) {
     }
 }
 
+/// Gives every backend 1 to 8 open connections and a measured connect time of
+/// 1 to 20 ms; the guards keep the connections open.
+fn load(backends: &[Arc<Backend>]) -> Vec<ConnectionGuard> {
+    let mut guards = Vec::new();
+    for (i, backend) in backends.iter().enumerate() {
+        let millis = 1 + (i as u64 * 7) % 20;
+        backend.record_connect_success(Duration::from_millis(millis));
+        for _ in 0..1 + (i * 5) % 8 {
+            guards.extend(backend.try_acquire());
+        }
+    }
+    guards
+}
+
+fn bench_loaded_picks(c: &mut Criterion) {
+    let kinds = [
+        StrategyKind::LeastConnections,
+        StrategyKind::PowerOfTwo,
+        StrategyKind::LeastResponseTime,
+    ];
+    for kind in kinds {
+        let mut group = c.benchmark_group(format!("pick_loaded/{kind}"));
+        for count in BACKEND_COUNTS {
+            let backends = backends(count);
+            let _guards = load(&backends);
+            let strategy = build(&config(kind), &backends);
+            let mut counter = 0u64;
+            group.bench_function(BenchmarkId::from_parameter(count), |b| {
+                b.iter(|| {
+                    let ctx = next_context(&mut counter);
+                    black_box(strategy.pick(black_box(&backends), &ctx, &|_| true))
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
 fn bench_maglev_build(c: &mut Criterion) {
     let mut group = c.benchmark_group("build/maglev_65537");
     group.sample_size(10);
@@ -72,5 +117,5 @@ fn bench_maglev_build(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_picks, bench_maglev_build);
+criterion_group!(benches, bench_picks, bench_loaded_picks, bench_maglev_build);
 criterion_main!(benches);

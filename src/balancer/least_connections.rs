@@ -6,6 +6,11 @@
 //! each pick starts its scan one backend further on, and the first of the lightest
 //! wins. Also owns `Load` and `least_loaded`, which `power_of_two` and
 //! `least_response_time` share.
+//!
+//! Cost: the counts live in the backends and change with every connection, so a
+//! pick reads them all, O(N). The scan asks `eligible` only about a backend that
+//! would become the lightest so far (the same answer as asking first), and stops at
+//! the first eligible backend with no active connection, which nothing can beat.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,6 +50,7 @@ pub(super) struct Load {
 }
 
 impl Load {
+    #[inline]
     pub fn of(backend: &Backend) -> Load {
         Load {
             active: backend.active() as u64,
@@ -52,7 +58,17 @@ impl Load {
         }
     }
 
+    /// Active connections plus the one about to be opened, as a float.
+    pub fn queued(self) -> f64 {
+        self.active as f64 + 1.0
+    }
+
+    pub fn weight(self) -> f64 {
+        self.weight as f64
+    }
+
     /// Whether this backend carries fewer connections per unit of weight.
+    #[inline]
     pub fn is_lighter_than(self, other: Load) -> bool {
         u128::from(self.active) * u128::from(other.weight)
             < u128::from(other.active) * u128::from(self.weight)
@@ -71,17 +87,42 @@ pub(super) fn least_loaded(
         return None;
     }
     let start = start % count;
-    let mut best: Option<(usize, Load)> = None;
-    for index in (start..count).chain(0..start) {
-        if !eligible(index) {
-            continue;
-        }
-        let load = Load::of(&backends[index]);
-        if best.is_none_or(|(_, lightest)| load.is_lighter_than(lightest)) {
-            best = Some((index, load));
+    let mut best = None;
+    let (before, from_start) = backends.split_at(start);
+    if scan(from_start, start, eligible, &mut best) == Scan::Unbeatable {
+        return best.map(|(index, _)| index);
+    }
+    scan(before, 0, eligible, &mut best);
+    best.map(|(index, _)| index)
+}
+
+/// Whether a scan can stop early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    Unbeatable,
+    Go,
+}
+
+/// Folds `backends` (the first being index `offset`) into `best`, the first
+/// eligible backend of lowest load seen so far. Stops when `best` carries no
+/// connections: no later backend can be strictly lighter.
+fn scan(
+    backends: &[Arc<Backend>],
+    offset: usize,
+    eligible: &dyn Fn(usize) -> bool,
+    best: &mut Option<(usize, Load)>,
+) -> Scan {
+    for (i, backend) in backends.iter().enumerate() {
+        let load = Load::of(backend);
+        let lighter = best.is_none_or(|(_, lightest)| load.is_lighter_than(lightest));
+        if lighter && eligible(offset + i) {
+            *best = Some((offset + i, load));
+            if load.active == 0 {
+                return Scan::Unbeatable;
+            }
         }
     }
-    best.map(|(index, _)| index)
+    Scan::Go
 }
 
 #[cfg(test)]

@@ -5,6 +5,10 @@
 //! first. Equal scores (all unmeasured backends, for one) go to the one with fewer
 //! active connections per unit of weight; backends equal on both take turns, since
 //! each pick starts its scan one backend further on.
+//!
+//! Cost: O(N), one read of every backend's counters per pick (they change with
+//! every connection). `eligible` is asked only about a backend that would become
+//! the best so far, which gives the same answer as asking about every one.
 
 use std::cmp::Ordering as Order;
 use std::sync::Arc;
@@ -38,17 +42,28 @@ impl Strategy for LeastResponseTime {
             return None;
         }
         let start = self.rotation.fetch_add(1, Ordering::Relaxed) % count;
-        let mut best: Option<(usize, Rank)> = None;
-        for index in (start..count).chain(0..start) {
-            if !eligible(index) {
-                continue;
-            }
-            let rank = Rank::of(&backends[index]);
-            if best.is_none_or(|(_, fastest)| rank.is_better_than(fastest)) {
-                best = Some((index, rank));
-            }
-        }
+        let mut best = None;
+        let (before, from_start) = backends.split_at(start);
+        scan(from_start, start, eligible, &mut best);
+        scan(before, 0, eligible, &mut best);
         best.map(|(index, _)| index)
+    }
+}
+
+/// Folds `backends` (the first being index `offset`) into `best`, the first
+/// eligible backend of best rank seen so far.
+fn scan(
+    backends: &[Arc<Backend>],
+    offset: usize,
+    eligible: &dyn Fn(usize) -> bool,
+    best: &mut Option<(usize, Rank)>,
+) {
+    for (i, backend) in backends.iter().enumerate() {
+        let rank = Rank::of(backend);
+        let better = best.is_none_or(|(_, fastest)| rank.is_better_than(fastest));
+        if better && eligible(offset + i) {
+            *best = Some((offset + i, rank));
+        }
     }
 }
 
@@ -61,12 +76,13 @@ struct Rank {
 }
 
 impl Rank {
+    #[inline]
     fn of(backend: &Backend) -> Rank {
         let ewma = backend.connect_time_ewma().unwrap_or(0.0);
-        let queued = backend.active() as f64 + 1.0;
+        let load = Load::of(backend);
         Rank {
-            score: ewma * queued / f64::from(backend.weight()),
-            load: Load::of(backend),
+            score: ewma * load.queued() / load.weight(),
+            load,
         }
     }
 

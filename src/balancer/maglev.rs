@@ -8,7 +8,8 @@
 //! `1 − weight / max_weight`, so every backend claims a slot in the first round and
 //! is in the table however small its weight. Entries are stored as `u32`.
 //!
-//! Lookup: `table[key_hash mod M]`. When that backend is ineligible, the following
+//! Lookup: `table[⌊key_hash × M / 2^64⌋]` (a multiply-high, which spreads the
+//! 64-bit hash evenly over the slots without a division). When that backend is ineligible, the following
 //! entries are probed in table order (wrapping around) until one names an eligible
 //! backend; the search is bounded (see `CyclicSequence`). Clients whose slot names
 //! an eligible backend never move, and because the table interleaves all the
@@ -26,7 +27,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::sequence::CyclicSequence;
-use super::{PickContext, Strategy, backend_point_hash, client_key_hash, is_usable, table_index};
+use super::{
+    PickContext, Strategy, backend_point_hash, client_key_hash, is_usable, scale_to, table_index,
+};
 use crate::backend::Backend;
 use crate::config::HashKey;
 
@@ -67,8 +70,9 @@ impl Strategy for Maglev {
             return None;
         }
         let key = client_key_hash(ctx.client, self.hash_key);
+        let slot = scale_to(key, size) as usize;
         let usable = |i| is_usable(backends, eligible, i);
-        match self.table.first_usable_from((key % size) as usize, &usable) {
+        match self.table.first_usable_from(slot, usable) {
             Some(found) => Some(found.backend),
             None => first_eligible_from(backends, eligible, key),
         }

@@ -52,9 +52,13 @@ impl Strategy for RoundRobin {
         _ctx: &PickContext,
         eligible: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let len = self.cycle.len();
+        if len == 0 {
+            return None;
+        }
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed) % len;
         let usable = |i| is_usable(backends, eligible, i);
-        let found = self.cycle.first_usable_from(start, &usable)?;
+        let found = self.cycle.first_usable_from(start, usable)?;
         if found.distance > 0 {
             self.cursor.fetch_add(found.distance, Ordering::Relaxed);
         }

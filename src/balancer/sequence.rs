@@ -59,7 +59,25 @@ impl CyclicSequence {
 
     /// The first entry at or after `start` (wrapping around) whose backend is
     /// `usable`, or `None` when no entry is. `start` is taken modulo the length.
-    pub fn first_usable_from(&self, start: usize, usable: &dyn Fn(usize) -> bool) -> Option<Found> {
+    ///
+    /// Inlined so that the common case (a `start` within the sequence whose own
+    /// entry is usable) costs one load and one `usable` call, with no division.
+    #[inline]
+    pub fn first_usable_from(&self, start: usize, usable: impl Fn(usize) -> bool) -> Option<Found> {
+        if let Some(&owner) = self.owners.get(start) {
+            let backend = owner as usize;
+            if backend < self.backend_count() && usable(backend) {
+                return Some(Found {
+                    backend,
+                    distance: 0,
+                });
+            }
+        }
+        self.search_from(start, &usable)
+    }
+
+    /// `first_usable_from` without the fast path.
+    fn search_from(&self, start: usize, usable: &dyn Fn(usize) -> bool) -> Option<Found> {
         let len = self.owners.len();
         if len == 0 {
             return None;
@@ -79,6 +97,7 @@ impl CyclicSequence {
         self.nearest_usable(start, usable)
     }
 
+    #[inline]
     fn backend_count(&self) -> usize {
         self.group_starts.len() - 1
     }
@@ -158,7 +177,7 @@ mod tests {
     #[test]
     fn empty_sequence_finds_nothing() {
         let sequence = CyclicSequence::new(Vec::new(), 3);
-        assert_eq!(sequence.first_usable_from(5, &|_| true), None);
+        assert_eq!(sequence.first_usable_from(5, |_| true), None);
     }
 
     #[test]
@@ -188,7 +207,7 @@ mod tests {
     #[test]
     fn entries_naming_no_backend_are_skipped() {
         let sequence = CyclicSequence::new(vec![u32::MAX, 7, 1, u32::MAX], 2);
-        let found = sequence.first_usable_from(3, &|_| true);
+        let found = sequence.first_usable_from(3, |_| true);
         assert_eq!(
             found,
             Some(Found {

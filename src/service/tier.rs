@@ -2,6 +2,7 @@
 //! picks among them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::backend::Backend;
@@ -15,6 +16,9 @@ pub struct Tier {
     pub members: Vec<usize>,
     backends: Vec<Arc<Backend>>,
     strategy: Box<dyn Strategy>,
+    /// The member `any_available` last found available: asked first next time,
+    /// so the answer usually costs one check rather than a scan.
+    last_available: AtomicUsize,
 }
 
 impl Tier {
@@ -28,11 +32,23 @@ impl Tier {
             members,
             backends,
             strategy,
+            last_available: AtomicUsize::new(0),
         }
     }
 
+    /// Whether any member is available at `now`.
     pub fn any_available(&self, now: Instant) -> bool {
-        self.backends.iter().any(|b| b.is_available(now))
+        let hint = self.last_available.load(Ordering::Relaxed);
+        if self.backends.get(hint).is_some_and(|b| b.is_available(now)) {
+            return true;
+        }
+        match self.backends.iter().position(|b| b.is_available(now)) {
+            Some(found) => {
+                self.last_available.store(found, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
     }
 
     /// A member for `ctx` among those `usable` says yes to, skipping `tried`
