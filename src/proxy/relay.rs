@@ -12,17 +12,20 @@
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use socket2::SockRef;
 
 use crate::proxy::buffer_pool::PooledBuffer;
 use crate::proxy::splice::PooledPipe;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
+use tokio_util::io::poll_read_buf;
 
 /// How a relayed session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,18 +225,19 @@ impl Direction<'_> {
     /// Copies through a pooled buffer until the socket is drained, the stream
     /// ends, or the traffic proves bulk (and a pipe is free).
     ///
-    /// Reads and writes go through tokio's `AsyncRead`/`AsyncWrite`, which treat
-    /// a short read as "drained" (and a short write as "full"): the next wait
-    /// goes straight to epoll instead of first paying for a read that fails
-    /// with EAGAIN. The buffer goes back to the pool when the burst ends.
+    /// The buffer goes back to the pool when the burst ends; it is held across
+    /// an await only while a write waits for the peer to take the data.
     async fn copy_burst(&mut self) -> Result<Burst, Side> {
         let mut buf = PooledBuffer::take();
         loop {
             buf.clear();
-            let n = match self.from.read_buf(&mut *buf).await {
-                Ok(0) => return Ok(Burst::Ended),
-                Ok(n) => n,
-                Err(_) => return Err(self.read_failed()),
+            let n = match read_now(&mut self.from, &mut buf) {
+                // The runtime's readiness was stale: nothing to read after all.
+                // A buffer never waits for data; it goes back to the pool.
+                Poll::Pending => return Ok(Burst::Drained),
+                Poll::Ready(Ok(0)) => return Ok(Burst::Ended),
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(_)) => return Err(self.read_failed()),
             };
             self.activity.touch();
             if self.to.write_all(&buf).await.is_err() {
@@ -296,6 +300,15 @@ impl Direction<'_> {
     fn write_failed(&self) -> Side {
         abort(self.from.as_ref(), self.to_side)
     }
+}
+
+/// One read into `buf` that never waits: `Pending` when the socket had nothing
+/// after all (the runtime then knows it is drained, so the next wait goes to
+/// epoll). Reading through `AsyncRead` lets a short read mark the socket
+/// drained too, saving the read that would fail with EAGAIN.
+fn read_now(from: &mut ReadHalf<'_>, buf: &mut Vec<u8>) -> Poll<io::Result<usize>> {
+    let mut cx = Context::from_waker(Waker::noop());
+    poll_read_buf(Pin::new(from), &mut cx, buf)
 }
 
 /// After an error on `failed`'s socket, makes the peer of `other` (the session's
