@@ -62,3 +62,52 @@ pub fn bound_socket(
     socket.bind(&addr.into())?;
     Ok(socket)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::ErrorKind;
+    use std::net::TcpStream;
+
+    #[test]
+    fn a_group_shares_one_port_and_the_kernel_feeds_every_socket() {
+        let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let group = bind_group(any_port, 2, bind_tcp, TcpListener::local_addr).unwrap();
+        let port = group[0].local_addr().unwrap().port();
+        assert_ne!(port, 0);
+        assert_eq!(group[1].local_addr().unwrap().port(), port);
+        let clients: Vec<TcpStream> = (0..64)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        // Each handshake lands in one socket's queue or the other's.
+        let mut accepted = [0usize; 2];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while accepted.iter().sum::<usize>() < clients.len() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "accepted {accepted:?}"
+            );
+            for (listener, count) in group.iter().zip(&mut accepted) {
+                match listener.accept() {
+                    Ok(_) => *count += 1,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("accept: {e}"),
+                }
+            }
+        }
+        assert_eq!(accepted.iter().sum::<usize>(), clients.len());
+        assert!(accepted.iter().all(|&n| n > 0), "spread: {accepted:?}");
+    }
+
+    #[test]
+    fn a_taken_address_fails_the_whole_group() {
+        let first = bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let taken = first.local_addr().unwrap();
+        // A socket without SO_REUSEPORT on that port keeps the group out.
+        drop(first);
+        let plain = std::net::TcpListener::bind(taken).unwrap();
+        let group = bind_group(taken, 2, bind_tcp, TcpListener::local_addr);
+        assert!(group.is_err());
+        drop(plain);
+    }
+}
