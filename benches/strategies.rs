@@ -49,10 +49,17 @@ fn next_context(counter: &mut u64) -> PickContext {
 }
 
 fn bench_picks(c: &mut Criterion) {
-    for kind in StrategyKind::ALL {
-        let mut group = c.benchmark_group(format!("pick/{kind}"));
+    bench_pick_groups(c, "pick", &StrategyKind::ALL, false);
+}
+
+/// One criterion group per strategy in `kinds`, named `prefix/kind`, with one
+/// bench per backend count; `loaded` gives the backends connections first.
+fn bench_pick_groups(c: &mut Criterion, prefix: &str, kinds: &[StrategyKind], loaded: bool) {
+    for &kind in kinds {
+        let mut group = c.benchmark_group(format!("{prefix}/{kind}"));
         for count in BACKEND_COUNTS {
             let backends = backends(count);
+            let _guards = if loaded { load(&backends) } else { Vec::new() };
             let strategy = build(&config(kind), &backends);
             let mut counter = 0u64;
             group.bench_function(BenchmarkId::from_parameter(count), |b| {
@@ -86,22 +93,7 @@ fn bench_loaded_picks(c: &mut Criterion) {
         StrategyKind::PowerOfTwo,
         StrategyKind::LeastResponseTime,
     ];
-    for kind in kinds {
-        let mut group = c.benchmark_group(format!("pick_loaded/{kind}"));
-        for count in BACKEND_COUNTS {
-            let backends = backends(count);
-            let _guards = load(&backends);
-            let strategy = build(&config(kind), &backends);
-            let mut counter = 0u64;
-            group.bench_function(BenchmarkId::from_parameter(count), |b| {
-                b.iter(|| {
-                    let ctx = next_context(&mut counter);
-                    black_box(strategy.pick(black_box(&backends), &ctx, &|_| true))
-                })
-            });
-        }
-        group.finish();
-    }
+    bench_pick_groups(c, "pick_loaded", &kinds, true);
 }
 
 fn bench_maglev_build(c: &mut Criterion) {
