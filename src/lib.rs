@@ -1,4 +1,4 @@
-//! l4lb: a Layer-4 (TCP) load balancer.
+//! l4lb: a Layer-4 (TCP and UDP) load balancer.
 //!
 //! # Layout
 //! - [`cli`]: command-line definitions (clap).
@@ -10,7 +10,8 @@
 //! - [`proxy`]: listening sockets, accept loops, sessions and the byte relay.
 //! - [`lifecycle`]: the stop-accepting / close-sessions signals and the session tracker.
 //! - [`log_throttle`]: rate limit for repeated warnings.
-//! - [`runtime`]: wiring config to services and tasks; serving and draining.
+//! - [`runtime`]: wiring config to services and tasks on per-core worker runtimes;
+//!   serving and draining.
 //!
 //! Dependencies point one way: `runtime` uses everything; `proxy` uses `service`,
 //! `backend`, `limit`; `service` uses `balancer`, `backend`, `limit`; `balancer` uses

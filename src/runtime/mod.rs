@@ -7,7 +7,10 @@
 //! address cannot be bound. `ServerHandle` is how signals (or tests) ask the
 //! running server to reload or stop. `listeners` and `probes` keep the running
 //! sockets and probe tasks; `reload` applies a new configuration as a diff; `live`
-//! is the read-only view operators get through the admin endpoint.
+//! is the read-only view operators get through the admin endpoint. `workers`
+//! runs the data plane (one single-threaded runtime per worker thread; the
+//! caller's runtime keeps the control plane), and `fd_budget` derives the
+//! default process connection cap from the open-file limit.
 
 mod admin_endpoint;
 mod fd_budget;
