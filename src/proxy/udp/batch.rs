@@ -3,9 +3,9 @@
 //!
 //! `RecvBatch` owns the payload buffers and the address storage for a fixed
 //! number of datagrams and reuses them for every call (only the small per-call
-//! headers pointing into them are built anew). It only reads a socket that is
-//! already non-blocking and never waits (`MSG_DONTWAIT`): the caller waits for
-//! readiness. All `unsafe` code of
+//! headers pointing into them are built anew, on the stack). It only reads a
+//! socket that is already non-blocking and never waits (`MSG_DONTWAIT`): the
+//! caller waits for readiness. All `unsafe` code of
 //! the UDP path is in this file, each block with its reasoning.
 
 use std::io;
@@ -15,6 +15,9 @@ use std::os::fd::AsRawFd;
 
 /// Room for the largest UDP payload (65507 bytes over IPv4) and then some.
 pub const SLOT_BYTES: usize = 65_536;
+
+/// Most datagrams one call receives.
+pub const MAX_SLOTS: usize = 32;
 
 /// Buffers for up to `slots` datagrams per call.
 pub struct RecvBatch {
@@ -36,8 +39,9 @@ impl std::fmt::Debug for RecvBatch {
 }
 
 impl RecvBatch {
+    /// Buffers for `slots` datagrams per call (1 to `MAX_SLOTS`).
     pub fn new(slots: usize) -> RecvBatch {
-        let slots = slots.max(1);
+        let slots = slots.clamp(1, MAX_SLOTS);
         RecvBatch {
             storage: vec![0; slots * SLOT_BYTES],
             // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
@@ -48,33 +52,29 @@ impl RecvBatch {
     }
 
     /// Receives as many waiting datagrams as fit, without blocking: the number
-    /// received, or `WouldBlock` when none is waiting.
+    /// received, or `WouldBlock` when none is waiting. The per-call headers
+    /// live on the stack: a call allocates nothing.
     pub fn recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
         let slots = self.lengths.len();
-        let mut iovecs: Vec<libc::iovec> = self
-            .storage
-            .chunks_exact_mut(SLOT_BYTES)
-            .map(|slot| libc::iovec {
+        // SAFETY: iovec and mmsghdr are plain old data; all-zero is a valid value.
+        let mut iovecs: [libc::iovec; MAX_SLOTS] = unsafe { mem::zeroed() };
+        let mut headers: [libc::mmsghdr; MAX_SLOTS] = unsafe { mem::zeroed() };
+        let buffers = self.storage.chunks_exact_mut(SLOT_BYTES);
+        let parts = iovecs.iter_mut().zip(headers.iter_mut());
+        for ((slot, address), (iov, header)) in buffers.zip(self.addresses.iter_mut()).zip(parts) {
+            *iov = libc::iovec {
                 iov_base: slot.as_mut_ptr().cast(),
                 iov_len: slot.len(),
-            })
-            .collect();
-        let mut headers: Vec<libc::mmsghdr> = iovecs
-            .iter_mut()
-            .zip(self.addresses.iter_mut())
-            .map(|(iov, address)| {
-                // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
-                let mut header: libc::mmsghdr = unsafe { mem::zeroed() };
-                header.msg_hdr.msg_name = (address as *mut libc::sockaddr_storage).cast();
-                header.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as u32;
-                header.msg_hdr.msg_iov = iov;
-                header.msg_hdr.msg_iovlen = 1;
-                header
-            })
-            .collect();
-        // SAFETY: every header points at an iovec and an address slot owned by
-        // `iovecs`/`self`, which outlive the call; each iovec covers exactly one
-        // SLOT_BYTES slot of `self.storage`; `slots` is the length of `headers`.
+            };
+            header.msg_hdr.msg_name = (address as *mut libc::sockaddr_storage).cast();
+            header.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as u32;
+            header.msg_hdr.msg_iov = iov;
+            header.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: the first `slots` headers point at an iovec of `iovecs` and an
+        // address slot of `self`, all of which outlive the call; each iovec
+        // covers exactly one SLOT_BYTES slot of `self.storage`; `slots` is at
+        // most MAX_SLOTS.
         let count = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
