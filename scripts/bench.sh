@@ -333,24 +333,19 @@ start_balancer() {
   pids+=("$started_pid")
 }
 
-# Waits until a TCP echo answers through PORT (about 10 s at most).
-wait_tcp_echo() {
-  local port=$1 out
+# wait_echo tcp|udp PORT: waits until an echo answers through PORT (about 10 s at most).
+wait_echo() {
+  local proto=$1 port=$2 out args
+  case "$proto" in
+    tcp) args=(tcp-pingpong --connections 1) ;;
+    udp) args=(udp-pingpong --clients 1) ;;
+  esac
   for _ in $(seq 40); do
-    out=$(timeout 5 "$loadgen" tcp-pingpong --target "127.0.0.1:$port" \
-      --connections 1 --duration 0.2 --size 8 2>/dev/null) || true
+    out=$(timeout 5 "$loadgen" "${args[@]}" --target "127.0.0.1:$port" \
+      --duration 0.2 --size 8 2>/dev/null) || true
     case "$out" in *'"ops":0,'* | '') sleep 0.25 ;; *) return 0 ;; esac
   done
-  die "nothing echoes on tcp port $port"
-}
-wait_udp_echo() {
-  local port=$1 out
-  for _ in $(seq 40); do
-    out=$(timeout 5 "$loadgen" udp-pingpong --target "127.0.0.1:$port" \
-      --clients 1 --duration 0.2 --size 8 2>/dev/null) || true
-    case "$out" in *'"ops":0,'* | '') sleep 0.25 ;; *) return 0 ;; esac
-  done
-  die "nothing echoes on udp port $port"
+  die "nothing echoes on $proto port $port"
 }
 wait_listening() {
   local port=$1
@@ -379,8 +374,8 @@ for kind in l4lb haproxy nginx; do
 done
 
 wait_listening "$b_iperf"
-for t in "${TARGETS[@]}"; do wait_tcp_echo "${tcp_port[$t]}"; done
-for t in direct l4lb nginx; do wait_udp_echo "${udp_port[$t]}"; done
+for t in "${TARGETS[@]}"; do wait_echo tcp "${tcp_port[$t]}"; done
+for t in direct l4lb nginx; do wait_echo udp "${udp_port[$t]}"; done
 for t in l4lb haproxy nginx; do wait_listening "${iperf_port[$t]}"; done
 for kind in haproxy nginx; do
   [ "$(cat "$work/$kind.pid")" = "${main_pid[$kind]}" ] ||
@@ -479,7 +474,7 @@ run_mem() { # target round
   esac
   start_balancer "$t" "$name"
   pid=$started_pid
-  wait_tcp_echo "${mem_port[$t]}"
+  wait_echo tcp "${mem_port[$t]}"
   if [ -f "$work/$name.pid" ] && [ "$(cat "$work/$name.pid")" != "$pid" ]; then
     die "$t: pid file $(cat "$work/$name.pid") is not the master we started ($pid)"
   fi
