@@ -45,54 +45,42 @@ pub struct ListenKey {
     pub address: SocketAddr,
 }
 
-/// The bound sockets of one listen address (one per worker), not serving yet.
+/// The bound sockets of one listen address (one SO_REUSEPORT group, a socket
+/// per worker), not serving yet.
 #[derive(Debug)]
-pub enum BoundSocket {
-    Tcp(Vec<TcpListener>),
-    Udp(Vec<UdpSocket>),
+pub struct BoundSocket {
+    group: Vec<WorkerSocket>,
+    /// Where the group listens (port 0 resolved).
+    local: SocketAddr,
 }
 
 impl BoundSocket {
     /// One socket per worker on `key`'s address.
     fn bind(key: &ListenKey, workers: usize) -> std::io::Result<BoundSocket> {
-        Ok(match key.protocol {
-            Protocol::Tcp => BoundSocket::Tcp(bind_group(
-                key.address,
-                workers,
-                bind_tcp,
-                TcpListener::local_addr,
-            )?),
-            Protocol::Udp => BoundSocket::Udp(bind_group(
-                key.address,
-                workers,
-                bind_udp,
-                UdpSocket::local_addr,
-            )?),
-        })
-    }
-
-    fn local_addr(&self, fallback: SocketAddr) -> SocketAddr {
-        let local = match self {
-            BoundSocket::Tcp(group) => group.first().map(TcpListener::local_addr),
-            BoundSocket::Udp(group) => group.first().map(UdpSocket::local_addr),
+        let group: Vec<WorkerSocket> = match key.protocol {
+            Protocol::Tcp => bind_group(key.address, workers, bind_tcp, TcpListener::local_addr)?
+                .into_iter()
+                .map(WorkerSocket::Tcp)
+                .collect(),
+            Protocol::Udp => bind_group(key.address, workers, bind_udp, UdpSocket::local_addr)?
+                .into_iter()
+                .map(WorkerSocket::Udp)
+                .collect(),
         };
-        local.and_then(Result::ok).unwrap_or(fallback)
+        let local = match group.first() {
+            Some(WorkerSocket::Tcp(listener)) => listener.local_addr()?,
+            Some(WorkerSocket::Udp(socket)) => socket.local_addr()?,
+            None => key.address,
+        };
+        Ok(BoundSocket { group, local })
     }
 }
 
 /// One socket of a group, for one worker.
+#[derive(Debug)]
 enum WorkerSocket {
     Tcp(TcpListener),
     Udp(UdpSocket),
-}
-
-impl BoundSocket {
-    fn into_per_worker(self) -> Vec<WorkerSocket> {
-        match self {
-            BoundSocket::Tcp(group) => group.into_iter().map(WorkerSocket::Tcp).collect(),
-            BoundSocket::Udp(group) => group.into_iter().map(WorkerSocket::Udp).collect(),
-        }
-    }
 }
 
 /// What the loops of one listen address share.
@@ -211,7 +199,7 @@ impl ListenerSet {
         slot: Arc<ServiceSlot>,
         ctx: &LoopContext,
     ) {
-        let local = socket.local_addr(key.address);
+        let local = socket.local;
         let stop = CancellationToken::new();
         let warnings = Arc::new(LogThrottle::new(WARNING_INTERVAL));
         info!(service = %key.service, protocol = %key.protocol, address = %local, "listening");
@@ -222,7 +210,7 @@ impl ListenerSet {
             stop: stop.clone(),
             warnings,
         };
-        for (worker, socket) in ctx.workers.handles().zip(socket.into_per_worker()) {
+        for (worker, socket) in ctx.workers.handles().zip(socket.group) {
             ctx.loops.spawn_on(socket.serve(parts.clone()), worker);
         }
         self.running.insert(key, RunningListener { local, stop });
