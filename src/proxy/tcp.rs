@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use smallvec::SmallVec;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
@@ -213,7 +214,8 @@ impl Session {
     ) -> Result<(ConnectionGuard, TcpStream), RejectReason> {
         let config = self.service.config();
         let backends = self.service.backends();
-        let mut tried: Vec<usize> = Vec::new();
+        // Inline for the usual few attempts: no allocation per client.
+        let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
         let mut failures = 0;
         // Each round either fails a connect or skips a backend that just filled up.
         let max_rounds = config.connect_attempts as usize + backends.len();
