@@ -254,22 +254,31 @@ impl Direction<'_> {
     }
 
     /// Moves bytes socket → pipe → socket with `splice(2)` until the socket is
-    /// drained or the stream ends; the pipe is empty again when this returns
-    /// without error.
+    /// drained or the stream ends, then gives the (empty) pipe back; after an
+    /// error, the pipe is closed with the session's bytes still in it.
     async fn splice_burst(&mut self, mut pipe: PooledPipe) -> Result<Burst, Side> {
         let (from, to) = (self.from.as_ref(), self.to.as_ref());
+        let (from_fd, to_fd) = (from.as_raw_fd(), to.as_raw_fd());
         loop {
-            match from.try_io(Interest::READABLE, || pipe.fill_from(from.as_raw_fd())) {
-                Ok(0) => return Ok(Burst::Ended),
-                Ok(_) => self.activity.touch(),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Burst::Drained),
+            // The pipe is empty here: every fill is passed on before the next.
+            let filled = match from.try_io(Interest::READABLE, || pipe.fill_from(from_fd)) {
+                Ok(filled) => filled,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    pipe.give_back();
+                    return Ok(Burst::Drained);
+                }
                 Err(_) => return Err(self.read_failed()),
+            };
+            if filled == 0 {
+                pipe.give_back();
+                return Ok(Burst::Ended);
             }
+            self.activity.touch();
             while pipe.pending() > 0 {
                 if to.writable().await.is_err() {
                     return Err(self.write_failed());
                 }
-                match to.try_io(Interest::WRITABLE, || pipe.drain_to(to.as_raw_fd())) {
+                match to.try_io(Interest::WRITABLE, || pipe.drain_to(to_fd)) {
                     Ok(n) => self.count(n),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => return Err(self.write_failed()),

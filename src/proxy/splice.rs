@@ -38,10 +38,11 @@ pub struct Pipe {
     write: OwnedFd,
 }
 
-/// A pipe lent to one burst; back to the pool on drop (when empty).
+/// A pipe lent to one burst: `give_back` returns it to the pool; dropped
+/// instead (an error, a cancelled burst), it is closed.
 #[derive(Debug)]
 pub struct PooledPipe {
-    pipe: Option<Pipe>,
+    pipe: Pipe,
     /// Bytes in the pipe not yet passed on.
     pending: usize,
 }
@@ -55,10 +56,7 @@ impl PooledPipe {
             Some(pipe) => pipe,
             None => Pipe::create()?,
         };
-        Some(PooledPipe {
-            pipe: Some(pipe),
-            pending: 0,
-        })
+        Some(PooledPipe { pipe, pending: 0 })
     }
 
     /// Bytes waiting in the pipe.
@@ -69,8 +67,7 @@ impl PooledPipe {
     /// Moves what `socket` has to read (up to `PIPE_BYTES`) into the empty pipe;
     /// `Ok(0)` at end of stream, `WouldBlock` when nothing is waiting.
     pub fn fill_from(&mut self, socket: RawFd) -> io::Result<usize> {
-        let pipe = self.pipe.as_ref().ok_or_else(closed)?;
-        let moved = splice(socket, pipe.write.as_raw_fd(), PIPE_BYTES)?;
+        let moved = splice(socket, self.pipe.write.as_raw_fd(), PIPE_BYTES)?;
         self.pending += moved;
         Ok(moved)
     }
@@ -78,26 +75,21 @@ impl PooledPipe {
     /// Moves pending bytes from the pipe into `socket`; `WouldBlock` when the
     /// socket cannot take any now.
     pub fn drain_to(&mut self, socket: RawFd) -> io::Result<usize> {
-        let pipe = self.pipe.as_ref().ok_or_else(closed)?;
-        let moved = splice(pipe.read.as_raw_fd(), socket, self.pending)?;
+        let moved = splice(self.pipe.read.as_raw_fd(), socket, self.pending)?;
         self.pending -= moved.min(self.pending);
         Ok(moved)
     }
-}
 
-impl Drop for PooledPipe {
-    fn drop(&mut self) {
-        let Some(pipe) = self.pipe.take() else {
-            return;
-        };
+    /// Back to this thread's pool, if empty (a pipe with bytes in it is closed:
+    /// never lent out with stale bytes) and the pool has room.
+    pub fn give_back(self) {
         if self.pending != 0 {
-            // Never lend out a pipe with stale bytes in it.
             return;
         }
         SPARE.with(|spare| {
             let mut spare = spare.borrow_mut();
             if spare.len() < SPARE_PER_THREAD {
-                spare.push(pipe);
+                spare.push(self.pipe);
             }
         });
     }
@@ -154,10 +146,6 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     usize::try_from(moved).map_err(|_| io::Error::last_os_error())
 }
 
-fn closed() -> io::Error {
-    io::Error::other("pipe already returned")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,7 +195,7 @@ mod tests {
             }
         }
         assert_eq!(end, Some(0));
-        drop(pipe);
+        pipe.give_back();
         let reused = SPARE.with(|spare| spare.borrow().len());
         assert_eq!(reused, 1, "an empty pipe goes back to the pool");
     }
