@@ -311,3 +311,78 @@ async fn udp_metrics_count_flows_datagrams_and_drops() {
     assert_eq!(status["services"][0]["udp_flows"], 1);
     assert_eq!(status["services"][0]["protocol"], "udp");
 }
+
+/// The first 12 bytes of every PROXY v2 header.
+const PROXY_V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
+
+/// Sends `datagram` `count` times from `socket`, waiting each time until the
+/// service has counted it as dropped; then expects every drop counted as too big.
+async fn send_too_big(
+    service: &l4lb::service::Service,
+    socket: &UdpSocket,
+    to: SocketAddr,
+    datagram: &[u8],
+    count: u64,
+) {
+    let dropped = || {
+        DropReason::ALL
+            .map(|r| service.drops(r))
+            .iter()
+            .sum::<u64>()
+    };
+    for sent in 1..=count {
+        socket.send_to(datagram, to).await.expect("send");
+        wait_until("the datagram is counted as dropped", || dropped() == sent).await;
+    }
+    let backend = &service.backends()[0];
+    assert_eq!(
+        backend.ejections(),
+        0,
+        "a client's datagram never ejects a backend"
+    );
+    assert_eq!(backend.connect_failures(), 0);
+    assert_eq!(service.drops(DropReason::TooBig), count);
+}
+
+#[tokio::test]
+async fn datagrams_the_proxy_header_makes_too_big_are_dropped_and_the_backend_stays() {
+    let echo = UdpBackend::start(None).await;
+    let keys = "proxy_protocol = \"v2\"\n\
+                [service.outlier]\nconsecutive_failures = 5\nejection_time = \"1h\"";
+    let proxy = TestProxy::start(&udp_service(keys, &[&echo])).await;
+    let (service, addr) = (proxy.service("dns"), proxy.addr("dns"));
+    let socket = client().await;
+    // The largest IPv4 payload: with a 28-byte header in front it cannot be sent.
+    send_too_big(service, &socket, addr, &vec![7u8; 65_507], 6).await;
+
+    let (reply, _) = exchange(&socket, addr, b"small").await;
+    assert!(
+        reply.starts_with(PROXY_V2_SIGNATURE) && reply.ends_with(b"small"),
+        "the first datagram that reaches the backend carries the header: {reply:?}"
+    );
+    let (reply, _) = exchange(&socket, addr, b"next").await;
+    assert_eq!(reply, b"next", "later datagrams carry none");
+}
+
+#[tokio::test]
+async fn an_ipv6_datagram_too_big_for_an_ipv4_backend_is_dropped_and_the_backend_stays() {
+    let echo = UdpBackend::start(None).await;
+    let toml = udp_service(
+        "[service.outlier]\nconsecutive_failures = 5\nejection_time = \"1h\"",
+        &[&echo],
+    )
+    .replace("listen = \"127.0.0.1:0\"", "listen = \"[::1]:0\"");
+    let proxy = TestProxy::start(&toml).await;
+    let (service, addr) = (proxy.service("dns"), proxy.addr("dns"));
+    let socket = UdpSocket::bind("[::1]:0")
+        .await
+        .expect("ipv6 client socket");
+    // Fits IPv6 (at most 65,527 bytes) but not IPv4 (at most 65,507).
+    send_too_big(service, &socket, addr, &vec![7u8; 65_520], 6).await;
+
+    let (reply, _) = exchange(&socket, addr, b"small").await;
+    assert_eq!(
+        reply, b"small",
+        "the client's flow and its backend still work"
+    );
+}

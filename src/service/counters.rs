@@ -50,14 +50,17 @@ pub enum DropReason {
     SendError,
     /// The client's address is not allowed (`allow` / `deny`).
     Acl,
+    /// Too big to be sent on (EMSGSIZE): the sender's problem, not the backend's.
+    TooBig,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 5] = [
         DropReason::NoBackend,
         DropReason::MaxFlows,
         DropReason::SendError,
         DropReason::Acl,
+        DropReason::TooBig,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +69,7 @@ impl DropReason {
             DropReason::MaxFlows => "max_flows",
             DropReason::SendError => "send_error",
             DropReason::Acl => "acl",
+            DropReason::TooBig => "too_big",
         }
     }
 }

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use socket2::{SockAddr, SockRef};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -28,6 +27,7 @@ use crate::log_throttle::LogThrottle;
 use crate::proxy::proxy_protocol;
 use crate::proxy::udp::batch::RecvBatch;
 use crate::proxy::udp::flow_table::{FlowEntry, FlowTable};
+use crate::proxy::udp::send::{SendFailure, send_now};
 use crate::proxy::udp::socket::connect_upstream;
 use crate::service::{DropReason, Service, ServiceSlot};
 
@@ -54,6 +54,9 @@ struct Flow {
     closer: CancellationToken,
     /// The backend answered with an error (e.g. ICMP port unreachable).
     broken: AtomicBool,
+    /// `proxy_protocol = "v2"`: the next datagram sent must carry the PROXY
+    /// header (none has reached the backend yet).
+    header_pending: AtomicBool,
     started: Instant,
     datagrams_up: AtomicU64,
     datagrams_down: AtomicU64,
@@ -169,7 +172,7 @@ impl UdpRelay {
                 "backend_down"
             } else {
                 entry.touch(opening.ticks.now());
-                if self.send_upstream(flow, data, data.len()) {
+                if self.send_upstream(flow, opening, client, data) {
                     return;
                 }
                 "send_error"
@@ -181,8 +184,7 @@ impl UdpRelay {
         let Some(entry) = self.open_flow(flows, opening, client) else {
             return;
         };
-        let first = self.first_datagram(opening, client, data);
-        let broken = !self.send_upstream(entry.value(), &first, data.len());
+        let broken = !self.send_upstream(entry.value(), opening, client, data);
         if let Some(entry) = broken.then(|| flows.remove(&client)).flatten() {
             self.close_flow(client, &entry, "send_error");
         }
@@ -218,6 +220,9 @@ impl UdpRelay {
             upstream,
             closer: opening.every_flow.child_token(),
             broken: AtomicBool::new(false),
+            header_pending: AtomicBool::new(
+                self.service.config().proxy_protocol == ProxyProtocol::V2,
+            ),
             started: Instant::now(),
             datagrams_up: AtomicU64::new(0),
             datagrams_down: AtomicU64::new(0),
@@ -241,46 +246,45 @@ impl UdpRelay {
         Some(entry)
     }
 
-    /// Sends to the flow's backend; `false` when the flow is broken (the datagram
-    /// is counted as dropped either way when it could not be sent).
-    fn send_upstream(&self, flow: &Flow, datagram: &[u8], payload_len: usize) -> bool {
-        match send_now(&flow.upstream, datagram, None) {
+    /// Sends `data` from `client` to the flow's backend; `false` when the flow is
+    /// broken. A datagram that could not be sent is counted as dropped; one too
+    /// big to send is the client's problem and never counts against the backend.
+    fn send_upstream(
+        &self,
+        flow: &Flow,
+        opening: &Opening<'_>,
+        client: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        let with_header = flow.header_pending.load(Ordering::Relaxed);
+        let datagram = if with_header {
+            Cow::Owned(proxy_header(opening, client, data))
+        } else {
+            Cow::Borrowed(data)
+        };
+        let error = match send_now(&flow.upstream, &datagram, None) {
             Ok(_) => {
-                flow.backend.count_datagram_up(payload_len);
+                flow.header_pending.store(false, Ordering::Relaxed);
+                flow.backend.count_datagram_up(data.len());
                 flow.datagrams_up.fetch_add(1, Ordering::Relaxed);
-                true
+                return true;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.service.count_drop(DropReason::SendError);
-                true
-            }
-            Err(e) => {
+            Err(e) => e,
+        };
+        match SendFailure::of(&error) {
+            SendFailure::Full => self.service.count_drop(DropReason::SendError),
+            SendFailure::TooBig => self.drop_too_big(client, data.len(), &error),
+            SendFailure::Broken => {
                 self.service.count_drop(DropReason::SendError);
                 flow.backend.record_connect_failure(Instant::now());
                 if let Some(held_back) = self.warnings.permit() {
                     warn!(service = self.service.name(), backend = flow.backend.address(),
-                        error = %e, held_back, "udp send to backend failed; flow dropped");
+                        error = %error, held_back, "udp send to backend failed; flow dropped");
                 }
-                false
+                return false;
             }
         }
-    }
-
-    /// A new flow's first datagram: with `proxy_protocol = "v2"`, a PROXY v2 header
-    /// (client → the service address it sent to) in front of the payload.
-    fn first_datagram<'a>(
-        &self,
-        opening: &Opening<'_>,
-        client: SocketAddr,
-        data: &'a [u8],
-    ) -> Cow<'a, [u8]> {
-        if self.service.config().proxy_protocol != ProxyProtocol::V2 {
-            return Cow::Borrowed(data);
-        }
-        let destination = opening.socket.local_addr().unwrap_or(client);
-        let mut datagram = proxy_protocol::encode_v2_udp(client, destination);
-        datagram.extend_from_slice(data);
-        Cow::Owned(datagram)
+        true
     }
 
     fn sweep(&self, flows: &mut Flows, ticks: Ticks) {
@@ -313,6 +317,16 @@ impl UdpRelay {
                 held_back, "udp datagram dropped: no flow could be opened");
         }
         None
+    }
+
+    /// Counts a client datagram too big to send on (with the PROXY header, or to a
+    /// backend of the other address family); the flow and its backend are fine.
+    fn drop_too_big(&self, client: SocketAddr, len: usize, error: &io::Error) {
+        self.service.count_drop(DropReason::TooBig);
+        if let Some(held_back) = self.warnings.permit() {
+            warn!(service = self.service.name(), client = %client, bytes = len,
+                error = %error, held_back, "udp datagram too big to send to the backend; dropped");
+        }
     }
 
     fn warn_send_error(&self, client: SocketAddr, backend: &Backend, error: &io::Error) {
@@ -363,7 +377,10 @@ async fn relay_replies(
                         flow.backend.count_datagram_down(data.len());
                         flow.datagrams_down.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(_) => service.count_drop(DropReason::SendError),
+                    Err(e) => service.count_drop(match SendFailure::of(&e) {
+                        SendFailure::TooBig => DropReason::TooBig,
+                        SendFailure::Full | SendFailure::Broken => DropReason::SendError,
+                    }),
                 }
             }
             Ok::<_, io::Error>(())
@@ -383,15 +400,13 @@ async fn relay_replies(
     }
 }
 
-/// Sends with one non-blocking system call. (The runtime's own `try_send` would
-/// also refuse while it has not yet seen the socket become writable, which drops
-/// the first datagram of every new flow.)
-fn send_now(socket: &UdpSocket, data: &[u8], to: Option<SocketAddr>) -> io::Result<usize> {
-    let socket = SockRef::from(socket);
-    match to {
-        Some(address) => socket.send_to(data, &SockAddr::from(address)),
-        None => socket.send(data),
-    }
+/// `data` behind a PROXY v2 header naming `client` and the service address it
+/// sent to (what a flow's first datagram carries with `proxy_protocol = "v2"`).
+fn proxy_header(opening: &Opening<'_>, client: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let destination = opening.socket.local_addr().unwrap_or(client);
+    let mut datagram = proxy_protocol::encode_v2_udp(client, destination);
+    datagram.extend_from_slice(data);
+    datagram
 }
 
 /// How often idle flows are looked for: a quarter of the idle timeout, within 10ms..1s.

@@ -3,11 +3,13 @@
 //! replies back to the client from the service's own address.
 //!
 //! `flow_table` is pure bookkeeping; `socket` creates sockets; `batch` receives
-//! many datagrams per system call; `listener` owns the receive loop and the
-//! per-flow reply tasks. Nothing queues datagrams: a datagram
-//! that cannot be sent right away is dropped and counted, as the kernel would.
+//! many datagrams per system call; `send` sends one and judges a failure;
+//! `listener` owns the receive loop and the per-flow reply tasks. Nothing queues
+//! datagrams: a datagram that cannot be sent right away is dropped and counted,
+//! as the kernel would.
 
 pub mod batch;
 pub mod flow_table;
 pub mod listener;
+pub mod send;
 pub mod socket;
