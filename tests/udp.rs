@@ -386,3 +386,72 @@ async fn an_ipv6_datagram_too_big_for_an_ipv4_backend_is_dropped_and_the_backend
         "the client's flow and its backend still work"
     );
 }
+
+/// A socket bound to `addr` beside l4lb's own (SO_REUSEPORT): what a spoofer
+/// would send from. Closed before anything can come back to it.
+fn socket_beside(addr: SocketAddr) -> std::net::UdpSocket {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, None).expect("socket");
+    socket.set_reuse_port(true).expect("SO_REUSEPORT");
+    socket.bind(&addr.into()).expect("bind beside the listener");
+    socket.into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_datagram_from_another_services_address_is_refused_instead_of_looping() {
+    let echo_one = UdpBackend::start(None).await;
+    // Two's backend echoes too, but only once the spoofer is gone.
+    let backend_two = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let toml = format!(
+        "[[service]]\nname = \"one\"\nprotocol = \"udp\"\nlisten = \"127.0.0.1:0\"\n\
+         [[service.backend]]\naddress = \"{}\"\n\
+         [[service]]\nname = \"two\"\nprotocol = \"udp\"\nlisten = \"127.0.0.1:0\"\n\
+         [[service.backend]]\naddress = \"{}\"\n",
+        echo_one.addr,
+        backend_two.local_addr().expect("address")
+    );
+    let (open_gate, gate) = tokio::sync::oneshot::channel::<()>();
+    let _echo_two = EchoTask(tokio::spawn(async move {
+        let _ = gate.await;
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((len, from)) = backend_two.recv_from(&mut buf).await {
+            let _ = backend_two.send_to(&buf[..len], from).await;
+        }
+    }));
+    let proxy = TestProxy::start(&toml).await;
+    let (one, two) = (proxy.service("one"), proxy.service("two"));
+
+    // One datagram to "two" that claims to come from "one"'s address: were it
+    // taken for a client, two's reply would go to "one", whose reply would go
+    // back to "two", and so on forever.
+    let spoofer = socket_beside(proxy.addr("one"));
+    spoofer
+        .send_to(b"who is there?", proxy.addr("two"))
+        .expect("send");
+    drop(spoofer);
+    let _ = open_gate.send(());
+
+    let refused = || one.drops(DropReason::Loop) + two.drops(DropReason::Loop);
+    let forwarded = || one.backends()[0].datagrams().0 + two.backends()[0].datagrams().0;
+    wait_until("the datagram is refused or forwarded", || {
+        refused() + forwarded() > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        forwarded(),
+        0,
+        "no datagram goes round between the services"
+    );
+    assert_eq!(refused(), 1, "the spoofed datagram is counted as a loop");
+    assert_eq!(one.udp_flows() + two.udp_flows(), 0);
+}
+
+/// Aborts its task when dropped.
+struct EchoTask(JoinHandle<()>);
+
+impl Drop for EchoTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -7,7 +7,9 @@
 //! service's new generation (through the service's slot).
 //!
 //! Each listen address is a group of SO_REUSEPORT sockets, one per worker (see
-//! `workers`), each served by a loop on its own worker.
+//! `workers`), each served by a loop on its own worker. The UDP loops are also
+//! told every UDP address the set listens on, so they can refuse datagrams
+//! that this process sent itself (see `proxy::udp::own_addresses`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,9 +18,10 @@ use std::time::Duration;
 
 use std::net::{TcpListener, UdpSocket};
 
+use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::{Config, Protocol};
 use crate::lifecycle::Lifecycle;
@@ -27,6 +30,7 @@ use crate::log_throttle::LogThrottle;
 use crate::proxy::listener::{bind_group, bind_tcp};
 use crate::proxy::tcp::TcpProxy;
 use crate::proxy::udp::listener::UdpProxy;
+use crate::proxy::udp::own_addresses::{self, OwnAddresses};
 use crate::proxy::udp::socket::bind_udp;
 use crate::service::ServiceSlot;
 
@@ -91,6 +95,7 @@ struct LoopParts {
     lifecycle: Lifecycle,
     stop: CancellationToken,
     warnings: Arc<LogThrottle>,
+    own_udp_addresses: Arc<ArcSwap<OwnAddresses>>,
 }
 
 impl LoopParts {
@@ -110,6 +115,7 @@ impl LoopParts {
             lifecycle: self.lifecycle,
             stop: self.stop,
             warnings: self.warnings,
+            own_addresses: self.own_udp_addresses,
         }
     }
 }
@@ -147,10 +153,18 @@ struct RunningListener {
     stop: CancellationToken,
 }
 
+impl ListenKey {
+    fn is_udp(&self) -> bool {
+        self.protocol == Protocol::Udp
+    }
+}
+
 /// Every serving listener.
 #[derive(Debug, Default)]
 pub struct ListenerSet {
     running: HashMap<ListenKey, RunningListener>,
+    /// Every UDP address of `running`, as the UDP loops see it.
+    own_udp_addresses: Arc<ArcSwap<OwnAddresses>>,
 }
 
 /// Every listen address `config` asks for.
@@ -209,24 +223,48 @@ impl ListenerSet {
             lifecycle: ctx.lifecycle.clone(),
             stop: stop.clone(),
             warnings,
+            own_udp_addresses: Arc::clone(&self.own_udp_addresses),
         };
+        let udp = key.is_udp();
+        self.running.insert(key, RunningListener { local, stop });
+        if udp {
+            // Known as our own before the first datagram arrives on it.
+            self.publish_own_udp_addresses();
+        }
         for (worker, socket) in ctx.workers.handles().zip(socket.group) {
             ctx.loops.spawn_on(socket.serve(parts.clone()), worker);
         }
-        self.running.insert(key, RunningListener { local, stop });
+    }
+
+    /// Tells the UDP loops every UDP address this process listens on now, and
+    /// this host's addresses (for wildcard listeners), read afresh.
+    fn publish_own_udp_addresses(&self) {
+        let host_ips = own_addresses::host_ips().unwrap_or_else(|e| {
+            warn!(error = %e, "cannot read this host's addresses; only loopback ones are known \
+                as this l4lb's own for wildcard udp listeners");
+            Vec::new()
+        });
+        let listen = self.running.iter().filter(|(k, _)| k.is_udp());
+        let own = OwnAddresses::new(listen.map(|(_, l)| l.local), host_ips);
+        self.own_udp_addresses.store(Arc::new(own));
     }
 
     /// Stops the listeners `config` no longer asks for (their open sessions go on).
     pub fn stop_unwanted(&mut self, config: &Config) {
         let wanted = wanted_keys(config);
+        let mut udp_stopped = false;
         self.running.retain(|key, listener| {
             let keep = wanted.contains(key);
             if !keep {
                 info!(service = %key.service, address = %listener.local, "no longer listening");
                 listener.stop.cancel();
+                udp_stopped |= key.is_udp();
             }
             keep
         });
+        if udp_stopped {
+            self.publish_own_udp_addresses();
+        }
     }
 
     /// The addresses actually bound for `service`, in configuration order.

@@ -52,15 +52,19 @@ pub enum DropReason {
     Acl,
     /// Too big to be sent on (EMSGSIZE): the sender's problem, not the backend's.
     TooBig,
+    /// Its source is one of this process's own UDP listen addresses: answering
+    /// it would make l4lb talk to itself in an endless loop.
+    Loop,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::NoBackend,
         DropReason::MaxFlows,
         DropReason::SendError,
         DropReason::Acl,
         DropReason::TooBig,
+        DropReason::Loop,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +74,7 @@ impl DropReason {
             DropReason::SendError => "send_error",
             DropReason::Acl => "acl",
             DropReason::TooBig => "too_big",
+            DropReason::Loop => "loop",
         }
     }
 }

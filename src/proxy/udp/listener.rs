@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -27,6 +28,7 @@ use crate::log_throttle::LogThrottle;
 use crate::proxy::proxy_protocol;
 use crate::proxy::udp::batch::RecvBatch;
 use crate::proxy::udp::flow_table::{FlowEntry, FlowTable};
+use crate::proxy::udp::own_addresses::OwnAddresses;
 use crate::proxy::udp::send::{SendFailure, send_now};
 use crate::proxy::udp::socket::connect_upstream;
 use crate::service::{DropReason, Service, ServiceSlot};
@@ -85,6 +87,8 @@ pub struct UdpProxy {
     /// Stops this listener alone (a reload that removes the address).
     pub stop: CancellationToken,
     pub warnings: Arc<LogThrottle>,
+    /// Every UDP listen address of this process (a source to refuse).
+    pub own_addresses: Arc<ArcSwap<OwnAddresses>>,
 }
 
 impl UdpProxy {
@@ -94,6 +98,7 @@ impl UdpProxy {
         let mut relay = UdpRelay {
             service: self.slot.current(),
             warnings: Arc::clone(&self.warnings),
+            own_addresses: Arc::clone(&self.own_addresses),
         };
         let socket = Arc::new(socket);
         let ticks = Ticks(Instant::now());
@@ -139,6 +144,7 @@ impl UdpProxy {
 struct UdpRelay {
     service: Arc<Service>,
     warnings: Arc<LogThrottle>,
+    own_addresses: Arc<ArcSwap<OwnAddresses>>,
 }
 
 impl UdpRelay {
@@ -191,13 +197,17 @@ impl UdpRelay {
     }
 
     /// A new flow for `client`, with its reply task running; `None` (counted) when
-    /// the table is full or no backend can take it.
+    /// the client is this process itself, the table is full or no backend can
+    /// take it.
     fn open_flow(
         &self,
         flows: &mut Flows,
         opening: &Opening<'_>,
         client: SocketAddr,
     ) -> Option<Arc<FlowEntry<Flow>>> {
+        if self.own_addresses.load().contains(client) {
+            return self.drop_looped(client);
+        }
         let Some(table_slot) = self.service.admit_flow() else {
             return self.drop_datagram(client, DropReason::MaxFlows);
         };
@@ -315,6 +325,18 @@ impl UdpRelay {
         if let Some(held_back) = self.warnings.permit() {
             warn!(service = self.service.name(), client = %client, reason = reason.as_str(),
                 held_back, "udp datagram dropped: no flow could be opened");
+        }
+        None
+    }
+
+    /// Refuses a datagram from one of this process's own listen addresses: a
+    /// reply of l4lb's, looped back (or spoofed to look like one).
+    fn drop_looped<T>(&self, client: SocketAddr) -> Option<T> {
+        self.service.count_drop(DropReason::Loop);
+        if let Some(held_back) = self.warnings.permit() {
+            warn!(service = self.service.name(), client = %client, reason = "loop", held_back,
+                "udp datagram dropped: its source is a listen address of this l4lb, \
+                 answering it would loop");
         }
         None
     }

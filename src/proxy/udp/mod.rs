@@ -4,6 +4,7 @@
 //!
 //! `flow_table` is pure bookkeeping; `socket` creates sockets; `batch` receives
 //! many datagrams per system call; `send` sends one and judges a failure;
+//! `own_addresses` tells a looped-back datagram from a client's;
 //! `listener` owns the receive loop and the per-flow reply tasks. Nothing queues
 //! datagrams: a datagram that cannot be sent right away is dropped and counted,
 //! as the kernel would.
@@ -11,5 +12,6 @@
 pub mod batch;
 pub mod flow_table;
 pub mod listener;
+pub mod own_addresses;
 pub mod send;
 pub mod socket;
