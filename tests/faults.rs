@@ -1,6 +1,6 @@
 //! Faults as a client sees them, over real sockets: a backend that accepts but
-//! never answers, file-descriptor exhaustion, a client that never reads, and a
-//! UDP flood from 10,000 source ports.
+//! never answers, file-descriptor exhaustion (by TCP clients and by UDP flows),
+//! a client that never reads, and a UDP flood from 10,000 source ports.
 //!
 //! The last three run the real binary (not the in-process proxy) so that its CPU
 //! time and resident memory can be read from `/proc/PID` without counting the
@@ -198,6 +198,81 @@ async fn descriptor_exhaustion_refuses_some_clients_without_spinning_and_recover
     let accept_errors = metric(&metrics, "l4lb_accept_errors_total{service=\"svc\"}");
     eprintln!("l4lb_accept_errors_total = {accept_errors}");
     assert!(accept_errors > 0.0, "accept errors are counted");
+}
+
+/// UDP clients from distinct source ports, each a flow holding a descriptor.
+const UDP_CLIENTS: usize = 600;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_flows_stay_within_the_descriptor_budget_and_the_admin_endpoint_answers() {
+    if !command_exists("prlimit") {
+        eprintln!("SKIPPED: prlimit (util-linux) is not installed");
+        return;
+    }
+    let echo = UdpEcho::start().await;
+    let config = move |admin: u16, listen: u16| {
+        // The default max_flows (10000): far more than the descriptors allow.
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:{admin}\"\n[global]\nworkers = 2\n\
+             [[service]]\nname = \"dns\"\nprotocol = \"udp\"\nlisten = \"127.0.0.1:{listen}\"\n\
+             [[service.backend]]\naddress = \"{}\"\n",
+            echo.addr
+        )
+    };
+    let nofile = format!("--nofile={FD_LIMIT}:{FD_LIMIT}");
+    let lb = Lb::spawn("udp-fds", &["prlimit", &nofile], &config).await;
+    let old = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    assert_eq!(udp_exchange(&old, lb.listen, b"old 1").await, b"old 1");
+
+    let clients = open_udp_flows(lb.listen, UDP_CLIENTS).await;
+    for attempt in 1..=3 {
+        let answer = try_http(lb.admin, "/healthz").await;
+        assert_eq!(
+            answer.map(|(status, _)| status),
+            Some(200),
+            "/healthz answers at once (attempt {attempt} of 3) while {} flows are wanted",
+            clients.len()
+        );
+    }
+    let metrics = admin_get(lb.admin, "/metrics").await;
+    let flows = metric(&metrics, "l4lb_udp_flows{service=\"dns\"}");
+    let series = |reason: &str| {
+        let name =
+            format!("l4lb_udp_dropped_datagrams_total{{reason=\"{reason}\",service=\"dns\"}}");
+        metric(&metrics, &name)
+    };
+    let (over, send_errors) = (series("max_flows"), series("send_error"));
+    eprintln!(
+        "{UDP_CLIENTS} udp clients against {FD_LIMIT} fds: {flows} flows, {over} dropped (max_flows), {send_errors} send errors"
+    );
+    assert!(flows > 1.0, "l4lb opens the flows its descriptors allow");
+    assert!(
+        flows < f64::from(FD_LIMIT) / 2.0,
+        "flows stay well within {FD_LIMIT} descriptors: {flows}"
+    );
+    assert!(
+        over > 0.0,
+        "datagrams over the budget are dropped and counted"
+    );
+    assert_eq!(send_errors, 0.0, "no flow fails for want of a descriptor");
+    assert_eq!(udp_exchange(&old, lb.listen, b"old 2").await, b"old 2");
+}
+
+/// `count` new sockets each send one datagram to `to` (each a new flow); they
+/// are returned open.
+async fn open_udp_flows(to: SocketAddr, count: usize) -> Vec<UdpSocket> {
+    let mut sockets = Vec::with_capacity(count);
+    for i in 0..count {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let _ = socket.send_to(format!("client {i}").as_bytes(), to).await;
+        sockets.push(socket);
+        if i % 100 == 99 {
+            // Let l4lb drain its receive buffer, so most datagrams are seen.
+            sleep(Duration::from_millis(2)).await;
+        }
+    }
+    sleep(Duration::from_millis(20)).await;
+    sockets
 }
 
 /// One tcp service in front of `backend`, with `[global] max_connections`.

@@ -29,6 +29,7 @@ use crate::limit::ConnectionLimit;
 use crate::log_throttle::LogThrottle;
 use crate::proxy::listener::{bind_group, bind_tcp};
 use crate::proxy::tcp::TcpProxy;
+use crate::proxy::udp::flow_budget::FlowBudget;
 use crate::proxy::udp::listener::UdpProxy;
 use crate::proxy::udp::own_addresses::{self, OwnAddresses};
 use crate::proxy::udp::socket::bind_udp;
@@ -96,6 +97,7 @@ struct LoopParts {
     stop: CancellationToken,
     warnings: Arc<LogThrottle>,
     own_udp_addresses: Arc<ArcSwap<OwnAddresses>>,
+    flow_budget: Arc<FlowBudget>,
 }
 
 impl LoopParts {
@@ -116,6 +118,7 @@ impl LoopParts {
             stop: self.stop,
             warnings: self.warnings,
             own_addresses: self.own_udp_addresses,
+            flow_budget: self.flow_budget,
         }
     }
 }
@@ -145,6 +148,8 @@ pub struct LoopContext {
     pub lifecycle: Lifecycle,
     pub loops: TaskTracker,
     pub workers: Arc<WorkerPool>,
+    /// UDP flows' share of the descriptors (see `fd_budget::process_flow_cap`).
+    pub flow_budget: Arc<FlowBudget>,
 }
 
 #[derive(Debug)]
@@ -224,6 +229,7 @@ impl ListenerSet {
             stop: stop.clone(),
             warnings,
             own_udp_addresses: Arc::clone(&self.own_udp_addresses),
+            flow_budget: Arc::clone(&ctx.flow_budget),
         };
         let udp = key.is_udp();
         self.running.insert(key, RunningListener { local, stop });

@@ -9,11 +9,13 @@
 //! sockets and probe tasks; `reload` applies a new configuration as a diff; `live`
 //! is the read-only view operators get through the admin endpoint. `workers`
 //! runs the data plane (one single-threaded runtime per worker thread; the
-//! caller's runtime keeps the control plane), and `fd_budget` derives the
-//! default process connection cap from the open-file limit.
+//! caller's runtime keeps the control plane), `fd_budget` derives the
+//! default process connection cap from the open-file limit and UDP flows' share
+//! of the descriptors, which `flow_cap` applies.
 
 mod admin_endpoint;
 mod fd_budget;
+mod flow_cap;
 mod listeners;
 mod live;
 mod probes;
@@ -35,6 +37,7 @@ use crate::config::{self, Config, ConfigErrors};
 use crate::lifecycle::Lifecycle;
 use crate::limit::ConnectionLimit;
 use crate::metrics::{Metrics, SampleSource};
+use crate::proxy::udp::flow_budget::FlowBudget;
 use crate::service::{Service, ServiceSlot};
 
 use admin_endpoint::AdminEndpoint;
@@ -229,6 +232,7 @@ impl Server {
         ));
         metrics.register_source(Arc::clone(&live) as Arc<dyn SampleSource>)?;
         let (reload_tx, reload_rx) = mpsc::channel(4);
+        let process_limit = Arc::new(ConnectionLimit::new(0));
         let mut server = Server {
             config: config.clone(),
             slots,
@@ -237,7 +241,8 @@ impl Server {
             probes: ProbeSet::new(lifecycle.stop_accepting.child_token()),
             admin,
             ctx: LoopContext {
-                process_limit: Arc::new(ConnectionLimit::new(0)),
+                flow_budget: Arc::new(FlowBudget::new(Arc::clone(&process_limit))),
+                process_limit,
                 lifecycle: lifecycle.clone(),
                 loops: TaskTracker::new(),
                 workers,
@@ -252,6 +257,7 @@ impl Server {
         };
         server.start_pending();
         server.apply_process_cap();
+        server.apply_flow_cap();
         server.publish(1);
         Ok(server)
     }

@@ -64,6 +64,7 @@ impl Server {
         self.start_pending();
         self.probes.sync(self.services().iter().map(|s| s.as_ref()));
         self.apply_process_cap();
+        self.apply_flow_cap();
         self.admin
             .commit(admin_change, Arc::clone(&self.live) as Arc<dyn AdminState>);
         report.generation = self.live.snapshot().generation + 1;

@@ -27,6 +27,7 @@ use crate::limit::LimitPermit;
 use crate::log_throttle::LogThrottle;
 use crate::proxy::proxy_protocol;
 use crate::proxy::udp::batch::RecvBatch;
+use crate::proxy::udp::flow_budget::FlowBudget;
 use crate::proxy::udp::flow_table::{FlowEntry, FlowTable};
 use crate::proxy::udp::own_addresses::OwnAddresses;
 use crate::proxy::udp::send::{SendFailure, send_now};
@@ -64,6 +65,8 @@ struct Flow {
     datagrams_down: AtomicU64,
     _backend_slot: ConnectionGuard,
     _table_slot: LimitPermit,
+    /// Its descriptor in the process-wide budget.
+    _process_slot: LimitPermit,
 }
 
 type Flows = FlowTable<SocketAddr, Flow>;
@@ -89,6 +92,8 @@ pub struct UdpProxy {
     pub warnings: Arc<LogThrottle>,
     /// Every UDP listen address of this process (a source to refuse).
     pub own_addresses: Arc<ArcSwap<OwnAddresses>>,
+    /// The process-wide bound on flows (their descriptors).
+    pub flow_budget: Arc<FlowBudget>,
 }
 
 impl UdpProxy {
@@ -99,6 +104,7 @@ impl UdpProxy {
             service: self.slot.current(),
             warnings: Arc::clone(&self.warnings),
             own_addresses: Arc::clone(&self.own_addresses),
+            flow_budget: Arc::clone(&self.flow_budget),
         };
         let socket = Arc::new(socket);
         let ticks = Ticks(Instant::now());
@@ -145,6 +151,7 @@ struct UdpRelay {
     service: Arc<Service>,
     warnings: Arc<LogThrottle>,
     own_addresses: Arc<ArcSwap<OwnAddresses>>,
+    flow_budget: Arc<FlowBudget>,
 }
 
 impl UdpRelay {
@@ -209,20 +216,31 @@ impl UdpRelay {
             return self.drop_looped(client);
         }
         let Some(table_slot) = self.service.admit_flow() else {
-            return self.drop_datagram(client, DropReason::MaxFlows);
+            return self.drop_datagram(client, DropReason::MaxFlows, "the flow table is full");
+        };
+        let Some(process_slot) = self.flow_budget.try_acquire() else {
+            return self.drop_datagram(
+                client,
+                DropReason::MaxFlows,
+                "the process has no descriptor to spare (open-file limit)",
+            );
         };
         let index = self.service.choose_backend(client, &[]);
         let Some(backend) = index.map(|i| Arc::clone(&self.service.backends()[i])) else {
-            return self.drop_datagram(client, DropReason::NoBackend);
+            return self.drop_datagram(client, DropReason::NoBackend, "no backend available");
         };
         let Some(backend_slot) = backend.try_acquire() else {
-            return self.drop_datagram(client, DropReason::NoBackend);
+            return self.drop_datagram(client, DropReason::NoBackend, "the backend is full");
         };
         let upstream = match connect_upstream(backend.addr()) {
             Ok(upstream) => upstream,
             Err(e) => {
                 self.warn_send_error(client, &backend, &e);
-                return self.drop_datagram(client, DropReason::SendError);
+                return self.drop_datagram(
+                    client,
+                    DropReason::SendError,
+                    "no socket to the backend",
+                );
             }
         };
         let flow = Flow {
@@ -238,9 +256,10 @@ impl UdpRelay {
             datagrams_down: AtomicU64::new(0),
             _backend_slot: backend_slot,
             _table_slot: table_slot,
+            _process_slot: process_slot,
         };
         let Ok((entry, replaced)) = flows.insert(client, flow, opening.ticks.now()) else {
-            return self.drop_datagram(client, DropReason::MaxFlows);
+            return self.drop_datagram(client, DropReason::MaxFlows, "the flow table is full");
         };
         if let Some(old) = replaced {
             self.close_flow(client, &old, "replaced");
@@ -320,11 +339,12 @@ impl UdpRelay {
         );
     }
 
-    fn drop_datagram<T>(&self, client: SocketAddr, reason: DropReason) -> Option<T> {
+    /// Counts a datagram that could not open a flow, and says `why` (rate-limited).
+    fn drop_datagram<T>(&self, client: SocketAddr, reason: DropReason, why: &str) -> Option<T> {
         self.service.count_drop(reason);
         if let Some(held_back) = self.warnings.permit() {
             warn!(service = self.service.name(), client = %client, reason = reason.as_str(),
-                held_back, "udp datagram dropped: no flow could be opened");
+                why, held_back, "udp datagram dropped: no flow could be opened");
         }
         None
     }

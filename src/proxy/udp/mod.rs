@@ -2,7 +2,8 @@
 //! client to its backend, and one small task per flow relaying the backend's
 //! replies back to the client from the service's own address.
 //!
-//! `flow_table` is pure bookkeeping; `socket` creates sockets; `batch` receives
+//! `flow_table` is pure bookkeeping; `flow_budget` bounds flows process-wide
+//! (their descriptors); `socket` creates sockets; `batch` receives
 //! many datagrams per system call; `send` sends one and judges a failure;
 //! `own_addresses` tells a looped-back datagram from a client's;
 //! `listener` owns the receive loop and the per-flow reply tasks. Nothing queues
@@ -10,6 +11,7 @@
 //! as the kernel would.
 
 pub mod batch;
+pub mod flow_budget;
 pub mod flow_table;
 pub mod listener;
 pub mod own_addresses;
