@@ -2,11 +2,14 @@
 //!
 //! A datagram from a known client goes to its flow's backend. A datagram from a new
 //! client (or one whose backend is no longer available, or whose flow broke) opens a
-//! flow: a slot under `max_flows`, a backend from the service's strategy, and a
-//! socket connected to it. The flow's reply task sends whatever the backend answers
-//! back to the client from the listening socket, so the client sees the address it
-//! sent to. Idle flows are swept out in bounded slices. Nothing waits for buffer
-//! space: a datagram that cannot be sent now is dropped and counted.
+//! flow: a client that is not one of this process's own listen addresses (that
+//! would loop), a slot under `max_flows` and one in the process's descriptor
+//! budget, a backend from the service's strategy, and a socket connected to it.
+//! The flow's reply task sends whatever the backend answers back to the client
+//! from the listening socket, so the client sees the address it sent to. Idle
+//! flows are swept out in bounded slices. Nothing waits for buffer space: a
+//! datagram that cannot be sent now is dropped and counted; one too big to be
+//! sent at all is the sender's problem, never the backend's.
 
 use std::borrow::Cow;
 use std::io;
@@ -64,9 +67,15 @@ struct Flow {
     datagrams_up: AtomicU64,
     datagrams_down: AtomicU64,
     _backend_slot: ConnectionGuard,
-    _table_slot: LimitPermit,
-    /// Its descriptor in the process-wide budget.
-    _process_slot: LimitPermit,
+    _slots: FlowSlots,
+}
+
+/// The places a flow holds: one in its service's table (`max_flows`) and one
+/// in the process's descriptor budget.
+#[derive(Debug)]
+struct FlowSlots {
+    _table: LimitPermit,
+    _process: LimitPermit,
 }
 
 type Flows = FlowTable<SocketAddr, Flow>;
@@ -204,45 +213,16 @@ impl UdpRelay {
     }
 
     /// A new flow for `client`, with its reply task running; `None` (counted) when
-    /// the client is this process itself, the table is full or no backend can
-    /// take it.
+    /// the client is this process itself, there is no room for one more flow, or
+    /// no backend can take it.
     fn open_flow(
         &self,
         flows: &mut Flows,
         opening: &Opening<'_>,
         client: SocketAddr,
     ) -> Option<Arc<FlowEntry<Flow>>> {
-        if self.own_addresses.load().contains(client) {
-            return self.drop_looped(client);
-        }
-        let Some(table_slot) = self.service.admit_flow() else {
-            return self.drop_datagram(client, DropReason::MaxFlows, "the flow table is full");
-        };
-        let Some(process_slot) = self.flow_budget.try_acquire() else {
-            return self.drop_datagram(
-                client,
-                DropReason::MaxFlows,
-                "the process has no descriptor to spare (open-file limit)",
-            );
-        };
-        let index = self.service.choose_backend(client, &[]);
-        let Some(backend) = index.map(|i| Arc::clone(&self.service.backends()[i])) else {
-            return self.drop_datagram(client, DropReason::NoBackend, "no backend available");
-        };
-        let Some(backend_slot) = backend.try_acquire() else {
-            return self.drop_datagram(client, DropReason::NoBackend, "the backend is full");
-        };
-        let upstream = match connect_upstream(backend.addr()) {
-            Ok(upstream) => upstream,
-            Err(e) => {
-                self.warn_send_error(client, &backend, &e);
-                return self.drop_datagram(
-                    client,
-                    DropReason::SendError,
-                    "no socket to the backend",
-                );
-            }
-        };
+        let slots = self.admit_flow(client)?;
+        let (backend, backend_slot, upstream) = self.connect_backend(client)?;
         let flow = Flow {
             backend,
             upstream,
@@ -255,8 +235,7 @@ impl UdpRelay {
             datagrams_up: AtomicU64::new(0),
             datagrams_down: AtomicU64::new(0),
             _backend_slot: backend_slot,
-            _table_slot: table_slot,
-            _process_slot: process_slot,
+            _slots: slots,
         };
         let Ok((entry, replaced)) = flows.insert(client, flow, opening.ticks.now()) else {
             return self.drop_datagram(client, DropReason::MaxFlows, "the flow table is full");
@@ -273,6 +252,46 @@ impl UdpRelay {
         );
         tokio::spawn(replies);
         Some(entry)
+    }
+
+    /// Room for a new flow of `client`: not one of our own addresses (a loop),
+    /// under the service's `max_flows` and within the process's descriptor budget.
+    fn admit_flow(&self, client: SocketAddr) -> Option<FlowSlots> {
+        if self.own_addresses.load().contains(client) {
+            return self.drop_looped(client);
+        }
+        let Some(table) = self.service.admit_flow() else {
+            return self.drop_datagram(client, DropReason::MaxFlows, "the flow table is full");
+        };
+        let Some(process) = self.flow_budget.try_acquire() else {
+            let why = "the process has no descriptor to spare (open-file limit)";
+            return self.drop_datagram(client, DropReason::MaxFlows, why);
+        };
+        Some(FlowSlots {
+            _table: table,
+            _process: process,
+        })
+    }
+
+    /// A backend for a new flow of `client`, its slot, and a socket connected to it.
+    fn connect_backend(
+        &self,
+        client: SocketAddr,
+    ) -> Option<(Arc<Backend>, ConnectionGuard, UdpSocket)> {
+        let index = self.service.choose_backend(client, &[]);
+        let Some(backend) = index.map(|i| Arc::clone(&self.service.backends()[i])) else {
+            return self.drop_datagram(client, DropReason::NoBackend, "no backend available");
+        };
+        let Some(backend_slot) = backend.try_acquire() else {
+            return self.drop_datagram(client, DropReason::NoBackend, "the backend is full");
+        };
+        match connect_upstream(backend.addr()) {
+            Ok(upstream) => Some((backend, backend_slot, upstream)),
+            Err(e) => {
+                self.warn_send_error(client, &backend, &e);
+                self.drop_datagram(client, DropReason::SendError, "no socket to the backend")
+            }
+        }
     }
 
     /// Sends `data` from `client` to the flow's backend; `false` when the flow is
