@@ -255,6 +255,8 @@ async fn udp_flows_stay_within_the_descriptor_budget_and_the_admin_endpoint_answ
         "datagrams over the budget are dropped and counted"
     );
     assert_eq!(send_errors, 0.0, "no flow fails for want of a descriptor");
+    let warning = "udp max_flows add up to more flows than the open-file limit allows";
+    assert!(lb.log().contains(warning), "a warning at start says so");
     assert_eq!(udp_exchange(&old, lb.listen, b"old 2").await, b"old 2");
 }
 

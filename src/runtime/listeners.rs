@@ -255,22 +255,19 @@ impl ListenerSet {
         self.own_udp_addresses.store(Arc::new(own));
     }
 
-    /// Stops the listeners `config` no longer asks for (their open sessions go on).
+    /// Stops the listeners `config` no longer asks for (their open sessions go
+    /// on), and reads this host's addresses afresh (a reload).
     pub fn stop_unwanted(&mut self, config: &Config) {
         let wanted = wanted_keys(config);
-        let mut udp_stopped = false;
         self.running.retain(|key, listener| {
             let keep = wanted.contains(key);
             if !keep {
                 info!(service = %key.service, address = %listener.local, "no longer listening");
                 listener.stop.cancel();
-                udp_stopped |= key.is_udp();
             }
             keep
         });
-        if udp_stopped {
-            self.publish_own_udp_addresses();
-        }
+        self.publish_own_udp_addresses();
     }
 
     /// The addresses actually bound for `service`, in configuration order.
