@@ -312,7 +312,9 @@ impl UdpRelay {
         };
         let error = match send_now(&flow.upstream, &datagram, None) {
             Ok(_) => {
-                flow.header_pending.store(false, Ordering::Relaxed);
+                if with_header {
+                    flow.header_pending.store(false, Ordering::Relaxed);
+                }
                 flow.backend.count_datagram_up(data.len());
                 flow.datagrams_up.fetch_add(1, Ordering::Relaxed);
                 return true;
