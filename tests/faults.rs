@@ -260,6 +260,57 @@ async fn udp_flows_stay_within_the_descriptor_budget_and_the_admin_endpoint_answ
     assert_eq!(udp_exchange(&old, lb.listen, b"old 2").await, b"old 2");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_sessions_and_udp_flows_share_one_descriptor_budget() {
+    if !command_exists("prlimit") {
+        eprintln!("SKIPPED: prlimit (util-linux) is not installed");
+        return;
+    }
+    let (udp_echo, tcp_echo) = (
+        UdpEcho::start().await,
+        TestBackend::start("echo", Behaviour::Echo).await,
+    );
+    let tcp_port = free_port();
+    let config = move |admin: u16, listen: u16| {
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:{admin}\"\n[global]\nworkers = 2\n\
+             [[service]]\nname = \"dns\"\nprotocol = \"udp\"\nlisten = \"127.0.0.1:{listen}\"\n\
+             [[service.backend]]\naddress = \"{}\"\n\
+             [[service]]\nname = \"svc\"\nlisten = \"127.0.0.1:{tcp_port}\"\n\
+             [[service.backend]]\naddress = \"{}\"\n",
+            udp_echo.addr, tcp_echo.addr
+        )
+    };
+    let nofile = format!("--nofile={FD_LIMIT}:{FD_LIMIT}");
+    let lb = Lb::spawn("fd-mix", &["prlimit", &nofile], &config).await;
+
+    // UDP flows take the whole budget first; then TCP clients arrive.
+    let _flows = open_udp_flows(lb.listen, UDP_CLIENTS).await;
+    let mut clients = connect_many(([127, 0, 0, 1], tcp_port).into(), HELD_CLIENTS).await;
+    let outcomes = probe_all(&mut clients).await;
+    eprintln!(
+        "{UDP_CLIENTS} udp then {HELD_CLIENTS} tcp clients against {FD_LIMIT} fds: {outcomes:?}"
+    );
+    let (status, _) = try_http(lb.admin, "/healthz")
+        .await
+        .expect("/healthz answers at once whatever the mix");
+    assert_eq!(status, 200);
+    let metrics = admin_get(lb.admin, "/metrics").await;
+    let rejected = "l4lb_rejected_connections_total{reason=\"max_connections\",service=\"svc\"}";
+    assert!(
+        metric(&metrics, rejected) > 0.0,
+        "tcp clients over the shared budget are turned away and counted"
+    );
+    let accept_errors = metric(&metrics, "l4lb_accept_errors_total{service=\"svc\"}");
+    assert_eq!(accept_errors, 0.0, "accept() never runs out of descriptors");
+    let flows = metric(&metrics, "l4lb_udp_flows{service=\"dns\"}");
+    let sessions = outcomes.served as f64;
+    assert!(
+        flows + sessions < f64::from(FD_LIMIT) / 2.0,
+        "{flows} flows and {sessions} sessions share one budget"
+    );
+}
+
 /// `count` new sockets each send one datagram to `to` (each a new flow); they
 /// are returned open.
 async fn open_udp_flows(to: SocketAddr, count: usize) -> Vec<UdpSocket> {
