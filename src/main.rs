@@ -114,7 +114,12 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     let watchdog_stop = CancellationToken::new();
-    tokio::spawn(run_watchdog(Arc::clone(&notifier), watchdog_stop.clone()));
+    let workers = handle.clone();
+    tokio::spawn(run_watchdog(
+        Arc::clone(&notifier),
+        watchdog_stop.clone(),
+        move || workers.stalled_workers().is_none(),
+    ));
     tokio::spawn(signals.handle(handle.clone(), Arc::clone(&notifier), config.source.clone()));
     info!(version = env!("CARGO_PKG_VERSION"), config = %config.source.display(),
         services = config.services.len(), "l4lb started");

@@ -17,6 +17,8 @@ use crate::lifecycle::Lifecycle;
 use crate::metrics::{Metrics, ProxySample, SampleSource};
 use crate::status::{ServiceView, Status, metrics_sample};
 
+use super::watchdog::{self, Heartbeats};
+
 /// One published configuration generation.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -42,10 +44,16 @@ pub struct LiveState {
     pub started: Instant,
     pub lifecycle: Lifecycle,
     pub metrics: Arc<Metrics>,
+    heartbeats: Arc<Heartbeats>,
 }
 
 impl LiveState {
-    pub fn new(snapshot: Snapshot, lifecycle: Lifecycle, metrics: Arc<Metrics>) -> LiveState {
+    pub fn new(
+        snapshot: Snapshot,
+        lifecycle: Lifecycle,
+        metrics: Arc<Metrics>,
+        heartbeats: Arc<Heartbeats>,
+    ) -> LiveState {
         LiveState {
             snapshot: ArcSwap::from_pointee(snapshot),
             retired: Mutex::new(Vec::new()),
@@ -54,7 +62,13 @@ impl LiveState {
             started: Instant::now(),
             lifecycle,
             metrics,
+            heartbeats,
         }
+    }
+
+    /// Which worker loops have stopped turning, in one line; `None` when all run.
+    pub fn stalled_workers(&self) -> Option<String> {
+        watchdog::describe(&self.heartbeats.stalled())
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -148,6 +162,10 @@ impl AdminState for LiveState {
 
     fn is_draining(&self) -> bool {
         LiveState::is_draining(self)
+    }
+
+    fn unhealthy(&self) -> Option<String> {
+        self.stalled_workers()
     }
 
     fn authorize(&self, authorization: Option<&str>) -> bool {
