@@ -34,8 +34,13 @@ pub fn check_int(value: i64, range: &RangeInclusive<i64>) -> Result<i64, String>
     })
 }
 
-/// Parses a duration such as `"250ms"`, `"2s"` or `"1m30s"`; zero is refused
-/// unless `zero_allowed`.
+/// Longest duration any key accepts: 30 days. Timers are formed by adding a
+/// duration to the current time, and nothing a load balancer waits for is
+/// longer.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Parses a duration such as `"250ms"`, `"2s"` or `"1m30s"`, at most
+/// [`MAX_DURATION`]; zero is refused unless `zero_allowed`.
 pub fn parse_duration(text: &str, zero_allowed: bool) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|e| {
         format!(
@@ -45,6 +50,11 @@ pub fn parse_duration(text: &str, zero_allowed: bool) -> Result<Duration, String
     })?;
     if duration.is_zero() && !zero_allowed {
         return Err(format!("must be greater than 0, got \"{text}\""));
+    }
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "must be at most 30 days (\"720h\"), got \"{text}\""
+        ));
     }
     Ok(duration)
 }
@@ -160,6 +170,15 @@ mod tests {
         );
         assert_eq!(parse_duration("1m30s", false), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("0s", true), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("720h", false), Ok(MAX_DURATION));
+        assert_eq!(
+            parse_duration("18446744073709551615s", false).unwrap_err(),
+            "must be at most 30 days (\"720h\"), got \"18446744073709551615s\""
+        );
+        assert_eq!(
+            parse_duration("720h 1ms", true).unwrap_err(),
+            "must be at most 30 days (\"720h\"), got \"720h 1ms\""
+        );
         assert_eq!(
             parse_duration("0s", false).unwrap_err(),
             "must be greater than 0, got \"0s\""

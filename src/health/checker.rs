@@ -89,6 +89,8 @@ impl HealthChecker {
 /// How long detecting a dead backend takes at worst: `fall` probes, each up to an
 /// interval (plus jitter) and a timeout apart.
 pub fn worst_detection_time(config: &HealthConfig) -> Duration {
-    let per_probe = config.interval.mul_f64(1.0 + INTERVAL_JITTER) + config.timeout;
-    per_probe * config.fall
+    let longest_wait = config.interval.as_secs_f64() * (1.0 + INTERVAL_JITTER);
+    let jittered = Duration::try_from_secs_f64(longest_wait).unwrap_or(Duration::MAX);
+    let per_probe = jittered.saturating_add(config.timeout);
+    per_probe.saturating_mul(config.fall)
 }
