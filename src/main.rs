@@ -49,8 +49,8 @@ fn load_or_report(path: &Path) -> Option<Config> {
             Some(config)
         }
         Err(errors) => {
-            for e in errors.iter() {
-                eprintln!("{e}");
+            for line in errors.capped_lines(config::SHOWN_ERRORS) {
+                eprintln!("{line}");
             }
             eprintln!(
                 "{}: {} error(s); configuration is invalid",

@@ -294,3 +294,46 @@ fn json_logs_carry_one_structured_access_line_per_session() {
     );
     assert!(line["duration_ms"].is_f64());
 }
+
+/// Runs l4lb to completion like [`l4lb`], but kills it and fails the test if it
+/// has not exited within 20 s.
+fn l4lb_within_patience(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn l4lb");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("l4lb {args:?} did not exit within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn check_refuses_a_fifo_at_once_naming_it() {
+    let path = write_config("fifo-target.toml", "");
+    let fifo = path.with_file_name("lb.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let fifo_text = fifo.to_str().expect("utf-8 path");
+    let out = l4lb_within_patience(&["check", fifo_text], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{fifo_text}: cannot use a FIFO (named pipe) as the configuration file: \
+             it must be a regular file"
+        )),
+        "{stderr}"
+    );
+}
