@@ -27,6 +27,7 @@ pub mod health;
 pub mod lifecycle;
 pub mod limit;
 pub mod log_throttle;
+pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod proxy;

@@ -337,3 +337,95 @@ fn check_refuses_a_fifo_at_once_naming_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_unknown_log_level_is_an_error_saying_what_is_accepted() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("lb.toml");
+    let shipped = shipped.to_str().expect("utf-8 path");
+    let out = l4lb_within_patience(&["--log-level", "inof", "check", shipped], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--log-level \"inof\": \"inof\" is not a log level; expected a level (off, error, warn or warning, info, debug, trace)"),
+        "{stderr}"
+    );
+    let out = l4lb_within_patience(&["check", shipped], &[("RUST_LOG", "l4lb=loud")]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("RUST_LOG=\"l4lb=loud\": \"l4lb=loud\": \"loud\" is not a log level"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn log_level_warning_keeps_warnings_and_piped_logs_have_no_colour_codes() {
+    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let path = write_config(
+        "warning.toml",
+        &format!(
+            "[global]\nmax_connections = 100000000\n[[service]]\nname = \"svc\"\n\
+             listen = \"{listen}\"\n[[service.backend]]\naddress = \"127.0.0.1:9\"\n"
+        ),
+    );
+    let mut child = Command::new(BIN)
+        .args(["--log-level", "warning", "run"])
+        .arg(&path)
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn l4lb run");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(listen).is_err() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("l4lb never listened on {listen}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&child, "TERM");
+    assert_eq!(wait_exit(&mut child).code(), Some(0));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read logs");
+    assert!(
+        stderr.contains("WARN") && stderr.contains("raise LimitNOFILE"),
+        "the warning is missing:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("INFO"),
+        "info lines at warn level:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in piped logs:\n{stderr:?}"
+    );
+}
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("address");
+    let path = write_config(
+        "colour.toml",
+        &format!(
+            "[[service]]\nname = \"svc\"\nlisten = \"{addr}\"\n\
+             [[service.backend]]\naddress = \"127.0.0.1:9\"\n"
+        ),
+    );
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg(&path)
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run l4lb");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ERROR"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "colour codes: {stderr:?}");
+}
