@@ -11,6 +11,7 @@ mod address;
 mod checker;
 mod error;
 mod file;
+mod health_rules;
 pub mod model;
 mod paths;
 mod report;

@@ -71,16 +71,29 @@ pub fn parse_choice<T: Copy>(text: &str, choices: &[(&str, T)]) -> Result<T, Str
         })
 }
 
-/// A network in CIDR notation; a bare address means just that host.
+/// A network in CIDR notation; a bare address means just that host. Host
+/// bits set after the prefix (`10.1.2.3/8`) are refused: which network was
+/// meant is a guess.
 pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
-    text.parse::<IpNet>()
+    let net = text
+        .parse::<IpNet>()
         .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| {
             format!(
                 "invalid CIDR \"{text}\": expected a network such as \"10.0.0.0/8\" or \
                  \"2001:db8::/32\", or a single address such as \"192.0.2.7\""
             )
-        })
+        })?;
+    if net.addr() != net.network() {
+        return Err(format!(
+            "invalid CIDR \"{text}\": host bits are set after the /{} prefix; did you mean \
+             \"{}\" (the network), or \"{}\" (the one address)?",
+            net.prefix_len(),
+            net.trunc(),
+            net.addr()
+        ));
+    }
+    Ok(net)
 }
 
 /// A Maglev table size: a prime, at most [`MAX_TABLE_SIZE`], and at least
@@ -210,6 +223,13 @@ mod tests {
             "2001:db8::/32"
         );
         assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert_eq!(
+            parse_cidr("10.1.2.3/8").unwrap_err(),
+            "invalid CIDR \"10.1.2.3/8\": host bits are set after the /8 prefix; did you mean \
+             \"10.0.0.0/8\" (the network), or \"10.1.2.3\" (the one address)?"
+        );
+        assert!(parse_cidr("2001:db8::1/32").is_err());
+        assert!(parse_cidr("10.1.2.3/32").is_ok());
         assert!(parse_cidr("").is_err());
     }
 
