@@ -17,6 +17,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::paths;
 use super::report::{Report, Span};
+use super::suggest::unknown_key_message;
 
 /// A key that may be absent, with where its value is when present.
 pub type Field<T> = Option<Spanned<T>>;
@@ -347,7 +348,8 @@ fn read_section<T: DeserializeOwned>(
             .as_deref()
             .map_or(path.to_string(), |k| paths::join(path, k));
         let value = key.as_deref().and_then(|k| remaining.get(k));
-        let message = in_toml_terms(error.message(), value.map(|v| v.get_ref()));
+        let message = unknown_key_message(error.message())
+            .unwrap_or_else(|| in_toml_terms(error.message(), value.map(|v| v.get_ref())));
         report.error(error.span(), &key_path, message);
         let key = key?;
         remaining.remove(key.as_str())?;

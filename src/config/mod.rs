@@ -17,6 +17,7 @@ mod paths;
 mod report;
 mod source;
 mod strategy;
+mod suggest;
 mod validate;
 mod values;
 
