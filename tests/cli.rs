@@ -295,6 +295,15 @@ fn json_logs_carry_one_structured_access_line_per_session() {
     assert!(line["duration_ms"].is_f64());
 }
 
+/// Reads all of `pipe` on its own thread (so a full pipe never stalls l4lb).
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
 /// Runs l4lb to completion like [`l4lb`], but kills it and fails the test if it
 /// has not exited within 20 s.
 fn l4lb_within_patience(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -306,16 +315,25 @@ fn l4lb_within_patience(args: &[&str], env: &[(&str, &str)]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn l4lb");
+    let stdout = drain(child.stdout.take().expect("stdout"));
+    let stderr = drain(child.stderr.take().expect("stderr"));
     let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().expect("wait").is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
             panic!("l4lb {args:?} did not exit within 20 s");
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
     }
-    child.wait_with_output().expect("output")
 }
 
 #[test]
@@ -428,4 +446,34 @@ fn logs_written_to_a_pipe_carry_no_colour_codes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("ERROR"), "{stderr}");
     assert!(!stderr.contains('\u{1b}'), "colour codes: {stderr:?}");
+}
+
+#[test]
+fn check_prints_the_first_100_errors_and_counts_the_rest() {
+    let mut text = String::from("[[service]]\nname = \"big\"\nlisten = \"127.0.0.1:0\"\n");
+    for i in 0..3000 {
+        text.push_str(&format!(
+            "[[service.backend]]\naddress = \"10.0.{}.{}:80\"\nweight = 0\n",
+            i / 256,
+            i % 256
+        ));
+    }
+    let path = write_config("many-errors.toml", &text);
+    let out = l4lb_within_patience(&["check", path.to_str().expect("utf-8 path")], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 102, "{stderr}");
+    assert!(
+        lines[..100]
+            .iter()
+            .all(|l| l.contains(".weight: must be between 1 and 1000, got 0")),
+        "{stderr}"
+    );
+    assert_eq!(lines[100], "… and 2900 more errors");
+    assert!(
+        lines[101].ends_with("many-errors.toml: 3000 error(s); configuration is invalid"),
+        "{}",
+        lines[101]
+    );
 }

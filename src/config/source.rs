@@ -11,8 +11,9 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 /// Largest configuration file read: far above any real one (a file with
-/// 100,000 backends is about 5 MiB), and a bound on what a mistake can cost.
-pub const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
+/// 100,000 backends is about 5 MiB), and a bound on what a mistake can cost:
+/// parsing TOML takes about 30 bytes of memory per byte of text.
+pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The text of the regular file at `path`, or what is wrong with it.
 pub fn read_config_text(path: &Path) -> Result<String, String> {
@@ -55,7 +56,7 @@ fn read_bounded(file: File) -> Result<String, String> {
 
 fn too_large(size: u64) -> String {
     format!(
-        "the file is too large ({size} bytes or more); at most {MAX_CONFIG_BYTES} bytes (64 MiB) \
+        "the file is too large ({size} bytes or more); at most {MAX_CONFIG_BYTES} bytes (16 MiB) \
          are read"
     )
 }
