@@ -293,6 +293,17 @@ fn json_logs_carry_one_structured_access_line_per_session() {
             .is_some_and(|c| c.starts_with("127.0.0.1:"))
     );
     assert!(line["duration_ms"].is_f64());
+    let raw = stderr
+        .lines()
+        .find(|l| l.contains("\"session closed\""))
+        .expect("access line");
+    let duration = raw
+        .split("\"duration_ms\":")
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .expect("duration_ms field");
+    let decimals = duration.split_once('.').map_or(0, |(_, d)| d.len());
+    assert!(decimals <= 3, "duration_ms={duration} in {raw}");
 }
 
 /// Reads all of `pipe` on its own thread (so a full pipe never stalls l4lb).
