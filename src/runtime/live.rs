@@ -203,7 +203,8 @@ impl AdminState for LiveState {
             .ok_or_else(|| {
                 not_found(format!("no backend \"{backend}\" in service \"{service}\""))
             })?;
-        let previous = target.set_admin_state(state);
+        let previous = target.state_name(Instant::now());
+        target.set_admin_state(state);
         tracing::warn!(
             service,
             backend,
@@ -214,8 +215,8 @@ impl AdminState for LiveState {
             "{{\"service\":{},\"backend\":{},\"previous\":\"{}\",\"state\":\"{}\"}}",
             json(service),
             json(backend),
-            state_word(previous),
-            state_word(state)
+            previous,
+            target.state_name(Instant::now())
         ))
     }
 }
@@ -224,14 +225,6 @@ fn not_found(message: String) -> ApiError {
     ApiError {
         status: 404,
         message,
-    }
-}
-
-fn state_word(state: BackendState) -> &'static str {
-    match state {
-        BackendState::Ready => "ready",
-        BackendState::Drain => "drain",
-        BackendState::Maint => "maint",
     }
 }
 

@@ -115,12 +115,21 @@ impl ServerHandle {
 
     /// Re-reads `path` and applies it; on any error the running configuration
     /// stays untouched, every error is logged, and the failure is counted.
+    /// The file is read and checked on a blocking thread, so a slow file or
+    /// resolver never stalls the control plane.
     pub async fn reload_file(&self, path: &Path) -> Result<ReloadReport, ReloadError> {
-        match config::load(path) {
+        let owned = path.to_path_buf();
+        let loaded = tokio::task::spawn_blocking(move || config::load(&owned))
+            .await
+            .unwrap_or_else(|e| {
+                let message = format!("reading the configuration failed: {e}");
+                Err(ConfigErrors::about_file(path, message))
+            });
+        match loaded {
             Ok(config) => self.reload(config).await,
             Err(errors) => {
-                for e in errors.iter() {
-                    error!("{e}");
+                for line in errors.capped_lines(config::SHOWN_ERRORS) {
+                    error!("{line}");
                 }
                 error!(
                     errors = errors.len(),
