@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// The configuration file used when none is given.
 pub const DEFAULT_CONFIG: &str = "/etc/l4lb/lb.toml";
 
-/// l4lb: a Layer-4 (TCP) load balancer.
+/// l4lb: a Layer-4 (TCP and UDP) load balancer.
 #[derive(Debug, Parser)]
 #[command(name = "l4lb", version, about, propagate_version = true)]
 pub struct Cli {

@@ -2,12 +2,20 @@
 //!
 //! # Layout
 //! - [`cli`]: command-line definitions (clap).
+//! - [`logging`]: the checked log filter and the stderr subscriber (colour only on a terminal).
 //! - [`config`]: `lb.toml` → raw structs → validated [`config::Config`], every error collected.
 //! - [`backend`]: one backend's identity and live counters; the RAII connection guard.
 //! - [`balancer`]: the `Strategy` trait and the eight strategies; pure, no I/O.
+//! - [`acl`]: allow / deny CIDR lists.
 //! - [`limit`]: connection caps (process, service, per source IP) as RAII permits.
 //! - [`service`]: a running service: its backends, strategy, admission and counters.
 //! - [`proxy`]: listening sockets, accept loops, sessions and the byte relay.
+//! - [`health`]: active probes (tcp, udp) and the probe loop of one backend.
+//! - [`metrics`]: the Prometheus registry, histograms and the scrape-time collector.
+//! - [`status`]: the `/status` document and metrics sample, read from live state.
+//! - [`admin`]: the hyper admin server: routes, limits, responses.
+//! - [`notify`]: sd_notify (READY, RELOADING, STOPPING, STATUS, WATCHDOG).
+//! - [`random`]: fast per-thread pseudo-random numbers and jitter (not for secrets).
 //! - [`lifecycle`]: the stop-accepting / close-sessions signals and the session tracker.
 //! - [`log_throttle`]: rate limit for repeated warnings.
 //! - [`runtime`]: wiring config to services and tasks on per-core worker runtimes;
@@ -27,6 +35,7 @@ pub mod health;
 pub mod lifecycle;
 pub mod limit;
 pub mod log_throttle;
+pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod proxy;

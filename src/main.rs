@@ -9,33 +9,22 @@ use clap::Parser;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
-use tracing_subscriber::EnvFilter;
 
-use l4lb::cli::{Cli, Command, LogFormat};
+use l4lb::cli::{Cli, Command};
 use l4lb::config::{self, Config};
+use l4lb::logging;
 use l4lb::notify::{Notifier, run_watchdog};
 use l4lb::runtime::{Server, ServerHandle};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, cli.log_level.as_deref());
+    if let Err(message) = logging::init(cli.log_format, cli.log_level.as_deref()) {
+        eprintln!("l4lb: {message}");
+        return ExitCode::FAILURE;
+    }
     match &cli.command {
         Command::Check { config } => check(config),
         Command::Run { config } => run(config),
-    }
-}
-
-fn init_logging(format: LogFormat, level: Option<&str>) {
-    let filter = match level {
-        Some(level) => EnvFilter::new(level),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
 
@@ -49,8 +38,8 @@ fn load_or_report(path: &Path) -> Option<Config> {
             Some(config)
         }
         Err(errors) => {
-            for e in errors.iter() {
-                eprintln!("{e}");
+            for line in errors.capped_lines(config::SHOWN_ERRORS) {
+                eprintln!("{line}");
             }
             eprintln!(
                 "{}: {} error(s); configuration is invalid",
@@ -114,7 +103,12 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     let watchdog_stop = CancellationToken::new();
-    tokio::spawn(run_watchdog(Arc::clone(&notifier), watchdog_stop.clone()));
+    let workers = handle.clone();
+    tokio::spawn(run_watchdog(
+        Arc::clone(&notifier),
+        watchdog_stop.clone(),
+        move || workers.stalled_workers().is_none(),
+    ));
     tokio::spawn(signals.handle(handle.clone(), Arc::clone(&notifier), config.source.clone()));
     info!(version = env!("CARGO_PKG_VERSION"), config = %config.source.display(),
         services = config.services.len(), "l4lb started");

@@ -144,13 +144,21 @@ impl Notifier {
 
 /// Sends WATCHDOG=1 every `watchdog_interval()` until `stop` is cancelled (tokio task body); returns at once when no watchdog is configured.
 ///
-/// The first ping goes out at once.
-pub async fn run_watchdog(notifier: Arc<Notifier>, stop: CancellationToken) {
+/// The first ping goes out at once. A ping is withheld while `healthy` says
+/// no (a worker thread has stopped running its loop), so that systemd's
+/// `WatchdogSec=` restarts a process that cannot serve.
+pub async fn run_watchdog(
+    notifier: Arc<Notifier>,
+    stop: CancellationToken,
+    healthy: impl Fn() -> bool,
+) {
     let Some(interval) = notifier.watchdog_interval() else {
         return;
     };
     while !stop.is_cancelled() {
-        notifier.watchdog();
+        if healthy() {
+            notifier.watchdog();
+        }
         tokio::select! {
             biased;
             () = stop.cancelled() => return,
@@ -502,7 +510,7 @@ mod tests {
         );
 
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run_watchdog(notifier, stop.clone()));
+        let task = tokio::spawn(run_watchdog(notifier, stop.clone(), || true));
         let mut buf = [0u8; 64];
         for _ in 0..2 {
             let recv = socket.recv(&mut buf);
@@ -527,8 +535,38 @@ mod tests {
     async fn run_watchdog_returns_at_once_without_a_watchdog() {
         let notifier = Arc::new(vars(Some("/run/systemd/notify"), None, None));
         let stop = CancellationToken::new();
-        tokio::time::timeout(Duration::from_secs(1), run_watchdog(notifier, stop))
+        tokio::time::timeout(
+            Duration::from_secs(1),
+            run_watchdog(notifier, stop, || true),
+        )
+        .await
+        .expect("returns without waiting for cancellation");
+    }
+
+    #[tokio::test]
+    async fn run_watchdog_withholds_pings_while_unhealthy() {
+        let dir = TempDir::new("watchdog-unhealthy");
+        let path = dir.path().join("notify.sock");
+        let socket = tokio::net::UnixDatagram::bind(&path).unwrap();
+        let path = path.to_str().unwrap();
+        let notifier = Arc::new(vars(Some(path), Some("100000"), Some("4242")));
+        let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&healthy);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run_watchdog(notifier, stop.clone(), move || {
+            flag.load(Ordering::SeqCst)
+        }));
+        let mut buf = [0u8; 64];
+        // Several intervals (50 ms) pass while unhealthy: not one ping.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(socket.try_recv(&mut buf).is_err());
+        healthy.store(true, Ordering::SeqCst);
+        let n = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
             .await
-            .expect("returns without waiting for cancellation");
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], b"WATCHDOG=1");
+        stop.cancel();
+        task.await.unwrap();
     }
 }

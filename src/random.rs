@@ -23,7 +23,8 @@ pub fn next_u64() -> u64 {
 /// `base` stretched or shrunk by up to ±`spread` (0.0..1.0), at random.
 pub fn jitter(base: std::time::Duration, spread: f64) -> std::time::Duration {
     let unit = next_u64() as f64 / u64::MAX as f64; // 0.0..=1.0
-    base.mul_f64(1.0 + spread * (2.0 * unit - 1.0))
+    let seconds = base.as_secs_f64() * (1.0 + spread * (2.0 * unit - 1.0));
+    std::time::Duration::try_from_secs_f64(seconds).unwrap_or(std::time::Duration::MAX)
 }
 
 #[cfg(test)]
@@ -35,6 +36,13 @@ mod tests {
     fn numbers_differ_from_call_to_call() {
         let draws: std::collections::HashSet<u64> = (0..1000).map(|_| next_u64()).collect();
         assert_eq!(draws.len(), 1000);
+    }
+
+    #[test]
+    fn jitter_of_the_longest_duration_does_not_overflow() {
+        for _ in 0..100 {
+            assert!(jitter(Duration::MAX, 0.1) >= Duration::MAX / 10 * 8);
+        }
     }
 
     #[test]

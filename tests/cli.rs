@@ -293,4 +293,198 @@ fn json_logs_carry_one_structured_access_line_per_session() {
             .is_some_and(|c| c.starts_with("127.0.0.1:"))
     );
     assert!(line["duration_ms"].is_f64());
+    let raw = stderr
+        .lines()
+        .find(|l| l.contains("\"session closed\""))
+        .expect("access line");
+    let duration = raw
+        .split("\"duration_ms\":")
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .expect("duration_ms field");
+    let decimals = duration.split_once('.').map_or(0, |(_, d)| d.len());
+    assert!(decimals <= 3, "duration_ms={duration} in {raw}");
+}
+
+/// Reads all of `pipe` on its own thread (so a full pipe never stalls l4lb).
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+/// Runs l4lb to completion like [`l4lb`], but kills it and fails the test if it
+/// has not exited within 20 s.
+fn l4lb_within_patience(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn l4lb");
+    let stdout = drain(child.stdout.take().expect("stdout"));
+    let stderr = drain(child.stderr.take().expect("stderr"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("l4lb {args:?} did not exit within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+#[test]
+fn check_refuses_a_fifo_at_once_naming_it() {
+    let path = write_config("fifo-target.toml", "");
+    let fifo = path.with_file_name("lb.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let fifo_text = fifo.to_str().expect("utf-8 path");
+    let out = l4lb_within_patience(&["check", fifo_text], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{fifo_text}: cannot use a FIFO (named pipe) as the configuration file: \
+             it must be a regular file"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_log_level_is_an_error_saying_what_is_accepted() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("lb.toml");
+    let shipped = shipped.to_str().expect("utf-8 path");
+    let out = l4lb_within_patience(&["--log-level", "inof", "check", shipped], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--log-level \"inof\": \"inof\" is not a log level; expected a level (off, error, warn or warning, info, debug, trace)"),
+        "{stderr}"
+    );
+    let out = l4lb_within_patience(&["check", shipped], &[("RUST_LOG", "l4lb=loud")]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("RUST_LOG=\"l4lb=loud\": \"l4lb=loud\": \"loud\" is not a log level"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn log_level_warning_keeps_warnings_and_piped_logs_have_no_colour_codes() {
+    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let path = write_config(
+        "warning.toml",
+        &format!(
+            "[global]\nmax_connections = 100000000\n[[service]]\nname = \"svc\"\n\
+             listen = \"{listen}\"\n[[service.backend]]\naddress = \"127.0.0.1:9\"\n"
+        ),
+    );
+    let mut child = Command::new(BIN)
+        .args(["--log-level", "warning", "run"])
+        .arg(&path)
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn l4lb run");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(listen).is_err() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("l4lb never listened on {listen}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&child, "TERM");
+    assert_eq!(wait_exit(&mut child).code(), Some(0));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read logs");
+    assert!(
+        stderr.contains("WARN") && stderr.contains("raise LimitNOFILE"),
+        "the warning is missing:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("INFO"),
+        "info lines at warn level:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in piped logs:\n{stderr:?}"
+    );
+}
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("address");
+    let path = write_config(
+        "colour.toml",
+        &format!(
+            "[[service]]\nname = \"svc\"\nlisten = \"{addr}\"\n\
+             [[service.backend]]\naddress = \"127.0.0.1:9\"\n"
+        ),
+    );
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg(&path)
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run l4lb");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ERROR"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "colour codes: {stderr:?}");
+}
+
+#[test]
+fn check_prints_the_first_100_errors_and_counts_the_rest() {
+    let mut text = String::from("[[service]]\nname = \"big\"\nlisten = \"127.0.0.1:0\"\n");
+    for i in 0..3000 {
+        text.push_str(&format!(
+            "[[service.backend]]\naddress = \"10.0.{}.{}:80\"\nweight = 0\n",
+            i / 256,
+            i % 256
+        ));
+    }
+    let path = write_config("many-errors.toml", &text);
+    let out = l4lb_within_patience(&["check", path.to_str().expect("utf-8 path")], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 102, "{stderr}");
+    assert!(
+        lines[..100]
+            .iter()
+            .all(|l| l.contains(".weight: must be between 1 and 1000, got 0")),
+        "{stderr}"
+    );
+    assert_eq!(lines[100], "… and 2900 more errors");
+    assert!(
+        lines[101].ends_with("many-errors.toml: 3000 error(s); configuration is invalid"),
+        "{}",
+        lines[101]
+    );
 }

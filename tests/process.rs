@@ -190,3 +190,72 @@ fn a_second_process_takes_over_the_same_address_while_the_first_drains() {
     signal(&new, "TERM");
     assert_eq!(wait_exit(&mut new), 0);
 }
+
+/// Kills the child it holds when dropped, so a test that fails while l4lb is
+/// stuck leaves nothing running.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `GET path` on the admin endpoint; `None` when it does not answer within a second.
+fn admin_get(admin: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&admin, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: l4lb\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    Some(reply)
+}
+
+fn make_fifo(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let ok = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo")
+        .success();
+    assert!(ok, "mkfifo {}", path.display());
+}
+
+#[test]
+fn sighup_on_a_fifo_refuses_the_reload_and_the_admin_endpoint_keeps_answering() {
+    let dir = temp_dir("fifo");
+    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let config = dir.join("lb.toml");
+    let text = format!(
+        "[admin]\nlisten = \"{admin}\"\n{}",
+        service_config(listen, tag_server("old"))
+    );
+    std::fs::write(&config, text).expect("config");
+    let mut child = KillOnDrop(spawn(&config, &[]));
+    wait_for_tag(listen, "old");
+
+    make_fifo(&config);
+    signal(&child.0, "HUP");
+    let failed_reload = "l4lb_config_reloads_total{result=\"failure\"} 1";
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let metrics = admin_get(admin, "/metrics");
+        if metrics
+            .as_deref()
+            .is_some_and(|m| m.contains(failed_reload))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reload was never refused; last /metrics answer: {metrics:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(tag_via(listen).as_deref(), Some("old"));
+    signal(&child.0, "TERM");
+    assert_eq!(wait_exit(&mut child.0), 0);
+}

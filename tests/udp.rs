@@ -208,8 +208,8 @@ async fn the_largest_and_the_empty_datagram_pass_intact() {
 #[tokio::test]
 async fn no_available_backend_drops_and_counts() {
     let a = UdpBackend::start(Some("a")).await;
-    let keys = "[service.health]\nkind = \"udp\"\ninterval = \"50ms\"\ntimeout = \"50ms\"\n\
-                rise = 1\nfall = 1";
+    let keys = "[service.health]\nkind = \"udp\"\nsend = \"ping\"\ninterval = \"50ms\"\n\
+                timeout = \"50ms\"\nrise = 1\nfall = 1";
     let proxy = TestProxy::start(&udp_service(keys, &[&a])).await;
     a.stop();
     let backend = Arc::clone(&proxy.service("dns").backends()[0]);

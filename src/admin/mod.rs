@@ -28,6 +28,11 @@ pub trait AdminState: Send + Sync + 'static {
     fn status_json(&self) -> String;
     /// True once the process has begun shutting down.
     fn is_draining(&self) -> bool;
+    /// Why the process cannot serve although it is not draining (say, a
+    /// worker thread that has stopped running its loop); `None` when healthy.
+    fn unhealthy(&self) -> Option<String> {
+        None
+    }
     /// Whether a runtime-API request with this `Authorization` header value may proceed.
     fn authorize(&self, authorization: Option<&str>) -> bool;
     /// Applies `action` (`drain`, `maint` or `ready`) to one backend of one service;

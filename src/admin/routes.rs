@@ -175,9 +175,15 @@ fn backend_action<B>(request: &Request<B>, path: &str, state: &dyn AdminState) -
 
 fn healthz(state: &dyn AdminState) -> AdminResponse {
     if state.is_draining() {
-        response::with_body(StatusCode::SERVICE_UNAVAILABLE, PLAIN_TEXT, "draining\n")
-    } else {
-        response::with_body(StatusCode::OK, PLAIN_TEXT, "ok\n")
+        return response::with_body(StatusCode::SERVICE_UNAVAILABLE, PLAIN_TEXT, "draining\n");
+    }
+    match state.unhealthy() {
+        Some(why) => response::with_body(
+            StatusCode::SERVICE_UNAVAILABLE,
+            PLAIN_TEXT,
+            format!("{why}\n"),
+        ),
+        None => response::with_body(StatusCode::OK, PLAIN_TEXT, "ok\n"),
     }
 }
 
@@ -242,6 +248,43 @@ mod tests {
         ] {
             assert_eq!(route(&Method::POST, bad), Route::NotFound, "{bad}");
         }
+    }
+
+    /// A process whose first worker stopped running its loop.
+    struct StalledWorker;
+
+    impl AdminState for StalledWorker {
+        fn metrics_text(&self) -> String {
+            String::new()
+        }
+        fn status_json(&self) -> String {
+            "{}".into()
+        }
+        fn is_draining(&self) -> bool {
+            false
+        }
+        fn unhealthy(&self) -> Option<String> {
+            Some("stalled: l4lb-worker-0 has not run for 4.0 s".into())
+        }
+        fn authorize(&self, _: Option<&str>) -> bool {
+            true
+        }
+        fn backend_action(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<String, super::super::ApiError> {
+            Ok(String::new())
+        }
+    }
+
+    #[test]
+    fn healthz_fails_while_a_worker_is_stalled() {
+        assert_eq!(
+            healthz(&StalledWorker).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 
     #[test]

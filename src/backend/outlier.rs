@@ -41,7 +41,11 @@ impl OutlierDetector {
             return false;
         }
         self.consecutive_failures.store(0, Ordering::Release);
-        let until = self.nanos_since_base(now + self.ejection_time) + 1;
+        let ejection = u64::try_from(self.ejection_time.as_nanos()).unwrap_or(u64::MAX);
+        let until = self
+            .nanos_since_base(now)
+            .saturating_add(ejection)
+            .saturating_add(1);
         self.ejected_until.store(until, Ordering::Release);
         self.ejections.fetch_add(1, Ordering::Relaxed);
         true
@@ -84,6 +88,14 @@ mod tests {
         assert!(detector.is_ejected(now + Duration::from_secs(29)));
         assert!(!detector.is_ejected(now + Duration::from_secs(31)));
         assert_eq!(detector.ejections(), 1);
+    }
+
+    #[test]
+    fn an_ejection_time_past_the_clock_range_ejects_without_overflow() {
+        let detector = OutlierDetector::new(1, Duration::MAX);
+        let now = Instant::now();
+        assert!(detector.record_failure(now));
+        assert!(detector.is_ejected(now + Duration::from_secs(3600 * 24 * 365)));
     }
 
     #[test]

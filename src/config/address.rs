@@ -4,8 +4,9 @@
 //! This file owns what an address may look like and when two listeners
 //! overlap. It does not know which keys hold addresses: `validate.rs` does.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
 use super::model::Protocol;
 use super::report::{Report, Span};
@@ -26,11 +27,23 @@ pub fn resolve_address(text: &str, resolve: Resolve) -> Result<SocketAddr, Strin
         return Ok(addr);
     }
     let (host, port) = split_host_port(text)?;
+    if looks_like_ipv4(host) {
+        return Err(format!(
+            "invalid IPv4 address \"{host}\" in \"{text}\": expected four numbers from 0 to \
+             255 separated by dots, e.g. \"10.0.0.11:5432\""
+        ));
+    }
     match resolve(host, port) {
         Ok(Some(addr)) => Ok(addr),
         Ok(None) => Err(format!("host \"{host}\" resolved to no addresses")),
         Err(e) => Err(format!("cannot resolve host \"{host}\" in \"{text}\": {e}")),
     }
+}
+
+/// Whether `host` is made of digits and dots only: an attempt at an IPv4
+/// literal (host names of that shape are not resolved either).
+fn looks_like_ipv4(host: &str) -> bool {
+    host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
 /// Splits `host:port` where host is a name (IP literals parse earlier).
@@ -96,6 +109,62 @@ fn conflict_message(earlier: &Listener, later: &Listener, report: &Report) -> St
     }
 }
 
+/// Finds the listener a backend address would send clients back into: the
+/// same protocol and port, and the same IP, or a wildcard listener and a
+/// loopback or wildcard backend of its family (a connect to `127.x` or to
+/// `0.0.0.0` reaches `0.0.0.0:p`).
+pub struct LoopFinder<'l> {
+    by_port: HashMap<u16, Vec<&'l Listener>>,
+}
+
+impl<'l> LoopFinder<'l> {
+    pub fn new(listeners: &'l [Listener]) -> Self {
+        let mut by_port: HashMap<u16, Vec<&Listener>> = HashMap::new();
+        for listener in listeners.iter().filter(|l| l.addr.port() != 0) {
+            by_port
+                .entry(listener.addr.port())
+                .or_default()
+                .push(listener);
+        }
+        LoopFinder { by_port }
+    }
+
+    /// The listener `backend` (of a `protocol` service) reaches, if any.
+    pub fn find(&self, protocol: Protocol, backend: SocketAddr) -> Option<&'l Listener> {
+        let candidates = self.by_port.get(&backend.port())?;
+        candidates
+            .iter()
+            .find(|l| l.protocol == protocol && reaches(backend, l.addr))
+            .copied()
+    }
+}
+
+fn reaches(backend: SocketAddr, listen: SocketAddr) -> bool {
+    let (to, on) = (backend.ip(), listen.ip());
+    let local = |ip: IpAddr| ip.is_loopback() || ip.is_unspecified();
+    backend.port() == listen.port()
+        && to.is_ipv4() == on.is_ipv4()
+        && (to == on
+            || (on.is_unspecified() && local(to))
+            || (to.is_unspecified() && on.is_loopback()))
+}
+
+/// Why a backend that reaches `listener` is refused.
+pub fn loop_message(backend: SocketAddr, listener: &Listener, report: &Report) -> String {
+    let place = format!("{} at {}", listener.path, report.describe(&listener.span));
+    let what = if backend == listener.addr {
+        format!("{backend} is l4lb's own listen address ({place})")
+    } else {
+        format!(
+            "{backend} reaches l4lb's own listen address {} ({place}), which takes port {} \
+             on every local address",
+            listener.addr,
+            listener.addr.port()
+        )
+    };
+    format!("{what}: clients would be proxied back into l4lb; point it at the real server")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +214,16 @@ mod tests {
             "invalid port in \"localhost:70000\": expected a number from 0 to 65535"
         );
         assert_eq!(
+            resolve("127.0.0.256:5432").unwrap_err(),
+            "invalid IPv4 address \"127.0.0.256\" in \"127.0.0.256:5432\": expected four \
+             numbers from 0 to 255 separated by dots, e.g. \"10.0.0.11:5432\""
+        );
+        assert!(
+            resolve("10.1:80")
+                .unwrap_err()
+                .starts_with("invalid IPv4 address")
+        );
+        assert_eq!(
             resolve("empty.test:1").unwrap_err(),
             "host \"empty.test\" resolved to no addresses"
         );
@@ -161,6 +240,20 @@ mod tests {
             span: 0..1,
             path: addr.to_string(),
         }
+    }
+
+    #[test]
+    fn backends_that_reach_a_listener() {
+        let at = |a: &str| a.parse::<SocketAddr>().unwrap();
+        assert!(reaches(at("127.0.0.1:80"), at("127.0.0.1:80")));
+        assert!(reaches(at("127.0.0.5:80"), at("0.0.0.0:80")));
+        assert!(reaches(at("0.0.0.0:80"), at("0.0.0.0:80")));
+        assert!(reaches(at("0.0.0.0:80"), at("127.0.0.1:80")));
+        assert!(reaches(at("[::1]:80"), at("[::]:80")));
+        assert!(!reaches(at("127.0.0.1:80"), at("[::]:80")));
+        assert!(!reaches(at("10.0.0.1:80"), at("0.0.0.0:80")));
+        assert!(!reaches(at("127.0.0.2:80"), at("127.0.0.1:80")));
+        assert!(!reaches(at("127.0.0.1:81"), at("0.0.0.0:80")));
     }
 
     #[test]

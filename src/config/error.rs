@@ -5,6 +5,11 @@
 //! lines and columns, and collecting errors, is `report.rs`'s job.
 
 use std::fmt;
+use std::path::Path;
+
+/// How many errors are printed before the rest are only counted: past a
+/// screenful, more lines help no one find the first mistake.
+pub const SHOWN_ERRORS: usize = 100;
 
 /// One problem in a configuration file, pinned to where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +54,29 @@ impl std::error::Error for ConfigError {}
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl ConfigErrors {
+    /// One error about the file as a whole (it cannot be read, ...).
+    pub fn about_file(file: &Path, message: String) -> ConfigErrors {
+        ConfigErrors(vec![ConfigError {
+            file: file.display().to_string(),
+            line: None,
+            column: None,
+            key_path: String::new(),
+            message,
+        }])
+    }
+
+    /// The first `limit` errors, one line each, then `… and N more errors`
+    /// when some were left out.
+    pub fn capped_lines(&self, limit: usize) -> Vec<String> {
+        let mut lines: Vec<String> = self.0.iter().take(limit).map(|e| e.to_string()).collect();
+        let more = self.0.len().saturating_sub(limit);
+        if more > 0 {
+            let plural = if more == 1 { "" } else { "s" };
+            lines.push(format!("… and {more} more error{plural}"));
+        }
+        lines
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -141,5 +169,16 @@ mod tests {
              lb.toml: b: must be between 1 and 1000, got 0"
         );
         assert_eq!(errors.iter().count(), 2);
+    }
+
+    #[test]
+    fn capped_lines_count_what_they_leave_out() {
+        let errors = ConfigErrors((0..5).map(|i| error(Some(i), None, "a")).collect());
+        let lines = errors.capped_lines(3);
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[2], "lb.toml:2: a: must be between 1 and 1000, got 0");
+        assert_eq!(lines[3], "… and 2 more errors");
+        assert_eq!(errors.capped_lines(4)[4], "… and 1 more error");
+        assert_eq!(errors.capped_lines(5).len(), 5);
     }
 }

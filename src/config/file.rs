@@ -17,6 +17,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::paths;
 use super::report::{Report, Span};
+use super::suggest::unknown_key_message;
 
 /// A key that may be absent, with where its value is when present.
 pub type Field<T> = Option<Spanned<T>>;
@@ -179,7 +180,7 @@ pub fn read(text: &str, report: &mut Report) -> Option<RawDocument> {
     }
     let root_span = root.span();
     let root = root.into_inner();
-    read_section::<RawRoot>(&root, &root_span, "", report);
+    read_section::<RawRoot>(&root, &root_span, "", ROOT_TABLES, report);
     Some(RawDocument {
         admin: root
             .get("admin")
@@ -224,7 +225,7 @@ fn read_service(
     path: &str,
     report: &mut Report,
 ) -> Option<ServiceEntry> {
-    let fields = read_section::<RawService>(table, span, path, report);
+    let fields = read_section::<RawService>(table, span, path, SERVICE_TABLES, report);
     let health = table
         .get("health")
         .and_then(|v| read_table(v, &paths::join(path, "health"), "[service.health]", report));
@@ -264,7 +265,7 @@ fn read_backends(
         .filter_map(|(i, item)| {
             let (span, table) = item.as_ref()?;
             let path = paths::indexed(service_path, "backend", i);
-            read_section(table, span, &path, report)
+            read_section(table, span, &path, &[], report)
         })
         .collect()
 }
@@ -277,7 +278,7 @@ fn read_table<T: DeserializeOwned>(
     report: &mut Report,
 ) -> Option<Section<T>> {
     match value.get_ref() {
-        DeValue::Table(table) => read_section(table, &value.span(), path, report),
+        DeValue::Table(table) => read_section(table, &value.span(), path, &[], report),
         other => {
             let message = format!("expected a table ({header}), got {}", a_type(other));
             report.at(&value.span(), path, message);
@@ -319,13 +320,15 @@ fn array_of_tables<'v, 'i>(
 /// Deserializes one table into `T`. A key serde rejects (unknown, or of the
 /// wrong type) is reported, dropped, and the rest read again, so every bad key
 /// of the table is reported. `None` only if an error cannot be tied to a key.
+/// The values of `nested` keys (tables read on their own) are not copied.
 fn read_section<T: DeserializeOwned>(
     table: &DeTable,
     span: &Span,
     path: &str,
+    nested: &[&str],
     report: &mut Report,
 ) -> Option<Section<T>> {
-    let mut remaining = table.clone();
+    let mut remaining = own_keys(table, nested);
     let mut broken = BTreeSet::new();
     loop {
         let whole = Spanned::new(span.clone(), DeValue::Table(remaining.clone()));
@@ -347,12 +350,35 @@ fn read_section<T: DeserializeOwned>(
             .as_deref()
             .map_or(path.to_string(), |k| paths::join(path, k));
         let value = key.as_deref().and_then(|k| remaining.get(k));
-        let message = in_toml_terms(error.message(), value.map(|v| v.get_ref()));
+        let message = unknown_key_message(error.message())
+            .unwrap_or_else(|| in_toml_terms(error.message(), value.map(|v| v.get_ref())));
         report.error(error.span(), &key_path, message);
         let key = key?;
         remaining.remove(key.as_str())?;
         broken.insert(key);
     }
+}
+
+/// Keys of the top level and of a `[[service]]` whose values are tables read
+/// on their own (`T` only notes that they may be there).
+const ROOT_TABLES: &[&str] = &["admin", "global", "service"];
+const SERVICE_TABLES: &[&str] = &["health", "outlier", "backend"];
+
+/// A copy of `table` in which the value of each `nested` key is a stand-in:
+/// copying a service's backends (or the whole document) for every retry
+/// would cost memory in proportion to the file.
+fn own_keys<'i>(table: &DeTable<'i>, nested: &[&str]) -> DeTable<'i> {
+    table
+        .iter()
+        .map(|(key, value)| {
+            let value = if nested.contains(&key.get_ref().as_ref()) {
+                Spanned::new(value.span(), DeValue::Boolean(true))
+            } else {
+                value.clone()
+            };
+            (key.clone(), value)
+        })
+        .collect()
 }
 
 /// Whether a key is present with a value other than an empty array.

@@ -11,10 +11,13 @@ mod address;
 mod checker;
 mod error;
 mod file;
+mod health_rules;
 pub mod model;
 mod paths;
 mod report;
+mod source;
 mod strategy;
+mod suggest;
 mod validate;
 mod values;
 
@@ -23,24 +26,22 @@ mod tests;
 
 use std::path::Path;
 
-pub use error::{ConfigError, ConfigErrors};
+pub use error::{ConfigError, ConfigErrors, SHOWN_ERRORS};
 pub use model::*;
 
 use address::Resolve;
 use report::Report;
 
+pub use source::MAX_CONFIG_BYTES;
+
 /// Reads and checks the configuration file at `path`. A file that cannot be
-/// read is one error naming it.
+/// read, is not a regular file or is larger than [`MAX_CONFIG_BYTES`] is one
+/// error naming it. This blocks (file I/O, host-name lookups): async callers
+/// run it on a blocking thread.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    match std::fs::read_to_string(path) {
+    match source::read_config_text(path) {
         Ok(text) => parse(&text, path),
-        Err(e) => Err(ConfigErrors(vec![ConfigError {
-            file: path.display().to_string(),
-            line: None,
-            column: None,
-            key_path: String::new(),
-            message: format!("cannot read the configuration file: {e}"),
-        }])),
+        Err(message) => Err(ConfigErrors::about_file(path, message)),
     }
 }
 

@@ -7,6 +7,7 @@
 mod defaults;
 mod features;
 mod messages;
+mod mistakes;
 mod properties;
 mod structure;
 

@@ -15,12 +15,13 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::address::{Listener, Resolve, check_conflicts};
+use super::address::{Listener, LoopFinder, Resolve, check_conflicts, loop_message};
 use super::checker::{Checker, flag, text};
 use super::file::{
     Listen, RawAdmin, RawBackend, RawDocument, RawGlobal, RawHealth, RawOutlier, RawService,
     Section, ServiceEntry,
 };
+use super::health_rules;
 use super::model::*;
 use super::paths;
 use super::report::{Report, Span};
@@ -58,7 +59,7 @@ pub fn validate(doc: &RawDocument, source: &Path, resolve: Resolve, report: &mut
     let admin = doc.admin.as_ref().map(|s| v.admin(s));
     let global = doc.global.as_ref().map(|s| v.global(s));
     let names = v.service_names(&doc.services);
-    let services = doc
+    let mut services: Vec<ServiceConfig> = doc
         .services
         .iter()
         .zip(names)
@@ -69,6 +70,12 @@ pub fn validate(doc: &RawDocument, source: &Path, resolve: Resolve, report: &mut
             .error(None, "", "no services: add at least one [[service]] table");
     }
     check_conflicts(&v.listeners, v.report);
+    // Backends last: every listen address is known, so loops back into l4lb show.
+    let listeners = std::mem::take(&mut v.listeners);
+    let loops = LoopFinder::new(&listeners);
+    for (service, entry) in services.iter_mut().zip(&doc.services) {
+        service.backends = v.backends(entry, service.protocol, &loops);
+    }
     Config {
         source: source.to_path_buf(),
         admin,
@@ -215,9 +222,8 @@ impl<'a> Validation<'_, 'a> {
             backends: Vec::new(),
         };
         self.listeners.extend(listeners);
-        service.health = entry.health.as_ref().map(|s| self.health(s));
+        service.health = entry.health.as_ref().map(|s| self.health(s, protocol));
         service.outlier = entry.outlier.as_ref().map(|s| self.outlier(s));
-        service.backends = self.backends(entry);
         self.keys_of_the_other_protocol(section, protocol);
         if service.strategy.kind.is_hashing() {
             self.no_slow_start_with_hashing(entry, service.strategy.kind);
@@ -292,10 +298,14 @@ impl<'a> Validation<'_, 'a> {
         }
     }
 
-    fn health(&mut self, section: &Section<RawHealth>) -> HealthConfig {
+    fn health(&mut self, section: &Section<RawHealth>, protocol: Protocol) -> HealthConfig {
         let raw = &section.value;
         let mut c = self.checker(&section.path);
-        let kind = c.choice("kind", &raw.kind, HEALTH_KINDS, HealthKind::Tcp);
+        let default_kind = health_rules::default_kind(protocol);
+        let kind = c.choice("kind", &raw.kind, HEALTH_KINDS, default_kind);
+        if let Some(kind) = kind {
+            c.health_fits(section, kind, protocol);
+        }
         let interval = c.duration("interval", &raw.interval, 2 * SECOND, false);
         let timeout = c.duration("timeout", &raw.timeout, SECOND, false);
         if let (Some(interval), Some(timeout)) = (interval, timeout) {
@@ -303,7 +313,7 @@ impl<'a> Validation<'_, 'a> {
         }
         let port = c.int("port", &raw.port, 0..=65535, 0);
         HealthConfig {
-            kind: kind.unwrap_or(HealthKind::Tcp),
+            kind: kind.unwrap_or(default_kind),
             interval: interval.unwrap_or(2 * SECOND),
             timeout: timeout.unwrap_or(SECOND),
             rise: as_u32(c.int("rise", &raw.rise, 1..=100, 2)),
@@ -328,9 +338,14 @@ impl<'a> Validation<'_, 'a> {
         }
     }
 
-    /// Every backend that has a usable address, reporting a service with none
-    /// and addresses used twice.
-    fn backends(&mut self, entry: &ServiceEntry) -> Vec<BackendConfig> {
+    /// Every backend that has a usable address, reporting a service with none,
+    /// addresses used twice and addresses that lead back into l4lb.
+    fn backends(
+        &mut self,
+        entry: &ServiceEntry,
+        protocol: Protocol,
+        loops: &LoopFinder,
+    ) -> Vec<BackendConfig> {
         if entry.backends.is_empty() && !entry.backend_written {
             let fields = &entry.fields;
             let message = "no backends: add at least one [[service.backend]] table with an address";
@@ -348,6 +363,9 @@ impl<'a> Validation<'_, 'a> {
                     "duplicate backend address {}, already used by {place}",
                     describe_backend(&backend)
                 );
+                self.report.at(&span, &section.key_path("address"), message);
+            } else if let Some(listener) = loops.find(protocol, backend.resolved) {
+                let message = loop_message(backend.resolved, listener, self.report);
                 self.report.at(&span, &section.key_path("address"), message);
             } else {
                 first_seen.insert(backend.resolved, (section.path.clone(), span));

@@ -34,8 +34,13 @@ pub fn check_int(value: i64, range: &RangeInclusive<i64>) -> Result<i64, String>
     })
 }
 
-/// Parses a duration such as `"250ms"`, `"2s"` or `"1m30s"`; zero is refused
-/// unless `zero_allowed`.
+/// Longest duration any key accepts: 30 days. Timers are formed by adding a
+/// duration to the current time, and nothing a load balancer waits for is
+/// longer.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Parses a duration such as `"250ms"`, `"2s"` or `"1m30s"`, at most
+/// [`MAX_DURATION`]; zero is refused unless `zero_allowed`.
 pub fn parse_duration(text: &str, zero_allowed: bool) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|e| {
         format!(
@@ -45,6 +50,11 @@ pub fn parse_duration(text: &str, zero_allowed: bool) -> Result<Duration, String
     })?;
     if duration.is_zero() && !zero_allowed {
         return Err(format!("must be greater than 0, got \"{text}\""));
+    }
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "must be at most 30 days (\"720h\"), got \"{text}\""
+        ));
     }
     Ok(duration)
 }
@@ -61,16 +71,29 @@ pub fn parse_choice<T: Copy>(text: &str, choices: &[(&str, T)]) -> Result<T, Str
         })
 }
 
-/// A network in CIDR notation; a bare address means just that host.
+/// A network in CIDR notation; a bare address means just that host. Host
+/// bits set after the prefix (`10.1.2.3/8`) are refused: which network was
+/// meant is a guess.
 pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
-    text.parse::<IpNet>()
+    let net = text
+        .parse::<IpNet>()
         .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| {
             format!(
                 "invalid CIDR \"{text}\": expected a network such as \"10.0.0.0/8\" or \
                  \"2001:db8::/32\", or a single address such as \"192.0.2.7\""
             )
-        })
+        })?;
+    if net.addr() != net.network() {
+        return Err(format!(
+            "invalid CIDR \"{text}\": host bits are set after the /{} prefix; did you mean \
+             \"{}\" (the network), or \"{}\" (the one address)?",
+            net.prefix_len(),
+            net.trunc(),
+            net.addr()
+        ));
+    }
+    Ok(net)
 }
 
 /// A Maglev table size: a prime, at most [`MAX_TABLE_SIZE`], and at least
@@ -160,6 +183,15 @@ mod tests {
         );
         assert_eq!(parse_duration("1m30s", false), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("0s", true), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("720h", false), Ok(MAX_DURATION));
+        assert_eq!(
+            parse_duration("18446744073709551615s", false).unwrap_err(),
+            "must be at most 30 days (\"720h\"), got \"18446744073709551615s\""
+        );
+        assert_eq!(
+            parse_duration("720h 1ms", true).unwrap_err(),
+            "must be at most 30 days (\"720h\"), got \"720h 1ms\""
+        );
         assert_eq!(
             parse_duration("0s", false).unwrap_err(),
             "must be greater than 0, got \"0s\""
@@ -191,6 +223,13 @@ mod tests {
             "2001:db8::/32"
         );
         assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert_eq!(
+            parse_cidr("10.1.2.3/8").unwrap_err(),
+            "invalid CIDR \"10.1.2.3/8\": host bits are set after the /8 prefix; did you mean \
+             \"10.0.0.0/8\" (the network), or \"10.1.2.3\" (the one address)?"
+        );
+        assert!(parse_cidr("2001:db8::1/32").is_err());
+        assert!(parse_cidr("10.1.2.3/32").is_ok());
         assert!(parse_cidr("").is_err());
     }
 

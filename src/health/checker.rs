@@ -89,6 +89,38 @@ impl HealthChecker {
 /// How long detecting a dead backend takes at worst: `fall` probes, each up to an
 /// interval (plus jitter) and a timeout apart.
 pub fn worst_detection_time(config: &HealthConfig) -> Duration {
-    let per_probe = config.interval.mul_f64(1.0 + INTERVAL_JITTER) + config.timeout;
-    per_probe * config.fall
+    let longest_wait = config.interval.as_secs_f64() * (1.0 + INTERVAL_JITTER);
+    let jittered = Duration::try_from_secs_f64(longest_wait).unwrap_or(Duration::MAX);
+    let per_probe = jittered.saturating_add(config.timeout);
+    per_probe.saturating_mul(config.fall)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HealthKind;
+
+    fn health(interval: Duration, timeout: Duration, fall: u32) -> HealthConfig {
+        HealthConfig {
+            kind: HealthKind::Tcp,
+            interval,
+            timeout,
+            rise: 2,
+            fall,
+            port: None,
+            send: String::new(),
+        }
+    }
+
+    #[test]
+    fn worst_detection_time_is_fall_probes_of_a_jittered_interval_and_a_timeout() {
+        let config = health(Duration::from_secs(2), Duration::from_secs(1), 3);
+        assert_eq!(worst_detection_time(&config), Duration::from_millis(9600));
+    }
+
+    #[test]
+    fn worst_detection_time_saturates_instead_of_overflowing() {
+        let config = health(Duration::MAX, Duration::MAX, 100);
+        assert_eq!(worst_detection_time(&config), Duration::MAX);
+    }
 }

@@ -5,11 +5,13 @@
 //! Choosing a backend belongs to `service`/`balancer`; starting and stopping the
 //! accept loops belongs to `runtime`.
 
+pub mod activity;
 pub mod buffer_pool;
 pub mod listener;
 pub mod preamble;
 pub mod proxy_protocol;
 pub mod relay;
+pub mod socket_queues;
 pub mod splice;
 pub mod tcp;
 pub mod udp;

@@ -8,23 +8,36 @@
 //! buffer (bulk traffic), the burst goes on through a pooled pipe with
 //! `splice(2)` instead (see `splice`). This file owns no policy:
 //! which backend, limits and logging live in `tcp.rs`.
+//!
+//! Every loop here spends the task's cooperative budget once per round: the
+//! readiness waits and the reads that never wait do not spend it when they
+//! find data, so without that a direction that always finds data and can
+//! always write would never yield and would starve its whole worker.
+//!
+//! A session cut from outside (idle timeout, drain deadline, backend down)
+//! while a direction that has not ended still has bytes on their way is reset
+//! on both sides, never closed with a FIN that would make a truncated stream
+//! look complete. A direction that has ended already passed its FIN on after
+//! its last byte, so what the kernel still holds for it is delivered whole.
 
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use socket2::SockRef;
 
+use crate::proxy::activity::{Activity, Way};
 use crate::proxy::buffer_pool::PooledBuffer;
+use crate::proxy::socket_queues::{bytes_moved, unread_bytes, unsent_bytes};
 use crate::proxy::splice::PooledPipe;
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
-use tokio::time::Instant;
+use tokio::task::coop::consume_budget;
 use tokio_util::io::poll_read_buf;
 
 /// How a relayed session ended.
@@ -38,7 +51,7 @@ pub enum SessionEnd {
     ClientError,
     /// A read or write on the backend's socket failed (e.g. reset).
     BackendError,
-    /// No byte moved either way for the idle timeout.
+    /// No byte moved either way (read or written) for the idle timeout.
     IdleTimeout,
     /// The process stopped waiting for open sessions.
     Shutdown,
@@ -47,6 +60,14 @@ pub enum SessionEnd {
 }
 
 impl SessionEnd {
+    /// Whether the session was cut from outside rather than ended by its peers.
+    pub fn is_cut(self) -> bool {
+        matches!(
+            self,
+            SessionEnd::IdleTimeout | SessionEnd::Shutdown | SessionEnd::BackendDown
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             SessionEnd::ClientClosed => "client_closed",
@@ -77,52 +98,11 @@ enum Side {
     Backend,
 }
 
-/// Shared by both directions: the last time any byte was read, and how many
-/// directions have reached end of stream.
-struct Activity {
-    start: Instant,
-    last_nanos: AtomicU64,
-    ended: AtomicU8,
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            start: Instant::now(),
-            last_nanos: AtomicU64::new(0),
-            ended: AtomicU8::new(0),
-        }
-    }
-
-    /// Records that one direction reached end of stream; true for the first.
-    fn end_direction(&self) -> bool {
-        self.ended.fetch_add(1, Ordering::Relaxed) == 0
-    }
-
-    fn touch(&self) {
-        let nanos = self.start.elapsed().as_nanos() as u64;
-        self.last_nanos.store(nanos, Ordering::Relaxed);
-    }
-
-    fn last(&self) -> Instant {
-        self.start + Duration::from_nanos(self.last_nanos.load(Ordering::Relaxed))
-    }
-
-    /// Completes once `idle` has passed with no activity.
-    async fn idle_for(&self, idle: Duration) {
-        loop {
-            let deadline = self.last() + idle;
-            if Instant::now() >= deadline {
-                return;
-            }
-            tokio::time::sleep_until(deadline).await;
-        }
-    }
-}
-
 /// Relays between `client` and `backend` until both have closed, one fails,
-/// `idle` passes with no bytes either way, or `stop` completes (with the reason
-/// the session is being closed). Bytes are also added, as they move, to
+/// `idle` passes with no bytes moved either way, or `stop` completes (with the
+/// reason the session is being closed). A cut session with bytes still on
+/// their way in a direction that has not ended is set to reset both sockets
+/// when they are closed (see `in_flight`). Bytes are also added, as they move, to
 /// `totals` (client to backend, backend to client), so long sessions show up in
 /// the metrics while they last.
 pub async fn relay(
@@ -134,53 +114,80 @@ pub async fn relay(
 ) -> RelayOutcome {
     let activity = Activity::new();
     let (bytes_up, bytes_down) = (AtomicU64::new(0), AtomicU64::new(0));
-    let up_counts = [&bytes_up, totals.0];
-    let down_counts = [&bytes_down, totals.1];
-    let (client_in, client_out) = client.split();
-    let (backend_in, backend_out) = backend.split();
-    let up = pump(Direction {
-        from: client_in,
-        to: backend_out,
-        counts: up_counts,
-        activity: &activity,
-        from_side: Side::Client,
-        to_side: Side::Backend,
-    });
-    let down = pump(Direction {
-        from: backend_in,
-        to: client_out,
-        counts: down_counts,
-        activity: &activity,
-        from_side: Side::Backend,
-        to_side: Side::Client,
-    });
-    tokio::pin!(up, down, stop);
-    let (mut up_done, mut down_done) = (false, false);
-    let mut first_close = None;
-    let end = loop {
-        let finished = tokio::select! {
-            r = &mut up, if !up_done => { up_done = true; r.map(|()| SessionEnd::ClientClosed) }
-            r = &mut down, if !down_done => { down_done = true; r.map(|()| SessionEnd::BackendClosed) }
-            () = activity.idle_for(idle) => break SessionEnd::IdleTimeout,
-            end = &mut stop => break end,
-        };
-        match finished {
-            Err(Side::Client) => break SessionEnd::ClientError,
-            Err(Side::Backend) => break SessionEnd::BackendError,
-            Ok(closed) => {
-                // The first side to close names the outcome; the other way keeps flowing.
-                let first = *first_close.get_or_insert(closed);
-                if up_done && down_done {
-                    break first;
-                }
-            }
-        }
+    let fds = (client.as_raw_fd(), backend.as_raw_fd());
+    // Both sockets stay open until this function returns.
+    let kernel_moved = move || bytes_moved(fds.0).wrapping_add(bytes_moved(fds.1));
+    let end = {
+        let (client_in, client_out) = client.split();
+        let (backend_in, backend_out) = backend.split();
+        let up = pump(Direction {
+            from: client_in,
+            to: backend_out,
+            counts: [&bytes_up, totals.0],
+            activity: &activity,
+            way: Way::Up,
+        });
+        let down = pump(Direction {
+            from: backend_in,
+            to: client_out,
+            counts: [&bytes_down, totals.1],
+            activity: &activity,
+            way: Way::Down,
+        });
+        let idle_timeout = activity.idle_for(idle, kernel_moved);
+        until_ended(up, down, idle_timeout, stop).await
     };
+    let cut_mid_stream = in_flight(&activity, Way::Up, client, backend)
+        || in_flight(&activity, Way::Down, backend, client);
+    if end.is_cut() && cut_mid_stream {
+        abort(client, Side::Client);
+        abort(backend, Side::Backend);
+    }
     RelayOutcome {
         bytes_up: bytes_up.load(Ordering::Relaxed),
         bytes_down: bytes_down.load(Ordering::Relaxed),
         end,
     }
+}
+
+/// Runs both directions until the session ends; returns how.
+async fn until_ended(
+    up: impl Future<Output = Result<(), Side>>,
+    down: impl Future<Output = Result<(), Side>>,
+    idle_timeout: impl Future<Output = ()>,
+    stop: impl Future<Output = SessionEnd>,
+) -> SessionEnd {
+    tokio::pin!(up, down, idle_timeout, stop);
+    let (mut up_done, mut down_done) = (false, false);
+    let mut first_close = None;
+    loop {
+        let finished = tokio::select! {
+            r = &mut up, if !up_done => { up_done = true; r.map(|()| SessionEnd::ClientClosed) }
+            r = &mut down, if !down_done => { down_done = true; r.map(|()| SessionEnd::BackendClosed) }
+            () = &mut idle_timeout => return SessionEnd::IdleTimeout,
+            end = &mut stop => return end,
+        };
+        match finished {
+            Err(Side::Client) => return SessionEnd::ClientError,
+            Err(Side::Backend) => return SessionEnd::BackendError,
+            Ok(closed) => {
+                // The first side to close names the outcome; the other way keeps flowing.
+                let first = *first_close.get_or_insert(closed);
+                if up_done && down_done {
+                    return first;
+                }
+            }
+        }
+    }
+}
+
+/// Whether `way` (reading `from`, writing `to`) still had bytes on their way
+/// when the session ended: it has not reached end of stream, and it held bytes
+/// it had read, or `from` has bytes it has not read, or `to` has bytes its
+/// peer has not acknowledged.
+fn in_flight(activity: &Activity, way: Way, from: &TcpStream, to: &TcpStream) -> bool {
+    !activity.has_ended(way)
+        && (activity.is_holding(way) || unread_bytes(from) > 0 || unsent_bytes(to) > 0)
 }
 
 /// One direction of a session: the socket it reads, the one it writes, and
@@ -190,8 +197,7 @@ struct Direction<'a> {
     to: WriteHalf<'a>,
     counts: [&'a AtomicU64; 2],
     activity: &'a Activity,
-    from_side: Side,
-    to_side: Side,
+    way: Way,
 }
 
 /// How a burst of reads ended.
@@ -207,6 +213,7 @@ enum Burst {
 /// Moves `direction`'s bytes until end of stream, then passes the FIN on.
 async fn pump(mut direction: Direction<'_>) -> Result<(), Side> {
     loop {
+        consume_budget().await;
         if direction.from.readable().await.is_err() {
             return Err(direction.read_failed());
         }
@@ -223,7 +230,9 @@ async fn pump(mut direction: Direction<'_>) -> Result<(), Side> {
 
 impl Direction<'_> {
     /// Copies through a pooled buffer until the socket is drained, the stream
-    /// ends, or the traffic proves bulk (and a pipe is free).
+    /// ends, or the traffic proves bulk (and a pipe is free). A read that finds
+    /// the task's budget spent ends the burst as drained too; `pump` then
+    /// yields before the next one.
     ///
     /// The buffer goes back to the pool when the burst ends; it is held across
     /// an await only while a write waits for the peer to take the data.
@@ -240,10 +249,7 @@ impl Direction<'_> {
                 Poll::Ready(Err(_)) => return Err(self.read_failed()),
             };
             self.activity.touch();
-            if self.to.write_all(&buf).await.is_err() {
-                return Err(self.write_failed());
-            }
-            self.count(n);
+            self.write_out(&buf).await?;
             if n < buf.capacity() {
                 return Ok(Burst::Drained);
             }
@@ -260,6 +266,7 @@ impl Direction<'_> {
         let (from, to) = (self.from.as_ref(), self.to.as_ref());
         let (from_fd, to_fd) = (from.as_raw_fd(), to.as_raw_fd());
         loop {
+            consume_budget().await;
             // The pipe is empty here: every fill is passed on before the next.
             let filled = match from.try_io(Interest::READABLE, || pipe.fill_from(from_fd)) {
                 Ok(filled) => filled,
@@ -274,17 +281,40 @@ impl Direction<'_> {
                 return Ok(Burst::Ended);
             }
             self.activity.touch();
+            self.activity.hold(self.way);
             while pipe.pending() > 0 {
                 if to.writable().await.is_err() {
                     return Err(self.write_failed());
                 }
                 match to.try_io(Interest::WRITABLE, || pipe.drain_to(to_fd)) {
-                    Ok(n) => self.count(n),
+                    Ok(n) => {
+                        self.activity.touch();
+                        self.count(n);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => return Err(self.write_failed()),
                 }
             }
+            self.activity.release(self.way);
         }
+    }
+
+    /// Writes all of `bytes`, each write that takes some of them counting as
+    /// activity: a slow but steady reader keeps the session alive.
+    async fn write_out(&mut self, mut bytes: &[u8]) -> Result<(), Side> {
+        self.activity.hold(self.way);
+        while !bytes.is_empty() {
+            match self.to.write(bytes).await {
+                Ok(0) | Err(_) => return Err(self.write_failed()),
+                Ok(n) => {
+                    self.activity.touch();
+                    self.count(n);
+                    bytes = &bytes[n..];
+                }
+            }
+        }
+        self.activity.release(self.way);
+        Ok(())
     }
 
     fn count(&self, bytes: usize) {
@@ -297,17 +327,25 @@ impl Direction<'_> {
     /// answer. After the second end of stream both sockets are closed at once
     /// (both read to the end, so each peer gets a FIN).
     fn end_of_stream(&self) {
-        if self.activity.end_direction() {
+        if self.activity.end(self.way) {
             let _ = SockRef::from(self.to.as_ref()).shutdown(Shutdown::Write);
         }
     }
 
     fn read_failed(&self) -> Side {
-        abort(self.to.as_ref(), self.from_side)
+        abort(self.to.as_ref(), self.sides().0)
     }
 
     fn write_failed(&self) -> Side {
-        abort(self.from.as_ref(), self.to_side)
+        abort(self.from.as_ref(), self.sides().1)
+    }
+
+    /// The sides this direction reads from and writes to.
+    fn sides(&self) -> (Side, Side) {
+        match self.way {
+            Way::Up => (Side::Client, Side::Backend),
+            Way::Down => (Side::Backend, Side::Client),
+        }
     }
 }
 

@@ -286,7 +286,7 @@ impl Session {
             backend = backend.address(),
             bytes_up = outcome.bytes_up,
             bytes_down = outcome.bytes_down,
-            duration_ms = duration.as_secs_f64() * 1000.0,
+            duration_ms = duration.as_micros() as f64 / 1000.0,
             end = outcome.end.as_str(),
             "session closed"
         );

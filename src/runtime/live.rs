@@ -17,6 +17,8 @@ use crate::lifecycle::Lifecycle;
 use crate::metrics::{Metrics, ProxySample, SampleSource};
 use crate::status::{ServiceView, Status, metrics_sample};
 
+use super::watchdog::{self, Heartbeats};
+
 /// One published configuration generation.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -42,10 +44,16 @@ pub struct LiveState {
     pub started: Instant,
     pub lifecycle: Lifecycle,
     pub metrics: Arc<Metrics>,
+    heartbeats: Arc<Heartbeats>,
 }
 
 impl LiveState {
-    pub fn new(snapshot: Snapshot, lifecycle: Lifecycle, metrics: Arc<Metrics>) -> LiveState {
+    pub fn new(
+        snapshot: Snapshot,
+        lifecycle: Lifecycle,
+        metrics: Arc<Metrics>,
+        heartbeats: Arc<Heartbeats>,
+    ) -> LiveState {
         LiveState {
             snapshot: ArcSwap::from_pointee(snapshot),
             retired: Mutex::new(Vec::new()),
@@ -54,7 +62,13 @@ impl LiveState {
             started: Instant::now(),
             lifecycle,
             metrics,
+            heartbeats,
         }
+    }
+
+    /// Which worker loops have stopped turning, in one line; `None` when all run.
+    pub fn stalled_workers(&self) -> Option<String> {
+        watchdog::describe(&self.heartbeats.stalled())
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -150,6 +164,10 @@ impl AdminState for LiveState {
         LiveState::is_draining(self)
     }
 
+    fn unhealthy(&self) -> Option<String> {
+        self.stalled_workers()
+    }
+
     fn authorize(&self, authorization: Option<&str>) -> bool {
         let snapshot = self.snapshot();
         if snapshot.token.is_empty() {
@@ -185,7 +203,8 @@ impl AdminState for LiveState {
             .ok_or_else(|| {
                 not_found(format!("no backend \"{backend}\" in service \"{service}\""))
             })?;
-        let previous = target.set_admin_state(state);
+        let previous = target.state_name(Instant::now());
+        target.set_admin_state(state);
         tracing::warn!(
             service,
             backend,
@@ -196,8 +215,8 @@ impl AdminState for LiveState {
             "{{\"service\":{},\"backend\":{},\"previous\":\"{}\",\"state\":\"{}\"}}",
             json(service),
             json(backend),
-            state_word(previous),
-            state_word(state)
+            previous,
+            target.state_name(Instant::now())
         ))
     }
 }
@@ -206,14 +225,6 @@ fn not_found(message: String) -> ApiError {
     ApiError {
         status: 404,
         message,
-    }
-}
-
-fn state_word(state: BackendState) -> &'static str {
-    match state {
-        BackendState::Ready => "ready",
-        BackendState::Drain => "drain",
-        BackendState::Maint => "maint",
     }
 }
 

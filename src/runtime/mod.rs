@@ -9,9 +9,10 @@
 //! sockets and probe tasks; `reload` applies a new configuration as a diff; `live`
 //! is the read-only view operators get through the admin endpoint. `workers`
 //! runs the data plane (one single-threaded runtime per worker thread; the
-//! caller's runtime keeps the control plane), `fd_budget` derives the
-//! default process connection cap from the open-file limit and UDP flows' share
-//! of the descriptors, which `flow_cap` applies.
+//! caller's runtime keeps the control plane), `watchdog` reports a worker whose
+//! loop stopped turning, `fd_budget` derives the default process connection
+//! cap from the open-file limit and UDP flows' share of the descriptors, which
+//! `flow_cap` applies.
 
 mod admin_endpoint;
 mod fd_budget;
@@ -20,6 +21,7 @@ mod listeners;
 mod live;
 mod probes;
 mod reload;
+mod watchdog;
 mod workers;
 
 use std::collections::HashMap;
@@ -44,6 +46,7 @@ use admin_endpoint::AdminEndpoint;
 use listeners::{BoundSocket, ListenKey, ListenerSet, LoopContext};
 use live::{LiveState, Snapshot};
 use probes::ProbeSet;
+use watchdog::Heartbeats;
 use workers::WorkerPool;
 
 pub use probes::ProbeTasks;
@@ -115,12 +118,21 @@ impl ServerHandle {
 
     /// Re-reads `path` and applies it; on any error the running configuration
     /// stays untouched, every error is logged, and the failure is counted.
+    /// The file is read and checked on a blocking thread, so a slow file or
+    /// resolver never stalls the control plane.
     pub async fn reload_file(&self, path: &Path) -> Result<ReloadReport, ReloadError> {
-        match config::load(path) {
+        let owned = path.to_path_buf();
+        let loaded = tokio::task::spawn_blocking(move || config::load(&owned))
+            .await
+            .unwrap_or_else(|e| {
+                let message = format!("reading the configuration failed: {e}");
+                Err(ConfigErrors::about_file(path, message))
+            });
+        match loaded {
             Ok(config) => self.reload(config).await,
             Err(errors) => {
-                for e in errors.iter() {
-                    error!("{e}");
+                for line in errors.capped_lines(config::SHOWN_ERRORS) {
+                    error!("{line}");
                 }
                 error!(
                     errors = errors.len(),
@@ -170,6 +182,12 @@ impl ServerHandle {
             .unwrap_or_default()
     }
 
+    /// What is wrong with the worker threads (one that has not run its loop
+    /// for seconds), or `None` when every one runs.
+    pub fn stalled_workers(&self) -> Option<String> {
+        self.live.stalled_workers()
+    }
+
     /// One line for `STATUS=`: what is being served.
     pub fn summary(&self) -> String {
         let snapshot = self.live.snapshot();
@@ -199,6 +217,9 @@ pub struct Server {
     ctx: LoopContext,
     reloads: mpsc::Receiver<(Config, ReloadReply)>,
     handle: ServerHandle,
+    heartbeats: Arc<Heartbeats>,
+    /// Ends the worker heartbeats once the drain is over.
+    heartbeats_stop: tokio_util::sync::CancellationToken,
 }
 
 impl Server {
@@ -209,6 +230,9 @@ impl Server {
         let lifecycle = Lifecycle::new();
         let workers =
             Arc::new(WorkerPool::start(config.global.workers).map_err(StartError::Workers)?);
+        let heartbeats = Arc::new(Heartbeats::new(workers.len(), watchdog::STALLED_AFTER));
+        let heartbeats_stop = tokio_util::sync::CancellationToken::new();
+        heartbeats.start(workers.handles(), &heartbeats_stop);
         let listeners = ListenerSet::default();
         let pending = listeners.bind_missing(config, workers.len())?;
         let admin = AdminEndpoint::bind(config.admin.as_ref())?;
@@ -229,6 +253,7 @@ impl Server {
             snapshot,
             lifecycle.clone(),
             Arc::clone(&metrics),
+            Arc::clone(&heartbeats),
         ));
         metrics.register_source(Arc::clone(&live) as Arc<dyn SampleSource>)?;
         let (reload_tx, reload_rx) = mpsc::channel(4);
@@ -254,6 +279,8 @@ impl Server {
                 live: Arc::clone(&live),
             },
             live,
+            heartbeats,
+            heartbeats_stop,
         };
         server.start_pending();
         server.apply_process_cap();
@@ -325,6 +352,10 @@ impl Server {
         self.admin
             .start(Arc::clone(&self.live) as Arc<dyn crate::admin::AdminState>);
         self.probes.sync(self.services().iter().map(|s| s.as_ref()));
+        tokio::spawn(watchdog::log_stalls(
+            Arc::clone(&self.heartbeats),
+            self.heartbeats_stop.clone(),
+        ));
         let stop = self.ctx.lifecycle.stop_accepting.clone();
         loop {
             tokio::select! {
@@ -335,10 +366,16 @@ impl Server {
             }
         }
         self.ctx.loops.close();
-        self.ctx.loops.wait().await;
+        if tokio::time::timeout(CLOSE_PATIENCE, self.ctx.loops.wait())
+            .await
+            .is_err()
+        {
+            error!("an accept loop did not stop (a stalled worker?); draining without it");
+        }
         self.probes.wait().await;
         let report = drain(&self.ctx.lifecycle, self.config.global.shutdown_grace).await;
         self.admin.stop().await;
+        self.heartbeats_stop.cancel();
         report
     }
 
@@ -378,7 +415,11 @@ fn admin_token(config: &Config) -> String {
         .unwrap_or_default()
 }
 
-/// Waits for open sessions up to `grace`, then closes the rest.
+/// How long closed sessions get to finish closing after the grace period.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Waits for open sessions up to `grace`, then closes the rest (and stops
+/// waiting for them after `CLOSE_PATIENCE`).
 async fn drain(lifecycle: &Lifecycle, grace: Duration) -> DrainReport {
     let sessions = &lifecycle.sessions;
     sessions.close();
@@ -397,7 +438,17 @@ async fn drain(lifecycle: &Lifecycle, grace: Duration) -> DrainReport {
         "grace period over: closing remaining sessions"
     );
     lifecycle.close_sessions.cancel();
-    sessions.wait().await;
+    if tokio::time::timeout(CLOSE_PATIENCE, sessions.wait())
+        .await
+        .is_err()
+    {
+        // Closing takes a worker a moment; one that does not close its sessions
+        // at all is stalled, and must not keep the process from stopping.
+        error!(
+            still_open = sessions.len(),
+            "sessions did not close after the grace period; stopping without them"
+        );
+    }
     DrainReport {
         completed: false,
         closed_at_deadline: remaining,
