@@ -88,6 +88,9 @@ pub struct RawService {
     pub max_flows: Field<Int>,
     pub proxy_protocol: Field<String>,
     pub accept_proxy_protocol: Field<bool>,
+    pub udp_requests: Field<Int>,
+    pub udp_responses: Field<Int>,
+    pub access_log: Field<String>,
     pub allow: Field<StringList>,
     pub deny: Field<StringList>,
     pub on_all_down: Field<String>,
@@ -110,6 +113,9 @@ pub struct RawHealth {
     pub fall: Field<Int>,
     pub port: Field<Int>,
     pub send: Field<String>,
+    pub send_hex: Field<String>,
+    pub expect: Field<String>,
+    pub expect_hex: Field<String>,
 }
 
 #[derive(Deserialize)]

@@ -73,6 +73,12 @@ pub struct ServiceConfig {
     pub max_flows: usize,
     pub proxy_protocol: ProxyProtocol,
     pub accept_proxy_protocol: bool,
+    /// udp: a flow closes after this many client datagrams; 0 = no count.
+    pub udp_requests: u64,
+    /// udp: a flow closes after this many backend datagrams; 0 = no count.
+    pub udp_responses: u64,
+    /// Which closed sessions (tcp) or flows (udp) write an access-log line.
+    pub access_log: AccessLog,
     pub allow: Vec<IpNet>,
     pub deny: Vec<IpNet>,
     pub on_all_down: OnAllDown,
@@ -206,7 +212,22 @@ impl HashKey {
 pub enum ProxyProtocol {
     Off,
     V1,
+    /// udp: on a flow's first datagram only.
     V2,
+    /// udp only: on every datagram.
+    V2Every,
+}
+
+/// `access_log`: which closed sessions and flows are logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLog {
+    /// Every one (the default).
+    All,
+    /// Only those that ended in an error (a backend error, a send error, a
+    /// backend marked down).
+    Errors,
+    /// None.
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,8 +246,11 @@ pub struct HealthConfig {
     pub fall: u32,
     /// Probe this port instead of the backend's own; `None` means the backend's.
     pub port: Option<u16>,
-    /// udp probes: payload to send.
-    pub send: String,
+    /// udp probes: payload to send (`send`, or `send_hex` decoded).
+    pub send: Vec<u8>,
+    /// udp probes: the prefix a reply must start with (`expect`, or
+    /// `expect_hex` decoded); `None` means any reply passes.
+    pub expect: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

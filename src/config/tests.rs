@@ -10,6 +10,7 @@ mod messages;
 mod mistakes;
 mod properties;
 mod structure;
+mod udp_keys;
 
 use std::io;
 use std::net::SocketAddr;

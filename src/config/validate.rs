@@ -42,6 +42,12 @@ const PROXY_PROTOCOLS: &[(&str, ProxyProtocol)] = &[
     ("off", ProxyProtocol::Off),
     ("v1", ProxyProtocol::V1),
     ("v2", ProxyProtocol::V2),
+    ("v2-every", ProxyProtocol::V2Every),
+];
+const ACCESS_LOGS: &[(&str, AccessLog)] = &[
+    ("all", AccessLog::All),
+    ("errors", AccessLog::Errors),
+    ("off", AccessLog::Off),
 ];
 const ON_ALL_DOWN: &[(&str, OnAllDown)] = &[
     ("reject", OnAllDown::Reject),
@@ -206,6 +212,11 @@ impl<'a> Validation<'_, 'a> {
             max_flows: as_usize(c.int("max_flows", &raw.max_flows, AT_LEAST_ONE, 10_000)),
             proxy_protocol: c.proxy_protocol(raw, protocol),
             accept_proxy_protocol: flag(&raw.accept_proxy_protocol),
+            udp_requests: c.int("udp_requests", &raw.udp_requests, UNLIMITED, 0) as u64,
+            udp_responses: c.int("udp_responses", &raw.udp_responses, UNLIMITED, 0) as u64,
+            access_log: c
+                .choice("access_log", &raw.access_log, ACCESS_LOGS, AccessLog::All)
+                .unwrap_or(AccessLog::All),
             allow: c.cidrs("allow", &raw.allow),
             deny: c.cidrs("deny", &raw.deny),
             on_all_down: c
@@ -236,7 +247,14 @@ impl<'a> Validation<'_, 'a> {
     fn keys_of_the_other_protocol(&mut self, section: &Section<RawService>, protocol: Protocol) {
         let raw = &section.value;
         let misplaced: Vec<(&str, Option<Span>)> = match protocol {
-            Protocol::Tcp => vec![("max_flows", raw.max_flows.as_ref().map(|f| f.span()))],
+            Protocol::Tcp => vec![
+                ("max_flows", raw.max_flows.as_ref().map(|f| f.span())),
+                ("udp_requests", raw.udp_requests.as_ref().map(|f| f.span())),
+                (
+                    "udp_responses",
+                    raw.udp_responses.as_ref().map(|f| f.span()),
+                ),
+            ],
             Protocol::Udp => vec![
                 (
                     "max_connections",
@@ -312,6 +330,10 @@ impl<'a> Validation<'_, 'a> {
             c.timeout_within_interval(section, interval, timeout);
         }
         let port = c.int("port", &raw.port, 0..=65535, 0);
+        let (send, expect) = match kind {
+            Some(HealthKind::Udp) => c.udp_payload(raw),
+            _ => (Vec::new(), None),
+        };
         HealthConfig {
             kind: kind.unwrap_or(default_kind),
             interval: interval.unwrap_or(2 * SECOND),
@@ -319,7 +341,8 @@ impl<'a> Validation<'_, 'a> {
             rise: as_u32(c.int("rise", &raw.rise, 1..=100, 2)),
             fall: as_u32(c.int("fall", &raw.fall, 1..=100, 3)),
             port: u16::try_from(port).ok().filter(|&p| p != 0),
-            send: text(&raw.send, ""),
+            send,
+            expect,
         }
     }
 
@@ -461,11 +484,18 @@ impl Checker<'_, '_> {
             PROXY_PROTOCOLS,
             ProxyProtocol::Off,
         );
-        if let (Some(ProxyProtocol::V1), Protocol::Udp, Some(value)) =
-            (chosen, protocol, &raw.proxy_protocol)
-        {
-            let message = "udp services support only \"off\" or \"v2\"; got \"v1\"".to_string();
-            self.fail(&value.span(), "proxy_protocol", message);
+        let misfit = match (chosen, protocol) {
+            (Some(ProxyProtocol::V1), Protocol::Udp) => {
+                Some("udp services support only \"off\", \"v2\" or \"v2-every\"; got \"v1\"")
+            }
+            (Some(ProxyProtocol::V2Every), Protocol::Tcp) => Some(
+                "\"v2-every\" (a header on every datagram) applies to udp services only; \
+                 tcp sends one header per connection: use \"v1\" or \"v2\"",
+            ),
+            _ => None,
+        };
+        if let (Some(message), Some(value)) = (misfit, &raw.proxy_protocol) {
+            self.fail(&value.span(), "proxy_protocol", message.to_string());
         }
         chosen.unwrap_or(ProxyProtocol::Off)
     }

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::backend::Backend;
 use crate::backend::health::Transition;
 use crate::config::HealthConfig;
-use crate::health::probe::{ProbeOutcome, probe};
+use crate::health::probe::{ProbeOutcome, UdpPayload, probe};
 use crate::random;
 
 /// Spread of the probe interval: each wait is `interval` ± this fraction.
@@ -50,7 +50,10 @@ impl HealthChecker {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(wait) => {}
             }
-            let payload = self.config.send.as_bytes();
+            let payload = UdpPayload {
+                send: &self.config.send,
+                expect: self.config.expect.as_deref(),
+            };
             let outcome = tokio::select! {
                 () = stop.cancelled() => return,
                 outcome = probe(self.config.kind, target, self.config.timeout, payload) => outcome,
@@ -108,7 +111,8 @@ mod tests {
             rise: 2,
             fall,
             port: None,
-            send: String::new(),
+            send: Vec::new(),
+            expect: None,
         }
     }
 

@@ -93,7 +93,7 @@ pub fn header_version(mode: ProxyProtocol) -> Option<Version> {
     match mode {
         ProxyProtocol::Off => None,
         ProxyProtocol::V1 => Some(Version::V1),
-        ProxyProtocol::V2 => Some(Version::V2),
+        ProxyProtocol::V2 | ProxyProtocol::V2Every => Some(Version::V2),
     }
 }
 

@@ -612,15 +612,16 @@ fn allow_must_be_a_list_of_strings() {
 fn proxy_protocol_values() {
     assert_eq!(
         error(&service_with(&["proxy_protocol = \"v3\""])),
-        "lb.toml:4:18: service \"pg\".proxy_protocol: must be one of \"off\", \"v1\", \"v2\"; got \"v3\""
+        "lb.toml:4:18: service \"pg\".proxy_protocol: must be one of \"off\", \"v1\", \"v2\", \
+         \"v2-every\"; got \"v3\""
     );
     assert_eq!(
         error(&service_with(&[
             "protocol = \"udp\"",
             "proxy_protocol = \"v1\""
         ])),
-        "lb.toml:5:18: service \"pg\".proxy_protocol: udp services support only \"off\" or \
-         \"v2\"; got \"v1\""
+        "lb.toml:5:18: service \"pg\".proxy_protocol: udp services support only \"off\", \
+         \"v2\" or \"v2-every\"; got \"v1\""
     );
 }
 

@@ -83,8 +83,9 @@ fn a_udp_check_needs_a_payload() {
     let text = udp_service_with(&["[service.health]", "kind = \"udp\""]);
     assert_eq!(
         error(&text),
-        "lb.toml:5:1: service \"dns\".health: a udp check needs \"send\", the payload each \
-         probe sends, e.g. send = \"ping\" (any datagram back is a success)"
+        "lb.toml:5:1: service \"dns\".health: a udp check needs \"send\" (or \"send_hex\"), \
+         the payload each probe sends, e.g. send = \"ping\" (any datagram back is a success \
+         unless expect or expect_hex is set)"
     );
     let text = udp_service_with(&["[service.health]", "send = \"\""]);
     assert_eq!(
@@ -99,7 +100,7 @@ fn a_udp_service_checks_with_udp_unless_told_otherwise() {
     let config = valid(&udp_service_with(&["[service.health]", "send = \"ping\""]));
     let health = config.services[0].health.as_ref().expect("health");
     assert_eq!(health.kind, HealthKind::Udp);
-    assert_eq!(health.send, "ping");
+    assert_eq!(health.send, b"ping");
 }
 
 #[test]
