@@ -169,3 +169,36 @@ async fn udp_flows_carry_a_v2_header_on_their_first_datagram_only() {
         }
     }
 }
+
+#[tokio::test]
+async fn udp_v2_every_heads_each_datagram_of_a_flow() {
+    let backend_addr = common::udp_echo().await;
+    let toml = format!(
+        "[[service]]\nname = \"u\"\nprotocol = \"udp\"\nlisten = \"127.0.0.1:0\"\n\
+         proxy_protocol = \"v2-every\"\n[[service.backend]]\naddress = \"{backend_addr}\"\n"
+    );
+    let proxy = TestProxy::start(&toml).await;
+    let addr = proxy.addr("u");
+    let client = UdpSocket::bind("127.0.0.1:0").await.expect("client");
+    let source = client.local_addr().expect("address");
+    let mut buf = [0u8; 2048];
+    for payload in [&b"first"[..], b"second", b"third"] {
+        client.send_to(payload, addr).await.expect("send");
+        let (len, _) = tokio::time::timeout(common::PATIENCE, client.recv_from(&mut buf))
+            .await
+            .expect("reply")
+            .expect("recv");
+        let (header, rest) = header_of(&buf[..len]);
+        let expected = ProxyHeader::Proxy {
+            source,
+            destination: addr,
+        };
+        assert_eq!(header, expected, "the header of {payload:?}");
+        assert_eq!(rest, payload);
+    }
+    assert_eq!(
+        proxy.service("u").udp_flows(),
+        1,
+        "one flow carried all three"
+    );
+}

@@ -68,6 +68,14 @@ impl SessionEnd {
         )
     }
 
+    /// Whether `access_log = "errors"` logs it.
+    pub fn is_error(self) -> bool {
+        matches!(
+            self,
+            SessionEnd::ClientError | SessionEnd::BackendError | SessionEnd::BackendDown
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             SessionEnd::ClientClosed => "client_closed",

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::backend::{Backend, ConnectionGuard};
+use crate::config::AccessLog;
 use crate::lifecycle::Lifecycle;
 use crate::limit::ConnectionLimit;
 use crate::log_throttle::LogThrottle;
@@ -279,6 +280,14 @@ impl Session {
         outcome: &RelayOutcome,
         duration: Duration,
     ) {
+        let wanted = match self.service.config().access_log {
+            AccessLog::All => true,
+            AccessLog::Errors => outcome.end.is_error(),
+            AccessLog::Off => false,
+        };
+        if !wanted {
+            return;
+        }
         info!(
             target: "l4lb::access",
             service = self.service.name(),
