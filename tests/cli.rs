@@ -488,3 +488,86 @@ fn check_prints_the_first_100_errors_and_counts_the_rest() {
         lines[101]
     );
 }
+
+/// A UDP echo server on 127.0.0.1 for the life of the test process.
+fn start_udp_echo() -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp backend");
+    let addr = socket.local_addr().expect("address");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let _ = socket.send_to(&buf[..n], from);
+        }
+    });
+    addr
+}
+
+/// One datagram through `to` and its echo, from a fresh port.
+fn udp_round_trip(to: SocketAddr) {
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("client");
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    client.send_to(b"ping", to).expect("send");
+    let mut buf = [0u8; 16];
+    let (n, _) = client.recv_from(&mut buf).expect("echo");
+    assert_eq!(&buf[..n], b"ping");
+}
+
+#[test]
+fn access_log_errors_and_off_keep_ordinary_sessions_and_flows_out_of_the_log() {
+    let (tcp_backend, udp_backend) = (start_echo_backend(), start_udp_echo());
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let at = |i: usize| SocketAddr::from(([127, 0, 0, 1], ports[i]));
+    let service = |name: &str, protocol: &str, i: usize, log: &str, backend: SocketAddr| {
+        format!(
+            "[[service]]\nname = \"{name}\"\nprotocol = \"{protocol}\"\nlisten = \"{}\"\n{log}\n\
+             [[service.backend]]\naddress = \"{backend}\"\n",
+            at(i)
+        )
+    };
+    let text = [
+        service("tcp-all", "tcp", 0, "", tcp_backend),
+        service(
+            "tcp-errors",
+            "tcp",
+            1,
+            "access_log = \"errors\"",
+            tcp_backend,
+        ),
+        service("udp-all", "udp", 2, "", udp_backend),
+        service("udp-off", "udp", 3, "access_log = \"off\"", udp_backend),
+    ]
+    .concat();
+    let path = write_config("access_log.toml", &text);
+    let mut child = spawn_run(&path, at(1));
+    for i in [0, 1] {
+        let mut session = TcpStream::connect(at(i)).expect("connect");
+        session
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        round_trip(&mut session, b"hello");
+    }
+    udp_round_trip(at(2));
+    udp_round_trip(at(3));
+    std::thread::sleep(Duration::from_millis(200));
+    signal(&child, "TERM");
+    assert_eq!(wait_exit(&mut child).code(), Some(0));
+    let mut stderr = String::new();
+    let mut pipe = child.stderr.take().expect("stderr");
+    pipe.read_to_string(&mut stderr).expect("read logs");
+    let logged = |service: &str| {
+        stderr
+            .lines()
+            .filter(|l| l.contains("l4lb::access") && l.contains(&format!("service=\"{service}\"")))
+            .count()
+    };
+    assert_eq!(logged("tcp-all"), 1, "{stderr}");
+    assert_eq!(logged("udp-all"), 1, "{stderr}");
+    assert_eq!(
+        logged("tcp-errors"),
+        0,
+        "a clean session is no error: {stderr}"
+    );
+    assert_eq!(logged("udp-off"), 0, "{stderr}");
+}

@@ -275,7 +275,7 @@ impl Shell<'_> {
             backend = flow.backend.backend.address(),
             datagrams_up = flow.datagrams_up,
             datagrams_down = flow.datagrams_down,
-            duration_ms = now.saturating_sub(flow.opened_at),
+            duration_ms = now.saturating_sub(flow.opened_at) as f64,
             end = closed.reason.as_str(),
             "udp flow closed"
         );
