@@ -215,6 +215,8 @@ impl<B, S, L> FlowCore<B, S, L> {
         if let Some(flow) = self.flows.get_mut(&client) {
             match flow_end(flow, view, &settings) {
                 None => {
+                    // Its backend is in this generation too: checked once per reload.
+                    flow.generation = view.generation();
                     flow.last_seen = now;
                     flow.datagrams_up += 1;
                     let header = wants_header(settings.proxy_protocol, flow.header_sent);
