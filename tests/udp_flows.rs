@@ -94,49 +94,53 @@ struct Dnsmasq {
 }
 
 impl Dnsmasq {
-    /// `None` (with a message) when dnsmasq is not installed.
+    /// `None` (with a message) when dnsmasq is not installed. A port that turns
+    /// out to be taken (dnsmasq also binds TCP on it) is retried with another.
     async fn start() -> Option<Dnsmasq> {
-        let port = free_udp_port().await;
-        let spawned = Command::new("dnsmasq")
-            .args([
-                "--no-daemon",
-                "--bind-interfaces",
-                "--no-resolv",
-                "--no-hosts",
-            ])
-            .args([
-                "--listen-address=127.0.0.1",
-                "--user=root",
-                "-C",
-                "/dev/null",
-            ])
-            .arg(format!("--port={port}"))
-            .args([
-                "--address=/example.test/127.0.0.9",
-                "--cache-size=0",
-                "--log-facility=-",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let Ok(child) = spawned else {
-            eprintln!("skipping: dnsmasq is not installed (scripts/test.sh installs it)");
-            return None;
-        };
-        let server = Dnsmasq {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        server.wait_ready().await;
-        Some(server)
+        for _ in 0..5 {
+            let port = free_udp_port().await;
+            let spawned = Command::new("dnsmasq")
+                .args([
+                    "--no-daemon",
+                    "--bind-interfaces",
+                    "--no-resolv",
+                    "--no-hosts",
+                ])
+                .args([
+                    "--listen-address=127.0.0.1",
+                    "--user=root",
+                    "-C",
+                    "/dev/null",
+                ])
+                .arg(format!("--port={port}"))
+                .args(["--address=/example.test/127.0.0.9", "--cache-size=0"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            let Ok(child) = spawned else {
+                eprintln!("skipping: dnsmasq is not installed (scripts/test.sh installs it)");
+                return None;
+            };
+            let mut server = Dnsmasq {
+                child,
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            };
+            if server.answers().await {
+                return Some(server);
+            }
+        }
+        panic!("dnsmasq did not start on any of 5 free ports");
     }
 
-    /// Until dnsmasq answers a query (bounded by `PATIENCE`).
-    async fn wait_ready(&self) {
+    /// Whether dnsmasq answers a query within `PATIENCE` (false at once if it exited).
+    async fn answers(&mut self) -> bool {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         let client = UdpSocket::bind("127.0.0.1:0").await.expect("client");
         let mut buf = [0u8; 512];
         while tokio::time::Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return false;
+            }
             client
                 .send_to(&dns_query(1), self.addr)
                 .await
@@ -144,13 +148,10 @@ impl Dnsmasq {
             let reply =
                 tokio::time::timeout(Duration::from_millis(200), client.recv_from(&mut buf));
             if let Ok(Ok(_)) = reply.await {
-                return;
+                return true;
             }
         }
-        panic!(
-            "dnsmasq on {} did not answer within {PATIENCE:?}",
-            self.addr
-        );
+        false
     }
 }
 
@@ -161,7 +162,15 @@ impl Drop for Dnsmasq {
     }
 }
 
+/// A port free for UDP on 127.0.0.1 (and, if possible, for TCP too).
 async fn free_udp_port() -> u16 {
+    for _ in 0..20 {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let port = socket.local_addr().expect("address").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
     socket.local_addr().expect("address").port()
 }
