@@ -67,6 +67,11 @@ pub struct HealthStatus {
     /// `null` before the first probe has finished.
     pub last_check_ms_ago: Option<u64>,
     pub last_result: Option<&'static str>,
+    /// Why the last probe failed, e.g. `postgres: 57P03 the database system is
+    /// shutting down`; `null` when it passed.
+    pub last_error: Option<String>,
+    /// Percent of its weight an agent check last asked for (100 without one).
+    pub agent_weight: u32,
     pub checks_passed: u64,
     pub checks_failed: u64,
     pub checks_timed_out: u64,
@@ -137,6 +142,8 @@ fn backend_status(backend: &Backend, checked: bool, now: Instant) -> BackendStat
             consecutive_failures: h.consecutive_failures,
             last_check_ms_ago: h.last_check_ago.map(|d| d.as_millis() as u64),
             last_result: h.last_result.map(|r| r.as_str()),
+            last_error: h.last_error,
+            agent_weight: backend.agent_weight(),
             checks_passed: h.passed,
             checks_failed: h.failed,
             checks_timed_out: h.timed_out,

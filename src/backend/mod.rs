@@ -14,7 +14,7 @@ pub mod outlier;
 pub mod slow_start;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,8 @@ pub struct Backend {
     health: Mutex<HealthRecord>,
     outlier: Option<OutlierDetector>,
     slow_start: Option<SlowStart>,
+    /// Percent of its weight an agent check last reported (100 without one).
+    agent_weight: AtomicU32,
     /// Cancelled (and replaced) to close the sessions open on this backend.
     session_closer: ArcSwap<CancellationToken>,
     admin: AdminCell,
@@ -84,6 +86,7 @@ impl Backend {
             health: Mutex::new(HealthRecord::default()),
             outlier: None,
             slow_start: None,
+            agent_weight: AtomicU32::new(100),
             session_closer: ArcSwap::from_pointee(CancellationToken::new()),
             admin: AdminCell::default(),
         }
@@ -182,28 +185,41 @@ impl Backend {
         }
     }
 
-    /// Slow-start admission for one pick (always true when not ramping).
+    /// Admission for one pick: true with probability `weight_share` (always
+    /// when not ramping and at full agent weight).
     pub fn admits(&self, now: Instant, random: u64) -> bool {
-        self.slow_start
-            .as_ref()
-            .is_none_or(|s| s.admits(now, random))
+        let share = self.weight_share(now);
+        share >= 1.0 || (random as f64 / u64::MAX as f64) < share
     }
 
-    /// The fraction of its weight the backend gets now (below 1 while slow-starting).
+    /// The fraction of its weight the backend gets now: below 1 while
+    /// slow-starting, or while an agent check reports less than 100%.
     pub fn weight_share(&self, now: Instant) -> f64 {
-        self.slow_start.as_ref().map_or(1.0, |s| s.share(now))
+        let ramp = self.slow_start.as_ref().map_or(1.0, |s| s.share(now));
+        ramp * f64::from(self.agent_weight.load(Ordering::Relaxed)) / 100.0
+    }
+
+    /// Sets the percent of its weight an agent check reports (capped at 100).
+    pub fn set_agent_weight(&self, percent: u32) {
+        self.agent_weight.store(percent.min(100), Ordering::Relaxed);
+    }
+
+    /// The percent of its weight the agent check last reported (100 without one).
+    pub fn agent_weight(&self) -> u32 {
+        self.agent_weight.load(Ordering::Relaxed)
     }
 
     /// Records one active-check result; returns the transition it caused, if any.
     pub fn record_check(
         &self,
         result: CheckResult,
+        error: Option<&str>,
         now: Instant,
         rise: u32,
         fall: u32,
     ) -> Option<Transition> {
         let mut record = self.health_record();
-        let transition = record.record(result, now, rise, fall);
+        let transition = record.record(result, error, now, rise, fall);
         self.healthy.store(record.is_up(), Ordering::Release);
         if let (Some(Transition::Up), Some(slow_start)) = (transition, &self.slow_start) {
             slow_start.begin(now);

@@ -50,10 +50,9 @@ impl HealthChecker {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(wait) => {}
             }
-            let payload = self.config.send.as_bytes();
             let outcome = tokio::select! {
                 () = stop.cancelled() => return,
-                outcome = probe(self.config.kind, target, self.config.timeout, payload) => outcome,
+                outcome = probe(&self.config.check, target, self.config.timeout) => outcome,
             };
             self.record(&outcome);
             wait = random::jitter(self.config.interval, INTERVAL_JITTER);
@@ -62,9 +61,13 @@ impl HealthChecker {
 
     fn record(&self, outcome: &ProbeOutcome) {
         let (rise, fall) = (self.config.rise, self.config.fall);
-        let transition = self
-            .backend
-            .record_check(outcome.result, Instant::now(), rise, fall);
+        let error = outcome.detail.as_deref();
+        let transition =
+            self.backend
+                .record_check(outcome.result, error, Instant::now(), rise, fall);
+        if let Some(percent) = outcome.weight {
+            self.backend.set_agent_weight(percent);
+        }
         match transition {
             Some(Transition::Down) => self.on_down(outcome),
             Some(Transition::Up) => info!(service = %self.service,
@@ -98,17 +101,16 @@ pub fn worst_detection_time(config: &HealthConfig) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::HealthKind;
+    use crate::config::{Check, TcpCheck};
 
     fn health(interval: Duration, timeout: Duration, fall: u32) -> HealthConfig {
         HealthConfig {
-            kind: HealthKind::Tcp,
+            check: Check::Tcp(TcpCheck::default()),
             interval,
             timeout,
             rise: 2,
             fall,
             port: None,
-            send: String::new(),
         }
     }
 

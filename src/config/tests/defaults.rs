@@ -28,6 +28,7 @@ fn default_backend(address: &str) -> BackendConfig {
         max_connections: 0,
         backup: false,
         slow_start: Duration::ZERO,
+        health: None,
     }
 }
 
@@ -100,13 +101,12 @@ fn empty_health_outlier_and_admin_tables_get_defaults() {
     assert_eq!(
         service.health,
         Some(HealthConfig {
-            kind: HealthKind::Tcp,
+            check: Check::Tcp(TcpCheck::default()),
             interval: secs(2),
             timeout: secs(1),
             rise: 2,
             fall: 3,
             port: None,
-            send: String::new(),
         })
     );
     assert_eq!(
@@ -232,13 +232,14 @@ fn expected_dns_service() -> ServiceConfig {
         on_all_down: OnAllDown::UseAll,
         close_on_down: false,
         health: Some(HealthConfig {
-            kind: HealthKind::Udp,
+            check: Check::Udp(UdpCheck {
+                send: b"ping".to_vec(),
+            }),
             interval: secs(5),
             timeout: Duration::from_millis(500),
             rise: 1,
             fall: 10,
             port: Some(5300),
-            send: "ping".to_string(),
         }),
         outlier: Some(OutlierConfig {
             consecutive_failures: 7,
