@@ -31,15 +31,18 @@ impl Probe for HttpCheck {
             .body(Empty::<Bytes>::new())
             .map_err(|e| format!("http: request: {e}"))?;
         let mut connection = std::pin::pin!(connection);
+        let mut response = std::pin::pin!(sender.send_request(request));
+        // The connection may end (Connection: close) in the same poll that
+        // delivers the response: then the response is already waiting.
         let response = tokio::select! {
-            response = sender.send_request(request) => response.map_err(|e| format!("http: {e}"))?,
-            ended = &mut connection => {
-                return Err(match ended {
-                    Ok(()) => "http: connection closed before a response".to_string(),
-                    Err(e) => format!("http: {e}"),
-                });
-            }
-        };
+            biased;
+            response = &mut response => response,
+            ended = &mut connection => match ended {
+                Ok(()) => response.await,
+                Err(e) => return Err(format!("http: {e}")),
+            },
+        }
+        .map_err(|e| format!("http: {e}"))?;
         let status = response.status().as_u16();
         if !self.status.contains(&status) {
             return Err(format!(

@@ -4,6 +4,12 @@
 //! served it. Nothing here is a mock: every byte crosses real loopback sockets.
 #![allow(dead_code)]
 
+pub mod dnsmasq;
+pub mod mariadb;
+pub mod postgres;
+pub mod redis;
+pub mod servers;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
