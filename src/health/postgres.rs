@@ -140,7 +140,10 @@ fn error_field(body: &[u8], code: u8) -> Option<String> {
 fn describe(error: tokio_postgres::Error) -> Failed {
     match error.as_db_error() {
         Some(db) => format!("postgres: {} {}", db.code().code(), db.message()),
-        None => format!("postgres: {error}"),
+        None => match std::error::Error::source(&error) {
+            Some(cause) => format!("postgres: {error}: {cause}"),
+            None => format!("postgres: {error}"),
+        },
     }
 }
 
