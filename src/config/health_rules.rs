@@ -131,12 +131,32 @@ impl Checker<'_, '_> {
         if kind == Udp {
             self.udp_payload(section);
         }
+        self.keys_this_kind_would_ignore(raw, kind);
         if kind == Http && protocol == Protocol::Udp && raw.port.is_none() {
             let message = "an http check of a udp service needs \"port\", the TCP port of the \
                            backends' HTTP health endpoint, e.g. port = 8080";
             self.report.at(&section.span, self.path, message);
         }
         true
+    }
+
+    /// `port` on an agent check (which connects to `agent_port`) and
+    /// `password` on a postgres check that does not log in.
+    fn keys_this_kind_would_ignore(&mut self, raw: &RawHealth, kind: HealthKind) {
+        if let (Agent, Some(port)) = (kind, &raw.port) {
+            let message = "an agent check connects to agent_port on the backend's IP; \
+                           remove port"
+                .to_string();
+            self.fail(&port.span(), "port", message);
+        }
+        let logs_in = raw.role.as_ref().is_some_and(|r| r.get_ref() == "primary");
+        if let (Postgres, Some(password), false) = (kind, &raw.password, logs_in) {
+            let message = "a postgres check logs in only with role = \"primary\" (otherwise it \
+                           stops at the server's first answer); add role = \"primary\" or \
+                           remove password"
+                .to_string();
+            self.fail(&password.span(), "password", message);
+        }
     }
 
     /// A udp check needs a non-empty payload.

@@ -454,3 +454,36 @@ fn a_malformed_ipv4_address_is_not_looked_up_as_a_host_name() {
          \"10.0.0.11:5432\""
     );
 }
+
+#[test]
+fn keys_a_kind_would_ignore_are_errors() {
+    let text = service_with(&[
+        "[service.health]",
+        "kind = \"agent\"",
+        "agent_port = 9999",
+        "port = 80",
+    ]);
+    assert_eq!(
+        error(&text),
+        "lb.toml:7:8: service \"pg\".health.port: an agent check connects to agent_port on \
+         the backend's IP; remove port"
+    );
+    let text = service_with(&[
+        "[service.health]",
+        "kind = \"postgres\"",
+        "password = \"x\"",
+    ]);
+    assert_eq!(
+        error(&text),
+        "lb.toml:6:12: service \"pg\".health.password: a postgres check logs in only with \
+         role = \"primary\" (otherwise it stops at the server's first answer); add role = \
+         \"primary\" or remove password"
+    );
+    let text = service_with(&[
+        "[service.health]",
+        "kind = \"postgres\"",
+        "role = \"primary\"",
+        "password = \"x\"",
+    ]);
+    valid(&text);
+}
