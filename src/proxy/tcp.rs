@@ -252,7 +252,12 @@ impl Session {
             }
             rounds += 1;
             let Some(index) = service.choose_backend(peer, &tried) else {
-                break;
+                if Arc::ptr_eq(&service, &self.listener.slot.current()) {
+                    break;
+                }
+                // A reload replaced the generation just read (and may have retired
+                // its backends): choose again from the live one.
+                continue;
             };
             tried.push(index);
             let backend = &service.backends()[index];
