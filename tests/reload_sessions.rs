@@ -143,8 +143,9 @@ impl ConnectLoop {
     }
 }
 
-/// Runs `configs` in turn, 20 reloads in all, under a connect loop on `listen`;
-/// returns `(served, failed)`.
+/// Runs `configs` in turn, 20 reloads in all, each once a client was served
+/// since the last one, under a connect loop on `listen`; every client must be
+/// served.
 async fn reload_under_connect_loop(proxy: &TestProxy, listen: SocketAddr, configs: &[String]) {
     let clients = ConnectLoop::start(listen);
     for round in 0..20 {
