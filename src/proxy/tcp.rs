@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::backend::{Backend, ConnectionGuard};
+use crate::health::ejection;
 use crate::lifecycle::Lifecycle;
 use crate::limit::ConnectionLimit;
 use crate::log_throttle::LogThrottle;
@@ -86,7 +87,9 @@ impl TcpProxy {
     }
 }
 
-/// One client's session, with the service configuration current when it was accepted.
+/// One client's session: until it has a backend, the service generation current
+/// when it was accepted (for the PROXY header, the ACL and the limits); then the
+/// one it connected with.
 #[derive(Debug)]
 struct Session {
     service: Arc<Service>,
@@ -122,10 +125,32 @@ impl Session {
                 "service or per-source limit",
             );
         };
-        let (guard, mut upstream) = match self.connect_backend(peer).await {
+        let connected = match self.connect_backend(peer).await {
             Ok(connected) => connected,
             Err(reason) => return self.reject(peer, reason, "no backend could be reached"),
         };
+        // From here on the session belongs to the generation it connected with.
+        let session = Session {
+            service: Arc::clone(&connected.service),
+            listener: Arc::clone(&self.listener),
+        };
+        session.relay(client, connected, origin, started).await;
+    }
+
+    /// Relays between the client and the backend it connected to, then logs.
+    async fn relay(
+        &self,
+        mut client: TcpStream,
+        connected: Connected,
+        origin: ClientOrigin,
+        started: Instant,
+    ) {
+        let Connected {
+            guard,
+            stream: mut upstream,
+            ..
+        } = connected;
+        let peer = origin.source;
         // The client's socket inherited TCP_NODELAY from the listener.
         let _ = upstream.set_nodelay(true);
         let early_bytes = origin.early_data.len() as u64;
@@ -207,32 +232,46 @@ impl Session {
     }
 
     /// Connects to a backend the strategy offers, moving on to the next one after a
-    /// refused or timed-out connect, up to `connect_attempts` failures.
-    async fn connect_backend(
-        &self,
-        peer: SocketAddr,
-    ) -> Result<(ConnectionGuard, TcpStream), RejectReason> {
-        let config = self.service.config();
-        let backends = self.service.backends();
+    /// refused or timed-out connect, up to `connect_attempts` failures. Each choice
+    /// is made from the service's live generation (a reload meanwhile is followed,
+    /// and the backends already tried stay skipped).
+    async fn connect_backend(&self, peer: SocketAddr) -> Result<Connected, RejectReason> {
+        let mut service = self.listener.slot.current();
         // Inline for the usual few attempts: no allocation per client.
         let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
         let mut failures = 0;
         // Each round either fails a connect or skips a backend that just filled up.
-        let max_rounds = config.connect_attempts as usize + backends.len();
-        for _ in 0..max_rounds {
-            if failures >= config.connect_attempts {
+        let mut rounds = 0;
+        loop {
+            service = follow_reload(&self.listener.slot, service, &mut tried);
+            let config = service.config();
+            if failures >= config.connect_attempts
+                || rounds >= config.connect_attempts as usize + service.backends().len()
+            {
                 break;
             }
-            let Some(index) = self.service.choose_backend(peer, &tried) else {
-                break;
+            rounds += 1;
+            let Some(index) = service.choose_backend(peer, &tried) else {
+                if Arc::ptr_eq(&service, &self.listener.slot.current()) {
+                    break;
+                }
+                // A reload replaced the generation just read (and may have retired
+                // its backends): choose again from the live one.
+                continue;
             };
             tried.push(index);
-            let backend = &backends[index];
+            let backend = &service.backends()[index];
             let Some(guard) = backend.try_acquire() else {
                 continue;
             };
             match connect_once(backend, config.connect_timeout).await {
-                Ok(stream) => return Ok((guard, stream)),
+                Ok(stream) => {
+                    return Ok(Connected {
+                        guard,
+                        stream,
+                        service,
+                    });
+                }
                 Err(e) if is_local_shortage(&e) => {
                     // Our own descriptors or ports ran out: no backend is to blame,
                     // and trying another one would fail the same way.
@@ -243,7 +282,8 @@ impl Session {
                     failures += 1;
                     self.log_connect_failure(peer, backend, &e);
                     if backend.record_connect_failure(Instant::now().into_std()) {
-                        self.log_ejection(backend, &e);
+                        let stop = self.listener.lifecycle.stop_accepting.clone();
+                        ejection::announce(service.name(), backend, &e, stop);
                     }
                 }
             }
@@ -260,16 +300,6 @@ impl Session {
             warn!(service = self.service.name(), client = %peer, backend = backend.address(),
                 error = %error, held_back, "backend connect failed");
         }
-    }
-
-    fn log_ejection(&self, backend: &Backend, error: &io::Error) {
-        let Some(outlier) = &self.service.config().outlier else {
-            return;
-        };
-        warn!(service = self.service.name(), backend = backend.address(),
-            consecutive_failures = outlier.consecutive_failures,
-            ejection_time = %humantime::format_duration(outlier.ejection_time),
-            last_error = %error, "backend ejected: too many connect failures in a row");
     }
 
     fn log_session(
@@ -291,6 +321,34 @@ impl Session {
             "session closed"
         );
     }
+}
+
+/// A backend connection and the service generation it was chosen from.
+#[derive(Debug)]
+struct Connected {
+    guard: ConnectionGuard,
+    stream: TcpStream,
+    service: Arc<Service>,
+}
+
+/// The live generation of `slot`; when it is not `chosen_from`, `tried` (indices
+/// into `chosen_from`'s backends) is mapped onto it, dropping backends it no
+/// longer has.
+fn follow_reload(
+    slot: &ServiceSlot,
+    chosen_from: Arc<Service>,
+    tried: &mut SmallVec<[usize; 4]>,
+) -> Arc<Service> {
+    let live = slot.current();
+    if Arc::ptr_eq(&live, &chosen_from) {
+        return chosen_from;
+    }
+    let previous = chosen_from.backends();
+    *tried = tried
+        .iter()
+        .filter_map(|&i| live.position(previous[i].address()))
+        .collect();
+    live
 }
 
 /// One connect attempt, bounded by `timeout`; the time taken feeds the backend's average.
