@@ -1,7 +1,9 @@
 //! The admin endpoint's socket and task: bound with the services, started with
 //! `serve`, moved by a reload that changes `[admin] listen` (bind the new address
-//! first, then stop the old server), stopped last at shutdown.
+//! first, then stop the old server), stopped last at shutdown. The admin address
+//! is bound without SO_REUSEPORT: it belongs to one process.
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -12,7 +14,7 @@ use tracing::info;
 
 use crate::admin::{self, AdminState};
 use crate::config::AdminConfig;
-use crate::proxy::listener::bind_tcp;
+use crate::proxy::listener::bind_tcp_exclusive;
 
 use super::StartError;
 
@@ -104,8 +106,27 @@ impl AdminEndpoint {
     }
 }
 
+/// Binds the admin address for this process alone (no SO_REUSEPORT): a second
+/// l4lb on the same address fails to start instead of splitting `/status`, the
+/// runtime API and scrapes with this one.
 fn bind_admin(address: SocketAddr) -> Result<TcpListener, StartError> {
-    bind_tcp(address)
+    bind_tcp_exclusive(address)
         .and_then(TcpListener::from_std)
-        .map_err(|source| StartError::Admin { address, source })
+        .map_err(|source| StartError::Admin {
+            address,
+            source: explain_address_in_use(source),
+        })
+}
+
+fn explain_address_in_use(error: io::Error) -> io::Error {
+    if error.kind() != io::ErrorKind::AddrInUse {
+        return error;
+    }
+    io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!(
+            "{error}: another process (another l4lb?) already listens there, \
+             and the admin address is never shared"
+        ),
+    )
 }
