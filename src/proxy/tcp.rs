@@ -1,7 +1,8 @@
 //! TCP proxying: the accept loop of one listen address and the session of one client.
 //!
-//! accept → admit (process, service and per-source caps) → choose and connect a
-//! backend (timeout, retries on other backends) → relay → one access-log line.
+//! accept → ACL → process cap → PROXY header (if expected; the ACL then judges
+//! its address) → service and per-source caps → choose and connect a backend
+//! (timeout, retries on other backends) → relay → one access-log line.
 //! Every count taken on the way is an RAII permit or guard held by the session
 //! task, so it is given back however the session ends.
 
@@ -97,6 +98,19 @@ impl Session {
     /// The whole life of one client's session.
     async fn serve_client(self, mut client: TcpStream, tcp_peer: SocketAddr) {
         let started = Instant::now();
+        let expects_header = self.service.config().accept_proxy_protocol;
+        if !expects_header && !self.service.permits(tcp_peer) {
+            return self.reject(tcp_peer, RejectReason::Acl, "source address not allowed");
+        }
+        // Before the PROXY header is read: a client that never finishes it holds
+        // a descriptor as surely as a relayed one.
+        let Some(_process_slot) = self.listener.process_limit.try_acquire() else {
+            return self.reject(
+                tcp_peer,
+                RejectReason::MaxConnections,
+                "process connection limit",
+            );
+        };
         let origin = match self.client_origin(&mut client, tcp_peer).await {
             Ok(origin) => origin,
             Err(e) => {
@@ -105,16 +119,11 @@ impl Session {
             }
         };
         let peer = origin.source;
-        if !self.service.permits(peer) {
+        if expects_header && !self.service.permits(peer) {
             return self.reject(peer, RejectReason::Acl, "source address not allowed");
         }
-        let Some(_process_slot) = self.listener.process_limit.try_acquire() else {
-            return self.reject(
-                peer,
-                RejectReason::MaxConnections,
-                "process connection limit",
-            );
-        };
+        // Per source only now: behind a PROXY header the real client is known
+        // only once the header is read.
         let Some(_admission) = self.service.admit(peer) else {
             return self.reject(
                 peer,
