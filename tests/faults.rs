@@ -1,7 +1,8 @@
 //! Faults as a client sees them, over real sockets: a backend that accepts but
 //! never answers, file-descriptor exhaustion (by TCP clients, by clients that
 //! never finish their PROXY header, and by UDP flows), a client that never
-//! reads, and a UDP flood from 10,000 source ports.
+//! reads, `/metrics` scrapers that never read, and a UDP flood from 10,000
+//! source ports.
 //!
 //! The last three run the real binary (not the in-process proxy) so that its CPU
 //! time and resident memory can be read from `/proc/PID` without counting the
@@ -628,6 +629,106 @@ async fn read_pattern(stream: &mut TcpStream) -> Result<u64, String> {
         }
         total += n as u64;
     }
+}
+
+// ---------------------------------------------------------------------------
+// Scrapers that never read
+// ---------------------------------------------------------------------------
+
+/// Backends of the service whose `/metrics` the scrapers ask for (a few MB).
+const SCRAPED_BACKENDS: u16 = 2500;
+/// Scrapers that ask for `/metrics` and never read it: within the admin cap of 64.
+const UNREAD_SCRAPERS: usize = 60;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapers_that_never_read_keep_memory_bounded() {
+    let lb = Lb::spawn("unread-scrapes", &[], &many_backends_config).await;
+    let body = admin_get(lb.admin, "/metrics").await;
+    let before = vm_rss(lb.pid());
+
+    let mut scrapers = JoinSet::new();
+    for _ in 0..UNREAD_SCRAPERS {
+        scrapers.spawn(scrape_without_reading(lb.admin));
+    }
+    let mut statuses = Vec::new();
+    let mut peak = before;
+    let deadline = Instant::now() + PATIENCE;
+    while statuses.len() < UNREAD_SCRAPERS {
+        peak = peak.max(vm_rss(lb.pid()));
+        assert!(
+            peak.saturating_sub(before) < RSS_GROWTH_LIMIT,
+            "l4lb holds what scrapers do not read: RSS {before} -> {peak} after {} answers",
+            statuses.len()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "scrapers unanswered: {statuses:?}"
+        );
+        if let Ok(Some(done)) = timeout(Duration::from_millis(100), scrapers.join_next()).await {
+            statuses.push(done.expect("scraper task"));
+        }
+    }
+    let held: Vec<TcpStream> = statuses.iter_mut().filter_map(|(_, s)| s.take()).collect();
+    let codes: Vec<&str> = statuses.iter().map(|(code, _)| code.as_str()).collect();
+    eprintln!(
+        "{UNREAD_SCRAPERS} unread scrapes of {} bytes: RSS {} -> {} KiB (peak); answers {codes:?}",
+        body.len(),
+        before / 1024,
+        peak / 1024
+    );
+    assert!(codes.contains(&"200"), "some scrapers are served");
+    assert!(
+        codes.iter().all(|c| *c == "200" || *c == "503"),
+        "the others are told to retry: {codes:?}"
+    );
+    let (status, _) = try_http(lb.admin, "/healthz")
+        .await
+        .expect("/healthz answers while the scrapes are unread");
+    assert_eq!(status, 200);
+
+    drop(held);
+    let deadline = Instant::now() + PATIENCE;
+    while try_http(lb.admin, "/metrics").await.map(|(s, _)| s) != Some(200) {
+        assert!(Instant::now() < deadline, "/metrics never served again");
+        sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One tcp service with `SCRAPED_BACKENDS` backends (never connected to).
+fn many_backends_config(admin: u16, listen: u16) -> String {
+    let mut config = format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+         [global]\nworkers = 1\n\
+         [[service]]\nname = \"svc\"\nlisten = \"127.0.0.1:{listen}\"\n"
+    );
+    for i in 0..SCRAPED_BACKENDS {
+        let port = 20_000 + i;
+        config.push_str(&format!(
+            "[[service.backend]]\naddress = \"127.0.0.1:{port}\"\n"
+        ));
+    }
+    config
+}
+
+/// Asks for `/metrics` with a small receive buffer and reads only the status
+/// code; returns it with the connection (kept open, never read further).
+async fn scrape_without_reading(admin: SocketAddr) -> (String, Option<TcpStream>) {
+    let attempt = async {
+        let socket = tokio::net::TcpSocket::new_v4().ok()?;
+        socket.set_recv_buffer_size(4096).ok()?;
+        let mut stream = socket.connect(admin).await.ok()?;
+        let request = "GET /metrics HTTP/1.1\r\nHost: l4lb\r\n\r\n";
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut status_line = [0u8; 12];
+        stream.read_exact(&mut status_line).await.ok()?;
+        let code = String::from_utf8_lossy(&status_line[9..]).into_owned();
+        Some((code, Some(stream)))
+    };
+    timeout(PATIENCE, attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| ("no answer".to_string(), None))
 }
 
 // ---------------------------------------------------------------------------
