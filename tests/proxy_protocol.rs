@@ -140,7 +140,9 @@ async fn missing_malformed_or_late_headers_close_the_connection_and_are_counted(
 async fn a_client_still_sending_its_header_holds_a_process_slot() {
     let backend = TestBackend::start("echo", Behaviour::Echo).await;
     let service = tcp_service("accept_proxy_protocol = true", &backend);
-    let proxy = TestProxy::start(&format!("[global]\nmax_connections = 1\n{service}")).await;
+    // One worker accepts (and takes on) clients in the order they connect.
+    let global = "[global]\nworkers = 1\nmax_connections = 1\n";
+    let proxy = TestProxy::start(&format!("{global}{service}")).await;
     let addr = proxy.addr("svc");
     let mut waiting = TcpStream::connect(addr).await.expect("connect");
     waiting
