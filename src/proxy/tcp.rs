@@ -1,7 +1,10 @@
 //! TCP proxying: the accept loop of one listen address and the session of one client.
 //!
-//! accept → admit (process, service and per-source caps) → choose and connect a
-//! backend (timeout, retries on other backends) → relay → one access-log line.
+//! accept → ACL → process cap → PROXY header (if expected; the ACL then judges
+//! its address) → service and per-source caps → choose and connect a backend
+//! (timeout, retries on other backends) → relay → one access-log line.
+//! The ACL on the TCP peer and the process cap are judged in the accept loop
+//! itself, so a client turned away is closed before the next one is accepted.
 //! Every count taken on the way is an RAII permit or guard held by the session
 //! task, so it is given back however the session ends.
 
@@ -20,7 +23,7 @@ use tracing::{debug, info, warn};
 use crate::backend::{Backend, ConnectionGuard};
 use crate::health::ejection;
 use crate::lifecycle::Lifecycle;
-use crate::limit::ConnectionLimit;
+use crate::limit::{ConnectionLimit, LimitPermit};
 use crate::log_throttle::LogThrottle;
 use crate::proxy::preamble::{ClientOrigin, backend_preamble, header_version, read_header};
 use crate::proxy::relay::{RelayOutcome, SessionEnd, relay};
@@ -63,9 +66,13 @@ impl TcpProxy {
                         service: this.slot.current(),
                         listener: Arc::clone(&shared),
                     };
-                    this.lifecycle
-                        .sessions
-                        .spawn(session.serve_client(client, peer));
+                    // Judged here, not in the session's task: a client turned
+                    // away is closed before the next accept, so a burst of them
+                    // never holds more descriptors than the cap allows.
+                    if let Some(process_slot) = session.admit_to_process(peer) {
+                        let task = session.serve_client(client, peer, process_slot);
+                        this.lifecycle.sessions.spawn(task);
+                    }
                 }
                 Err(e) if is_aborted_handshake(&e) => debug!(error = %e, "accept: client gone"),
                 Err(e) => {
@@ -97,9 +104,36 @@ struct Session {
 }
 
 impl Session {
-    /// The whole life of one client's session.
-    async fn serve_client(self, mut client: TcpStream, tcp_peer: SocketAddr) {
+    /// The first checks, as the client is accepted: the ACL on the TCP peer
+    /// (unless a PROXY header will name the real client) and the process-wide
+    /// cap, taken before any PROXY header is read (a client that never finishes
+    /// one holds a descriptor as surely as a relayed one). `None`: rejected.
+    fn admit_to_process(&self, tcp_peer: SocketAddr) -> Option<LimitPermit> {
+        let expects_header = self.service.config().accept_proxy_protocol;
+        if !expects_header && !self.service.permits(tcp_peer) {
+            self.reject(tcp_peer, RejectReason::Acl, "source address not allowed");
+            return None;
+        }
+        let slot = self.listener.process_limit.try_acquire();
+        if slot.is_none() {
+            self.reject(
+                tcp_peer,
+                RejectReason::MaxConnections,
+                "process connection limit",
+            );
+        }
+        slot
+    }
+
+    /// The whole life of one admitted client's session.
+    async fn serve_client(
+        self,
+        mut client: TcpStream,
+        tcp_peer: SocketAddr,
+        _process_slot: LimitPermit,
+    ) {
         let started = Instant::now();
+        let expects_header = self.service.config().accept_proxy_protocol;
         let origin = match self.client_origin(&mut client, tcp_peer).await {
             Ok(origin) => origin,
             Err(e) => {
@@ -108,16 +142,11 @@ impl Session {
             }
         };
         let peer = origin.source;
-        if !self.service.permits(peer) {
+        if expects_header && !self.service.permits(peer) {
             return self.reject(peer, RejectReason::Acl, "source address not allowed");
         }
-        let Some(_process_slot) = self.listener.process_limit.try_acquire() else {
-            return self.reject(
-                peer,
-                RejectReason::MaxConnections,
-                "process connection limit",
-            );
-        };
+        // Per source only now: behind a PROXY header the real client is known
+        // only once the header is read.
         let Some(_admission) = self.service.admit(peer) else {
             return self.reject(
                 peer,

@@ -234,9 +234,12 @@ impl Server {
         let heartbeats = Arc::new(Heartbeats::new(workers.len(), watchdog::STALLED_AFTER));
         let heartbeats_stop = tokio_util::sync::CancellationToken::new();
         heartbeats.start(workers.handles(), &heartbeats_stop);
+        // The admin address first: it is exclusive, so a second instance of this
+        // configuration fails here, before its service sockets join (and take
+        // clients from) the running instance's SO_REUSEPORT groups.
+        let admin = AdminEndpoint::bind(config.admin.as_ref())?;
         let listeners = ListenerSet::default();
         let pending = listeners.bind_missing(config, workers.len())?;
-        let admin = AdminEndpoint::bind(config.admin.as_ref())?;
         let services: HashMap<String, Arc<Service>> = config
             .services
             .iter()
