@@ -50,30 +50,48 @@ impl HealthChecker {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(wait) => {}
             }
+            let started = Instant::now();
             let outcome = tokio::select! {
                 () = stop.cancelled() => return,
                 outcome = probe(&self.config.check, target, self.config.timeout) => outcome,
             };
-            self.record(&outcome);
+            self.record(&outcome, started);
             wait = random::jitter(self.config.interval, INTERVAL_JITTER);
         }
     }
 
-    fn record(&self, outcome: &ProbeOutcome) {
+    /// Records the outcome of a probe that started at `started`, and logs every
+    /// change of availability it caused.
+    fn record(&self, outcome: &ProbeOutcome, started: Instant) {
         let (rise, fall) = (self.config.rise, self.config.fall);
+        let now = Instant::now();
         let error = outcome.detail.as_deref();
-        let transition =
-            self.backend
-                .record_check(outcome.result, error, Instant::now(), rise, fall);
+        let effect = self
+            .backend
+            .record_check(outcome.result, error, started, now, (rise, fall));
         if let Some(percent) = outcome.weight {
             self.backend.set_agent_weight(percent);
         }
-        match transition {
+        if effect.ejection_ended {
+            info!(service = %self.service, backend = self.backend.address(),
+                healthy = self.backend.is_healthy(),
+                "backend ejection ended: a health check passed after the ejection");
+        }
+        match effect.transition {
             Some(Transition::Down) => self.on_down(outcome),
-            Some(Transition::Up) => info!(service = %self.service,
-                backend = self.backend.address(), reason = %format!("{rise} consecutive successful checks"),
-                "backend up"),
+            Some(Transition::Up) => self.on_up(now),
             None => {}
+        }
+    }
+
+    fn on_up(&self, now: Instant) {
+        let reason = format!("{} consecutive successful checks", self.config.rise);
+        match self.backend.ejected_for(now) {
+            None => info!(service = %self.service, backend = self.backend.address(),
+                reason = %reason, "backend up"),
+            Some(left) => info!(service = %self.service, backend = self.backend.address(),
+                reason = %reason, ejected_for_ms = left.as_millis() as u64,
+                "backend healthy, but still ejected by passive checks"),
         }
     }
 

@@ -7,11 +7,13 @@
 //! loop of one backend and writes its results into the backend
 //! (`Backend::record_check`), which owns the rise/fall verdict. Passive checks
 //! (outlier ejection) are recorded by the proxy on each connect and live in
-//! `backend::outlier`.
+//! `backend::outlier`; `ejection` logs when an ejection begins and when it runs
+//! out.
 
 mod agent;
 pub mod checker;
 mod dns;
+pub mod ejection;
 mod http;
 mod mysql;
 mod postgres;
