@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs what the tests need when it is missing
 # (Debian packages; run as root): promtool, from the `prometheus` package, checks a
-# real /metrics scrape; dnsmasq, dig (`dnsutils`) and dnsperf serve and query DNS
-# through UDP services. Extra arguments go to `cargo test`.
+# real /metrics scrape; PostgreSQL, Redis, MariaDB and dnsmasq are the real servers
+# the protocol health checks are tested against (tests/health_protocols.rs starts
+# its own instances on loopback ports); dig (`dnsutils`) and dnsperf query DNS
+# through UDP services (tests/udp_flows.rs). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
-command -v dnsmasq >/dev/null 2>&1 || missing+=(dnsmasq)
-command -v dig >/dev/null 2>&1 || missing+=(dnsutils)
-command -v dnsperf >/dev/null 2>&1 || missing+=(dnsperf)
+has() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+has promtool || missing+=(prometheus)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+has redis-server || missing+=(redis-server)
+has mariadbd || missing+=(mariadb-server)
+has dnsmasq || missing+=(dnsmasq)
+has dig || missing+=(dnsutils)
+has dnsperf || missing+=(dnsperf)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   apt-get update -qq

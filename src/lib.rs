@@ -10,7 +10,8 @@
 //! - [`limit`]: connection caps (process, service, per source IP) as RAII permits.
 //! - [`service`]: a running service: its backends, strategy, admission and counters.
 //! - [`proxy`]: listening sockets, accept loops, sessions and the byte relay.
-//! - [`health`]: active probes (tcp, udp) and the probe loop of one backend.
+//! - [`health`]: active probes, one file per kind (tcp, udp, postgres, redis, mysql, http,
+//!   dns, agent) behind one `Probe` trait, and the probe loop of one backend.
 //! - [`metrics`]: the Prometheus registry, histograms and the scrape-time collector.
 //! - [`status`]: the `/status` document and metrics sample, read from live state.
 //! - [`admin`]: the hyper admin server: routes, limits, responses.

@@ -2,20 +2,19 @@
 //!
 //! Counters and gauges are not kept twice: the proxy already counts everything in
 //! atomics on its services and backends, so at scrape time a collector asks a
-//! `SampleSource` for a snapshot of those and turns it into metric families. Only
-//! histograms, which need an observation per event, are live prometheus objects;
-//! their label handles are resolved once per backend or service, never per
-//! connection. This module imports nothing else of l4lb: the sample types below
+//! `SampleSource` for a snapshot of those and turns it into metric families
+//! (`families`, in linear time). Only histograms, which need an observation per
+//! event, are live prometheus objects; their label handles are resolved once per
+//! backend or service, never per connection. This module imports nothing else of l4lb: the sample types below
 //! are its whole interface.
 
 use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, Registry, TextEncoder};
+
+mod families;
 
 /// Connect-time buckets, 100µs to 5s.
 const CONNECT_BUCKETS: &[f64] = &[
@@ -155,7 +154,10 @@ impl Metrics {
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             return format!("# error encoding metrics: {e}\n");
         }
-        String::from_utf8_lossy(&out).into_owned()
+        // The encoder writes UTF-8; taking the buffer as is avoids copying a
+        // scrape that runs to hundreds of MiB with 100,000 backends.
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
 
@@ -167,12 +169,10 @@ struct LiveCollector {
 
 impl LiveCollector {
     fn new(source: Arc<dyn SampleSource>) -> prometheus::Result<LiveCollector> {
-        let descs = LiveFamilies::new()?
-            .all()
-            .iter()
-            .flat_map(|c| c.desc().into_iter().cloned())
-            .collect();
-        Ok(LiveCollector { source, descs })
+        Ok(LiveCollector {
+            source,
+            descs: families::descs()?,
+        })
     }
 }
 
@@ -182,207 +182,7 @@ impl Collector for LiveCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let Ok(families) = LiveFamilies::new() else {
-            return Vec::new();
-        };
-        families.fill(&self.source.sample());
-        families.all().iter().flat_map(|c| c.collect()).collect()
-    }
-}
-
-/// One fresh set of counter and gauge families, filled from one sample.
-struct LiveFamilies {
-    build_info: IntGaugeVec,
-    connections: IntCounterVec,
-    active: IntGaugeVec,
-    rejected: IntCounterVec,
-    connect_failures: IntCounterVec,
-    bytes: IntCounterVec,
-    backend_up: IntGaugeVec,
-    health_checks: IntCounterVec,
-    ejections: IntCounterVec,
-    accept_errors: IntCounterVec,
-    udp_flows: IntGaugeVec,
-    udp_datagrams: IntCounterVec,
-    udp_dropped: IntCounterVec,
-    reloads: IntCounterVec,
-}
-
-fn counter(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
-    IntCounterVec::new(Opts::new(name, help), labels)
-}
-
-fn gauge(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
-    IntGaugeVec::new(Opts::new(name, help), labels)
-}
-
-const SB: &[&str] = &["service", "backend"];
-
-impl LiveFamilies {
-    fn new() -> prometheus::Result<LiveFamilies> {
-        Ok(LiveFamilies {
-            build_info: gauge(
-                "l4lb_build_info",
-                "Always 1; labelled with the l4lb version.",
-                &["version"],
-            )?,
-            connections: counter(
-                "l4lb_connections_total",
-                "TCP connections forwarded to a backend.",
-                SB,
-            )?,
-            active: gauge(
-                "l4lb_active_connections",
-                "TCP connections open to a backend (including connects in progress).",
-                SB,
-            )?,
-            rejected: counter(
-                "l4lb_rejected_connections_total",
-                "Clients turned away, by reason.",
-                &["service", "reason"],
-            )?,
-            connect_failures: counter(
-                "l4lb_backend_connect_failures_total",
-                "Failed connect attempts to a backend (refused or timed out).",
-                SB,
-            )?,
-            bytes: counter(
-                "l4lb_bytes_total",
-                "Bytes relayed; upstream is client to backend.",
-                &["service", "backend", "direction"],
-            )?,
-            backend_up: gauge(
-                "l4lb_backend_up",
-                "1 while a backend is offered to new clients (healthy and not ejected), else 0.",
-                SB,
-            )?,
-            health_checks: counter(
-                "l4lb_health_checks_total",
-                "Active health check results.",
-                &["service", "backend", "result"],
-            )?,
-            ejections: counter(
-                "l4lb_outlier_ejections_total",
-                "Times passive checks ejected a backend.",
-                SB,
-            )?,
-            accept_errors: counter(
-                "l4lb_accept_errors_total",
-                "Failed accept() calls (e.g. out of file descriptors).",
-                &["service"],
-            )?,
-            udp_flows: gauge("l4lb_udp_flows", "Live UDP flows.", &["service"])?,
-            udp_datagrams: counter(
-                "l4lb_udp_datagrams_total",
-                "UDP datagrams relayed; upstream is client to backend.",
-                &["service", "backend", "direction"],
-            )?,
-            udp_dropped: counter(
-                "l4lb_udp_dropped_datagrams_total",
-                "UDP datagrams dropped, by reason.",
-                &["service", "reason"],
-            )?,
-            reloads: counter(
-                "l4lb_config_reloads_total",
-                "Configuration reloads (SIGHUP), by result.",
-                &["result"],
-            )?,
-        })
-    }
-
-    fn all(&self) -> [&dyn Collector; 14] {
-        [
-            &self.build_info,
-            &self.connections,
-            &self.active,
-            &self.rejected,
-            &self.connect_failures,
-            &self.bytes,
-            &self.backend_up,
-            &self.health_checks,
-            &self.ejections,
-            &self.accept_errors,
-            &self.udp_flows,
-            &self.udp_datagrams,
-            &self.udp_dropped,
-            &self.reloads,
-        ]
-    }
-
-    fn fill(&self, sample: &ProxySample) {
-        self.build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-        let (succeeded, failed) = sample.reloads;
-        self.reloads
-            .with_label_values(&["success"])
-            .inc_by(succeeded);
-        self.reloads.with_label_values(&["failure"]).inc_by(failed);
-        for service in &sample.services {
-            let name = service.name.as_str();
-            for (reason, count) in service.rejected.iter().flatten() {
-                self.rejected
-                    .with_label_values(&[name, reason])
-                    .inc_by(*count);
-            }
-            if let Some(udp) = &service.udp {
-                self.udp_flows
-                    .with_label_values(&[name])
-                    .set(udp.flows as i64);
-                for (reason, count) in &udp.dropped {
-                    self.udp_dropped
-                        .with_label_values(&[name, reason])
-                        .inc_by(*count);
-                }
-            }
-            self.accept_errors
-                .with_label_values(&[name])
-                .inc_by(service.accept_errors);
-            for backend in &service.backends {
-                self.fill_backend(name, backend);
-            }
-        }
-    }
-
-    fn fill_backend(&self, service: &str, b: &BackendSample) {
-        let labels = [service, b.address.as_str()];
-        if let Some((up, down)) = b.datagrams {
-            for (direction, count) in [("upstream", up), ("downstream", down)] {
-                self.udp_datagrams
-                    .with_label_values(&[service, &b.address, direction])
-                    .inc_by(count);
-            }
-        } else {
-            self.connections
-                .with_label_values(&labels)
-                .inc_by(b.connections);
-            self.active.with_label_values(&labels).set(b.active as i64);
-        }
-        self.connect_failures
-            .with_label_values(&labels)
-            .inc_by(b.connect_failures);
-        self.ejections
-            .with_label_values(&labels)
-            .inc_by(b.ejections);
-        self.backend_up
-            .with_label_values(&labels)
-            .set(i64::from(b.up));
-        for (direction, bytes) in [("upstream", b.bytes_up), ("downstream", b.bytes_down)] {
-            self.bytes
-                .with_label_values(&[service, &b.address, direction])
-                .inc_by(bytes);
-        }
-        if let Some((success, failure, timeout)) = b.checks {
-            for (result, count) in [
-                ("success", success),
-                ("failure", failure),
-                ("timeout", timeout),
-            ] {
-                self.health_checks
-                    .with_label_values(&[service, &b.address, result])
-                    .inc_by(count);
-            }
-        }
+        families::families(&self.source.sample())
     }
 }
 

@@ -4,6 +4,7 @@
 //! Both are read from the very services and backends the proxy uses (no copy that
 //! could drift), at the moment they are asked for. This module only reads.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,6 +57,9 @@ pub struct BackendStatus {
     pub total_connections: u64,
     pub connect_failures: u64,
     pub ejected: bool,
+    /// Seconds until a passive ejection ends (it may end sooner: a passing
+    /// active check ends it); `null` when not ejected.
+    pub ejected_until: Option<f64>,
     /// Active-check record; `null` for services without `[service.health]`.
     pub health: Option<HealthStatus>,
 }
@@ -67,6 +71,11 @@ pub struct HealthStatus {
     /// `null` before the first probe has finished.
     pub last_check_ms_ago: Option<u64>,
     pub last_result: Option<&'static str>,
+    /// Why the last probe failed, e.g. `postgres: 57P03 the database system is
+    /// shutting down`; `null` when it passed.
+    pub last_error: Option<String>,
+    /// Percent of its weight an agent check last asked for (100 without one).
+    pub agent_weight: u32,
     pub checks_passed: u64,
     pub checks_failed: u64,
     pub checks_timed_out: u64,
@@ -84,6 +93,7 @@ impl Status {
         draining: bool,
     ) -> Status {
         let now = Instant::now();
+        let retired = by_service(retired);
         Status {
             version: env!("CARGO_PKG_VERSION"),
             uptime_seconds: uptime.as_secs_f64(),
@@ -91,7 +101,10 @@ impl Status {
             draining,
             services: services
                 .iter()
-                .map(|v| service_status(v, retired, now))
+                .map(|v| {
+                    let draining = retired.get(v.service.name()).map_or(&[][..], Vec::as_slice);
+                    service_status(v, draining, now)
+                })
                 .collect(),
         }
     }
@@ -101,18 +114,22 @@ impl Status {
     }
 }
 
-fn service_status(
-    view: &ServiceView,
-    retired: &[(String, Arc<Backend>)],
-    now: Instant,
-) -> ServiceStatus {
+/// `retired` backends grouped by service name.
+fn by_service(retired: &[(String, Arc<Backend>)]) -> HashMap<&str, Vec<&Backend>> {
+    let mut grouped: HashMap<&str, Vec<&Backend>> = HashMap::new();
+    for (name, backend) in retired {
+        grouped.entry(name.as_str()).or_default().push(backend);
+    }
+    grouped
+}
+
+/// The status of one service: its backends, then those of its `retired` ones
+/// still draining.
+fn service_status(view: &ServiceView, retired: &[&Backend], now: Instant) -> ServiceStatus {
     let service = &view.service;
     let config = service.config();
     let checked = config.health.is_some();
-    let draining = retired
-        .iter()
-        .filter(|(name, _)| *name == config.name)
-        .map(|(_, b)| backend_status(b, checked, now));
+    let draining = retired.iter().map(|b| backend_status(b, checked, now));
     ServiceStatus {
         name: config.name.clone(),
         protocol: config.protocol.as_str(),
@@ -137,6 +154,8 @@ fn backend_status(backend: &Backend, checked: bool, now: Instant) -> BackendStat
             consecutive_failures: h.consecutive_failures,
             last_check_ms_ago: h.last_check_ago.map(|d| d.as_millis() as u64),
             last_result: h.last_result.map(|r| r.as_str()),
+            last_error: h.last_error,
+            agent_weight: backend.agent_weight(),
             checks_passed: h.passed,
             checks_failed: h.failed,
             checks_timed_out: h.timed_out,
@@ -153,6 +172,9 @@ fn backend_status(backend: &Backend, checked: bool, now: Instant) -> BackendStat
         total_connections: backend.total_connections(),
         connect_failures: backend.connect_failures(),
         ejected: backend.is_ejected(now),
+        ejected_until: backend
+            .ejected_for(now)
+            .map(|left| (left.as_secs_f64() * 1000.0).round() / 1000.0),
         health,
     }
 }
@@ -168,9 +190,10 @@ pub fn metrics_sample(services: &[ServiceView], retired: &[(String, Arc<Backend>
             .collect(),
         ..ProxySample::default()
     };
-    for (name, backend) in retired {
-        if let Some(service) = sample.services.iter_mut().find(|s| s.name == *name) {
-            let udp = service.udp.is_some();
+    let retired = by_service(retired);
+    for service in &mut sample.services {
+        let udp = service.udp.is_some();
+        for backend in retired.get(service.name.as_str()).into_iter().flatten() {
             service
                 .backends
                 .push(backend_sample(backend, false, udp, now));

@@ -1,6 +1,8 @@
 //! Faults as a client sees them, over real sockets: a backend that accepts but
-//! never answers, file-descriptor exhaustion (by TCP clients and by UDP flows),
-//! a client that never reads, and a UDP flood from 10,000 source ports.
+//! never answers, file-descriptor exhaustion (by TCP clients, by clients that
+//! never finish their PROXY header, and by UDP flows), a client that never
+//! reads, `/metrics` scrapers that never read, and a UDP flood from 10,000
+//! source ports.
 //!
 //! The last three run the real binary (not the in-process proxy) so that its CPU
 //! time and resident memory can be read from `/proc/PID` without counting the
@@ -21,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, sleep, timeout};
+use tokio_util::sync::CancellationToken;
 
 const BIN: &str = env!("CARGO_BIN_EXE_l4lb");
 const MIB: u64 = 1024 * 1024;
@@ -156,7 +159,103 @@ async fn the_default_cap_keeps_descriptors_for_the_admin_endpoint() {
     );
 
     drop(clients);
-    wait_for_round_trip(lb.listen).await;
+    wait_for_round_trip(lb.listen, b"").await;
+}
+
+/// Clients that keep connections open with an unfinished PROXY header.
+const HEADER_HOLDERS: usize = 400;
+/// How long a holder waits before it reconnects after l4lb closed it.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
+/// `/healthz` requests made while the holders attack, spanning two header deadlines.
+const HEALTH_CHECKS: usize = 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_finish_their_proxy_header_do_not_starve_the_admin_endpoint() {
+    if !command_exists("prlimit") {
+        eprintln!("SKIPPED: prlimit (util-linux) is not installed");
+        return;
+    }
+    let echo = TestBackend::start("echo", Behaviour::Echo).await;
+    let nofile = format!("--nofile={FD_LIMIT}:{FD_LIMIT}");
+    let config = proxy_header_config(echo.addr);
+    let lb = Lb::spawn("proxy-header", &["prlimit", &nofile], &config).await;
+
+    let stop = CancellationToken::new();
+    let mut holders = JoinSet::new();
+    for _ in 0..HEADER_HOLDERS {
+        holders.spawn(hold_unfinished_header(lb.listen, stop.clone()));
+    }
+    for check in 0..HEALTH_CHECKS {
+        sleep(Duration::from_millis(300)).await;
+        let answer = try_http(lb.admin, "/healthz")
+            .await
+            .map(|(status, _)| status);
+        assert_eq!(
+            answer,
+            Some(200),
+            "/healthz check {check} while headers are held"
+        );
+    }
+    stop.cancel();
+    while timeout(PATIENCE, holders.join_next())
+        .await
+        .expect("the holders stop")
+        .is_some()
+    {}
+
+    let metrics = admin_get(lb.admin, "/metrics").await;
+    let series = "l4lb_rejected_connections_total{reason=\"max_connections\",service=\"svc\"}";
+    assert!(
+        metric(&metrics, series) > 0.0,
+        "holders over the cap are refused"
+    );
+    let accept_errors = metric(&metrics, "l4lb_accept_errors_total{service=\"svc\"}");
+    assert_eq!(
+        accept_errors, 0.0,
+        "the cap keeps accept() from running out of fds"
+    );
+    wait_for_round_trip(lb.listen, PROXY_V1_HEADER).await;
+}
+
+/// A complete PROXY v1 header, for clients that do finish theirs.
+const PROXY_V1_HEADER: &[u8] = b"PROXY TCP4 192.0.2.1 192.0.2.2 1111 2222\r\n";
+
+/// One tcp service that expects PROXY headers, in front of `backend`, with the default cap.
+fn proxy_header_config(backend: SocketAddr) -> impl Fn(u16, u16) -> String {
+    move |admin, listen| {
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+             [global]\nworkers = 2\nshutdown_grace = \"1s\"\n\
+             [[service]]\nname = \"svc\"\nlisten = \"127.0.0.1:{listen}\"\n\
+             accept_proxy_protocol = true\n\
+             [[service.backend]]\naddress = \"{backend}\"\n"
+        )
+    }
+}
+
+/// Keeps one connection to `to` open with half a PROXY header, reconnecting after
+/// a pause whenever l4lb closes it, until `stop` (or a bounded number of rounds).
+async fn hold_unfinished_header(to: SocketAddr, stop: CancellationToken) {
+    for _ in 0..1000 {
+        let attempt = async {
+            let Ok(Ok(mut stream)) = timeout(Duration::from_secs(2), TcpStream::connect(to)).await
+            else {
+                return;
+            };
+            if stream.write_all(b"PROXY TCP4 ").await.is_ok() {
+                let mut byte = [0u8; 1];
+                let _ = timeout(PATIENCE, stream.read(&mut byte)).await;
+            }
+        };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = attempt => {}
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = sleep(RECONNECT_PAUSE) => {}
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,7 +292,7 @@ async fn descriptor_exhaustion_refuses_some_clients_without_spinning_and_recover
     );
 
     drop(clients);
-    wait_for_round_trip(lb.listen).await;
+    wait_for_round_trip(lb.listen, b"").await;
     let metrics = admin_get(lb.admin, "/metrics").await;
     let accept_errors = metric(&metrics, "l4lb_accept_errors_total{service=\"svc\"}");
     eprintln!("l4lb_accept_errors_total = {accept_errors}");
@@ -397,12 +496,13 @@ async fn ping(stream: &mut TcpStream) -> bool {
         && &reply == b"ping"
 }
 
-/// Waits until a fresh client gets an echo through l4lb.
-async fn wait_for_round_trip(to: SocketAddr) {
+/// Waits until a fresh client that sends `preamble` first gets an echo through l4lb.
+async fn wait_for_round_trip(to: SocketAddr, preamble: &[u8]) {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let attempt = async {
             let mut stream = TcpStream::connect(to).await.ok()?;
+            stream.write_all(preamble).await.ok()?;
             ping(&mut stream).await.then_some(())
         };
         if let Ok(Some(())) = timeout(Duration::from_secs(2), attempt).await {
@@ -529,6 +629,106 @@ async fn read_pattern(stream: &mut TcpStream) -> Result<u64, String> {
         }
         total += n as u64;
     }
+}
+
+// ---------------------------------------------------------------------------
+// Scrapers that never read
+// ---------------------------------------------------------------------------
+
+/// Backends of the service whose `/metrics` the scrapers ask for (a few MB).
+const SCRAPED_BACKENDS: u16 = 2500;
+/// Scrapers that ask for `/metrics` and never read it: within the admin cap of 64.
+const UNREAD_SCRAPERS: usize = 60;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapers_that_never_read_keep_memory_bounded() {
+    let lb = Lb::spawn("unread-scrapes", &[], &many_backends_config).await;
+    let body = admin_get(lb.admin, "/metrics").await;
+    let before = vm_rss(lb.pid());
+
+    let mut scrapers = JoinSet::new();
+    for _ in 0..UNREAD_SCRAPERS {
+        scrapers.spawn(scrape_without_reading(lb.admin));
+    }
+    let mut statuses = Vec::new();
+    let mut peak = before;
+    let deadline = Instant::now() + PATIENCE;
+    while statuses.len() < UNREAD_SCRAPERS {
+        peak = peak.max(vm_rss(lb.pid()));
+        assert!(
+            peak.saturating_sub(before) < RSS_GROWTH_LIMIT,
+            "l4lb holds what scrapers do not read: RSS {before} -> {peak} after {} answers",
+            statuses.len()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "scrapers unanswered: {statuses:?}"
+        );
+        if let Ok(Some(done)) = timeout(Duration::from_millis(100), scrapers.join_next()).await {
+            statuses.push(done.expect("scraper task"));
+        }
+    }
+    let held: Vec<TcpStream> = statuses.iter_mut().filter_map(|(_, s)| s.take()).collect();
+    let codes: Vec<&str> = statuses.iter().map(|(code, _)| code.as_str()).collect();
+    eprintln!(
+        "{UNREAD_SCRAPERS} unread scrapes of {} bytes: RSS {} -> {} KiB (peak); answers {codes:?}",
+        body.len(),
+        before / 1024,
+        peak / 1024
+    );
+    assert!(codes.contains(&"200"), "some scrapers are served");
+    assert!(
+        codes.iter().all(|c| *c == "200" || *c == "503"),
+        "the others are told to retry: {codes:?}"
+    );
+    let (status, _) = try_http(lb.admin, "/healthz")
+        .await
+        .expect("/healthz answers while the scrapes are unread");
+    assert_eq!(status, 200);
+
+    drop(held);
+    let deadline = Instant::now() + PATIENCE;
+    while try_http(lb.admin, "/metrics").await.map(|(s, _)| s) != Some(200) {
+        assert!(Instant::now() < deadline, "/metrics never served again");
+        sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One tcp service with `SCRAPED_BACKENDS` backends (never connected to).
+fn many_backends_config(admin: u16, listen: u16) -> String {
+    let mut config = format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+         [global]\nworkers = 1\n\
+         [[service]]\nname = \"svc\"\nlisten = \"127.0.0.1:{listen}\"\n"
+    );
+    for i in 0..SCRAPED_BACKENDS {
+        let port = 20_000 + i;
+        config.push_str(&format!(
+            "[[service.backend]]\naddress = \"127.0.0.1:{port}\"\n"
+        ));
+    }
+    config
+}
+
+/// Asks for `/metrics` with a small receive buffer and reads only the status
+/// code; returns it with the connection (kept open, never read further).
+async fn scrape_without_reading(admin: SocketAddr) -> (String, Option<TcpStream>) {
+    let attempt = async {
+        let socket = tokio::net::TcpSocket::new_v4().ok()?;
+        socket.set_recv_buffer_size(4096).ok()?;
+        let mut stream = socket.connect(admin).await.ok()?;
+        let request = "GET /metrics HTTP/1.1\r\nHost: l4lb\r\n\r\n";
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut status_line = [0u8; 12];
+        stream.read_exact(&mut status_line).await.ok()?;
+        let code = String::from_utf8_lossy(&status_line[9..]).into_owned();
+        Some((code, Some(stream)))
+    };
+    timeout(PATIENCE, attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| ("no answer".to_string(), None))
 }
 
 // ---------------------------------------------------------------------------

@@ -322,3 +322,29 @@ async fn a_backend_back_up_slow_starts_with_a_small_share() {
     assert!(to_a <= 40, "a got {to_a} of 200 while ramping from 5%");
     proxy.assert_drained().await;
 }
+
+#[tokio::test]
+async fn a_backend_override_probes_its_own_port_while_the_others_use_the_services_check() {
+    let a = TestBackend::start("a", Behaviour::Tagged).await;
+    let b = TestBackend::start("b", Behaviour::Tagged).await;
+    let [dead] = refusing_addrs::<1>().await;
+    let checks = "interval = \"50ms\"\ntimeout = \"50ms\"\nrise = 1\nfall = 1";
+    let override_port = format!("[service.backend.health]\nport = {}", dead.port());
+    let toml = config("", checks, &[(a.addr, &override_port), (b.addr, "")]);
+    let proxy = TestProxy::start(&toml).await;
+    let backends = proxy.service("svc").backends();
+    let (backend_a, backend_b) = (Arc::clone(&backends[0]), Arc::clone(&backends[1]));
+    wait_until("a marked down by its own port", || !backend_a.is_healthy()).await;
+    let now = std::time::Instant::now;
+    let error = backend_a
+        .health_snapshot(now())
+        .last_error
+        .unwrap_or_default();
+    assert!(error.starts_with("tcp: connect: "), "{error}");
+    wait_until("b passes", || backend_b.health_snapshot(now()).passed >= 2).await;
+    assert!(backend_b.is_healthy());
+    for _ in 0..5 {
+        assert_eq!(tag_of_new_connection(proxy.addr("svc")).await, "b");
+    }
+    proxy.assert_drained().await;
+}

@@ -124,31 +124,7 @@ async fn promtool_accepts_a_real_scrape() {
     let proxy = TestProxy::start(&toml).await;
     echo_exchange(proxy.addr("svc"), b"hello").await;
     let text = get_ok(proxy.admin.expect("admin"), "/metrics").await;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("feed promtool");
-    let out = child.wait_with_output().expect("promtool output");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "promtool: {report}");
-    assert!(
-        report.trim().is_empty(),
-        "promtool found problems:\n{report}"
-    );
+    common::assert_promtool_accepts(&text);
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The real binary under a process supervisor's eyes: sd_notify messages on a
-//! real NOTIFY_SOCKET, SIGHUP reloads, and two processes sharing one address
-//! (SO_REUSEPORT) for a binary upgrade.
+//! real NOTIFY_SOCKET, SIGHUP reloads, two processes sharing one address
+//! (SO_REUSEPORT) for a binary upgrade, and the admin address that two
+//! processes never share.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -258,4 +259,60 @@ fn sighup_on_a_fifo_refuses_the_reload_and_the_admin_endpoint_keeps_answering() 
     assert_eq!(tag_via(listen).as_deref(), Some("old"));
     signal(&child.0, "TERM");
     assert_eq!(wait_exit(&mut child.0), 0);
+}
+
+/// The status code of `GET path` on the admin endpoint; `None` when it does not answer.
+fn admin_status(admin: SocketAddr, path: &str) -> Option<u16> {
+    admin_get(admin, path)?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn a_second_process_on_the_same_admin_address_refuses_to_start() {
+    let dir = temp_dir("admin-exclusive");
+    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let config = dir.join("lb.toml");
+    let text = format!(
+        "[admin]\nlisten = \"{admin}\"\n{}",
+        service_config(listen, tag_server("first"))
+    );
+    std::fs::write(&config, text).expect("config");
+    let mut first = KillOnDrop(spawn(&config, &[]));
+    wait_for_tag(listen, "first");
+    let deadline = Instant::now() + PATIENCE;
+    while admin_status(admin, "/healthz") != Some(200) {
+        assert!(Instant::now() < deadline, "the first l4lb never answered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let log = dir.join("second.log");
+    let second = Command::new(BIN)
+        .args(["run", config.to_str().expect("utf-8 path")])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn the second l4lb");
+    let mut second = KillOnDrop(second);
+    assert_eq!(
+        wait_exit(&mut second.0),
+        1,
+        "the second l4lb must not start"
+    );
+    let stderr = std::fs::read_to_string(&log).expect("second log");
+    assert!(
+        stderr.contains(&format!("admin: cannot listen on {admin}")),
+        "the error names the admin address: {stderr}"
+    );
+    assert!(stderr.contains("in use"), "and says why: {stderr}");
+
+    for _ in 0..20 {
+        assert_eq!(admin_status(admin, "/status"), Some(200));
+        assert_eq!(tag_via(listen).as_deref(), Some("first"));
+    }
+    signal(&first.0, "TERM");
+    assert_eq!(wait_exit(&mut first.0), 0);
 }

@@ -137,6 +137,45 @@ async fn missing_malformed_or_late_headers_close_the_connection_and_are_counted(
 }
 
 #[tokio::test]
+async fn a_client_still_sending_its_header_holds_a_process_slot() {
+    let backend = TestBackend::start("echo", Behaviour::Echo).await;
+    let service = tcp_service("accept_proxy_protocol = true", &backend);
+    // One worker accepts (and takes on) clients in the order they connect.
+    let global = "[global]\nworkers = 1\nmax_connections = 1\n";
+    let proxy = TestProxy::start(&format!("{global}{service}")).await;
+    let addr = proxy.addr("svc");
+    let mut waiting = TcpStream::connect(addr).await.expect("connect");
+    waiting
+        .write_all(b"PROXY TCP4 198.51.100.7 ")
+        .await
+        .expect("half a header");
+
+    // Once l4lb has taken the waiting client on, the one slot is its.
+    let whole = b"PROXY TCP4 198.51.100.8 192.0.2.1 5555 443\r\nhello";
+    let deadline = Instant::now() + common::PATIENCE;
+    while !echoed(addr, whole).await.0.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "clients beyond max_connections are served while one is still sending its header"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let service = proxy.service("svc");
+    assert!(service.rejections(RejectReason::MaxConnections) >= 1);
+
+    waiting
+        .write_all(b"192.0.2.1 5555 443\r\nping")
+        .await
+        .expect("the rest of the header");
+    waiting.shutdown().await.expect("half-close");
+    let seen = read_until_closed(&mut waiting).await.expect("echo");
+    assert_eq!(
+        seen, b"ping",
+        "the waiting client is served once its header is complete"
+    );
+}
+
+#[tokio::test]
 async fn udp_flows_carry_a_v2_header_on_their_first_datagram_only() {
     let backend_addr = common::udp_echo().await;
     let toml = format!(

@@ -1,6 +1,7 @@
-//! Resource bounds for the admin server: connection cap, timeouts and buffer
-//! size. Owns the defaults and their sanitising; does not enforce them (the
-//! `server` module does).
+//! Resource bounds for the admin server: connection cap, timeouts, buffer
+//! size and the memory budget for rendered documents. Owns the defaults and
+//! their sanitising; does not enforce them (`server`, `slots` and `documents`
+//! do).
 
 use std::time::Duration;
 
@@ -12,8 +13,16 @@ const MIN_BUF_SIZE: usize = 8 * 1024;
 /// Bounds that keep slow or hostile admin clients from exhausting the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Limits {
-    /// Concurrent admin connections; connections beyond this are closed at once.
+    /// Concurrent admin connections; a connection beyond this evicts an idle
+    /// or stalled one (see `slots`), or is closed at once.
     pub(crate) max_connections: usize,
+    /// How long a response may be in flight before its connection may be
+    /// evicted to make room (for a connection, or for budget).
+    pub(crate) stalled_after: Duration,
+    /// Bytes of rendered `/metrics` and `/status` bodies held at once.
+    pub(crate) body_budget: usize,
+    /// How long a request waits for a share of `body_budget` before a 503.
+    pub(crate) body_wait: Duration,
     /// Time a client has to send a complete request head.
     pub(crate) header_read_timeout: Duration,
     /// Largest read buffer per connection, which also caps the request head size.
@@ -29,6 +38,9 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 64,
+            stalled_after: Duration::from_secs(10),
+            body_budget: 16 * 1024 * 1024,
+            body_wait: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(5),
             max_buf_size: 16 * 1024,
             connection_lifetime: Duration::from_secs(60),
@@ -56,6 +68,9 @@ mod tests {
     fn defaults_match_documented_bounds() {
         let limits = Limits::default();
         assert_eq!(limits.max_connections, 64);
+        assert_eq!(limits.stalled_after, Duration::from_secs(10));
+        assert_eq!(limits.body_budget, 16 * 1024 * 1024);
+        assert_eq!(limits.body_wait, Duration::from_secs(5));
         assert_eq!(limits.header_read_timeout, Duration::from_secs(5));
         assert_eq!(limits.max_buf_size, 16 * 1024);
         assert_eq!(limits.connection_lifetime, Duration::from_secs(60));

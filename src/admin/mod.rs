@@ -7,10 +7,14 @@
 //! state it reports (that is the runtime's), nor how metrics or status are
 //! rendered (the runtime produces those strings).
 
+mod body;
+mod budget;
+mod documents;
 mod limits;
 mod response;
 mod routes;
 mod server;
+mod slots;
 
 #[cfg(test)]
 mod tests;

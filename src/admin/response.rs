@@ -3,12 +3,13 @@
 //! decide which response a request gets (the `routes` module does).
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 
-/// Every admin response carries a complete, in-memory body.
-pub(crate) type AdminResponse = Response<Full<Bytes>>;
+use super::body::{AdminBody, Hold};
+
+/// Every admin response carries a complete, in-memory body, sent in chunks.
+pub(crate) type AdminResponse = Response<AdminBody>;
 
 /// Prometheus text exposition format, version 0.0.4.
 pub(crate) const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -22,11 +23,34 @@ pub(crate) fn with_body(
     content_type: &'static str,
     body: impl Into<Bytes>,
 ) -> AdminResponse {
-    let mut response = Response::new(Full::new(body.into()));
+    with_held_body(status, content_type, body, Hold::default())
+}
+
+/// [`with_body`] whose body keeps `hold` until it has been sent.
+pub(crate) fn with_held_body(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+    hold: Hold,
+) -> AdminResponse {
+    let mut response = Response::new(AdminBody::holding(body, hold));
     *response.status_mut() = status;
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// 503 with `Retry-After: 1`: the memory budget for documents in flight is
+/// taken (by clients that are slow to read theirs).
+pub(crate) fn budget_exhausted() -> AdminResponse {
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many large responses are still being sent; retry shortly",
+    );
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
 
@@ -43,13 +67,13 @@ pub(crate) fn method_not_allowed(allow: &'static str) -> AdminResponse {
     response
 }
 
-/// 404 naming the requested path.
 /// A JSON error body with `status`.
 pub(crate) fn error(status: StatusCode, message: &str) -> AdminResponse {
     let body = format!("{{\"error\":{}}}", json_string(message));
     with_body(status, JSON, body)
 }
 
+/// 404 naming the requested path.
 pub(crate) fn not_found(path: &str) -> AdminResponse {
     let body = format!(r#"{{"error":"not found","path":{}}}"#, json_string(path));
     with_body(StatusCode::NOT_FOUND, JSON, body)

@@ -6,10 +6,12 @@
 //! [`Endpoint::from_path`], its methods in [`Endpoint::allowed`] and its
 //! response in [`respond`].
 
-use hyper::{Method, Request, StatusCode};
+use hyper::header::HOST;
+use hyper::{Method, Request, StatusCode, Version};
 
 use super::AdminState;
-use super::response::{self, AdminResponse, JSON, PLAIN_TEXT, PROMETHEUS_TEXT};
+use super::budget::Document;
+use super::response::{self, AdminResponse, JSON, PLAIN_TEXT};
 
 /// A resource the admin endpoint serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,27 +86,44 @@ pub(crate) fn route(method: &Method, path: &str) -> Route {
     }
 }
 
+/// How a request is answered.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// This response, at once.
+    Ready(AdminResponse),
+    /// A large document, rendered within the memory budget (`documents`).
+    Document(Document),
+}
+
 /// Answers one request. The request body is never read.
-pub(crate) fn handle<B>(request: &Request<B>, state: &dyn AdminState) -> AdminResponse {
+pub(crate) fn handle<B>(request: &Request<B>, state: &dyn AdminState) -> Reply {
+    if let Some(problem) = host_problem(request) {
+        return Reply::Ready(response::error(StatusCode::BAD_REQUEST, problem));
+    }
     let path = request.uri().path();
-    match route(request.method(), path) {
+    let response = match route(request.method(), path) {
+        Route::Serve(Endpoint::Metrics) => return Reply::Document(Document::Metrics),
+        Route::Serve(Endpoint::Status) => return Reply::Document(Document::Status),
+        Route::Serve(Endpoint::Healthz) => healthz(state),
         Route::Serve(Endpoint::BackendAction) => backend_action(request, path, state),
-        Route::Serve(endpoint) => respond(endpoint, state),
         Route::MethodNotAllowed(endpoint) => {
             response::method_not_allowed(endpoint.allowed().header_value())
         }
         Route::NotFound => response::not_found(path),
-    }
+    };
+    Reply::Ready(response)
 }
 
-fn respond(endpoint: Endpoint, state: &dyn AdminState) -> AdminResponse {
-    match endpoint {
-        Endpoint::Metrics => {
-            response::with_body(StatusCode::OK, PROMETHEUS_TEXT, state.metrics_text())
+/// What is wrong with the request's `Host` header, as RFC 9112 section 3.2
+/// has it: an HTTP/1.1 request needs one (HTTP/1.0 may go without), and no
+/// request may carry two.
+fn host_problem<B>(request: &Request<B>) -> Option<&'static str> {
+    match request.headers().get_all(HOST).iter().count() {
+        0 if request.version() == Version::HTTP_11 => {
+            Some("an HTTP/1.1 request needs a Host header")
         }
-        Endpoint::Status => response::with_body(StatusCode::OK, JSON, state.status_json()),
-        Endpoint::Healthz => healthz(state),
-        Endpoint::BackendAction => response::not_found("/"),
+        0 | 1 => None,
+        _ => Some("more than one Host header"),
     }
 }
 

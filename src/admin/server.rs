@@ -1,15 +1,15 @@
 //! The admin accept loop and per-connection HTTP/1.1 serving on hyper.
 //!
-//! Owns connection admission (the concurrency cap), accept-error backoff,
-//! hyper's connection settings, each connection's lifetime bound and the
-//! shutdown sequence. Does not own routing or response content (the `routes`
-//! module does).
+//! Owns connection admission (through the `slots` table, which evicts rather
+//! than refuses), accept-error backoff, hyper's connection settings, each
+//! connection's lifetime bound and the shutdown sequence. Does not own routing
+//! or response content (`routes` and `documents` do).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::Request;
 use hyper::body::Incoming;
@@ -17,13 +17,15 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::AdminState;
+use super::budget::BodyBudget;
+use super::documents::Documents;
 use super::limits::Limits;
-use super::routes;
+use super::routes::{self, Reply};
+use super::slots::{Admitted, ConnectionSlots, Slot};
 
 const FIRST_ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
@@ -37,9 +39,15 @@ pub(crate) async fn serve_with_limits(
     limits: Limits,
 ) {
     let limits = limits.sanitized();
+    let slots = ConnectionSlots::new(limits.max_connections, limits.stalled_after);
     let admission = Admission {
         http: http1_builder(&limits),
-        slots: Arc::new(Semaphore::new(limits.max_connections)),
+        documents: Arc::new(Documents {
+            budget: BodyBudget::new(limits.body_budget),
+            slots: Arc::clone(&slots),
+            wait: limits.body_wait,
+        }),
+        slots,
         connections: TaskTracker::new(),
         state,
         stop: stop.clone(),
@@ -120,7 +128,8 @@ impl AcceptBackoff {
 /// Everything needed to take on an accepted connection.
 struct Admission {
     http: http1::Builder,
-    slots: Arc<Semaphore>,
+    slots: Arc<ConnectionSlots>,
+    documents: Arc<Documents>,
     connections: TaskTracker,
     state: Arc<dyn AdminState>,
     stop: CancellationToken,
@@ -128,13 +137,17 @@ struct Admission {
 }
 
 impl Admission {
-    /// Serves `stream` on its own task if a slot is free; otherwise closes it
-    /// at once so that excess clients never wait in the kernel backlog.
+    /// Serves `stream` on its own task if it gets a slot (possibly by evicting
+    /// an idle or stalled connection); otherwise closes it at once so that
+    /// excess clients never wait in the kernel backlog.
     fn admit(&self, stream: TcpStream, peer: SocketAddr) {
-        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
-            tracing::debug!(%peer, "admin connection limit reached; closing connection");
+        let Some((slot, admitted)) = self.slots.admit(Instant::now()) else {
+            tracing::debug!(%peer, "admin connections all busy sending; closing connection");
             return;
         };
+        if admitted == Admitted::Evicted {
+            tracing::debug!(%peer, "admin connection limit reached; evicted the longest idle or stalled one");
+        }
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%peer, %error, "admin connection: cannot set TCP_NODELAY");
         }
@@ -142,41 +155,72 @@ impl Admission {
             self.http.clone(),
             stream,
             Arc::clone(&self.state),
+            Arc::clone(&self.documents),
+            slot,
             self.stop.clone(),
             self.limits,
         );
         self.connections.spawn(async move {
             connection.await;
             tracing::trace!(%peer, "admin connection closed");
-            drop(slot);
         });
     }
 }
 
+/// How a connection's serving ended.
+enum Ended {
+    /// The client left, or hyper closed the connection.
+    Finished(hyper::Result<()>),
+    /// Another connection took its slot.
+    Evicted,
+    /// Its lifetime ran out, or the server is stopping.
+    Closing,
+}
+
 /// Serves HTTP/1.1 on one connection until the client leaves, the connection's
-/// lifetime runs out or `stop` is cancelled. In the last two cases in-flight
-/// responses get `limits.close_grace` to finish before the connection is dropped.
+/// lifetime runs out, `stop` is cancelled or it is evicted. At the end of its
+/// lifetime or on `stop`, in-flight responses get `limits.close_grace` to
+/// finish before the connection is dropped; an evicted one is dropped at once.
+/// The slot is given back when this returns.
 async fn serve_connection(
     http: http1::Builder,
     stream: TcpStream,
     state: Arc<dyn AdminState>,
+    documents: Arc<Documents>,
+    slot: Slot,
     stop: CancellationToken,
     limits: Limits,
 ) {
+    let tracker = slot.tracker();
     let service = service_fn(move |request: Request<Incoming>| {
-        let response = routes::handle(&request, state.as_ref());
-        async move { Ok::<_, Infallible>(response) }
+        let reply = routes::handle(&request, state.as_ref());
+        let (state, documents, tracker) =
+            (Arc::clone(&state), Arc::clone(&documents), tracker.clone());
+        async move {
+            let response = match reply {
+                Reply::Ready(response) => response,
+                Reply::Document(document) => {
+                    documents.serve(document, state.as_ref(), &tracker).await
+                }
+            };
+            Ok::<_, Infallible>(response)
+        }
     });
+    let eviction = slot.eviction();
     let mut connection = pin!(http.serve_connection(TokioIo::new(stream), service));
-    let finished = tokio::select! {
-        result = connection.as_mut() => Some(result),
-        () = tokio::time::sleep(limits.connection_lifetime) => None,
-        () = stop.cancelled() => None,
+    let ended = tokio::select! {
+        result = connection.as_mut() => Ended::Finished(result),
+        () = eviction.cancelled() => Ended::Evicted,
+        () = tokio::time::sleep(limits.connection_lifetime) => Ended::Closing,
+        () = stop.cancelled() => Ended::Closing,
     };
-    match finished {
-        Some(Ok(())) => {}
-        Some(Err(error)) => tracing::debug!(%error, "admin connection ended with an error"),
-        None => {
+    match ended {
+        Ended::Finished(Ok(())) => {}
+        Ended::Finished(Err(error)) => {
+            tracing::debug!(%error, "admin connection ended with an error")
+        }
+        Ended::Evicted => tracing::debug!("admin connection evicted to make room"),
+        Ended::Closing => {
             connection.as_mut().graceful_shutdown();
             if tokio::time::timeout(limits.close_grace, connection)
                 .await

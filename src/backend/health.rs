@@ -41,6 +41,8 @@ pub struct HealthRecord {
     consecutive_failures: u32,
     last_check: Option<Instant>,
     last_result: Option<CheckResult>,
+    /// Why the last probe failed; `None` when it passed.
+    last_error: Option<String>,
     passed: u64,
     failed: u64,
     timed_out: u64,
@@ -56,6 +58,7 @@ impl Default for HealthRecord {
             consecutive_failures: 0,
             last_check: None,
             last_result: None,
+            last_error: None,
             passed: 0,
             failed: 0,
             timed_out: 0,
@@ -70,16 +73,22 @@ impl HealthRecord {
         self.up
     }
 
-    /// Folds one probe result in; returns the transition it caused, if any.
+    /// Folds one probe result (and the error behind a failure) in; returns the
+    /// transition it caused, if any.
     pub fn record(
         &mut self,
         result: CheckResult,
+        error: Option<&str>,
         now: Instant,
         rise: u32,
         fall: u32,
     ) -> Option<Transition> {
         self.last_check = Some(now);
         self.last_result = Some(result);
+        self.last_error = match result {
+            CheckResult::Success => None,
+            CheckResult::Failure | CheckResult::Timeout => Some(error.unwrap_or("").to_string()),
+        };
         match result {
             CheckResult::Success => {
                 self.passed += 1;
@@ -121,6 +130,7 @@ impl HealthRecord {
             consecutive_failures: self.consecutive_failures,
             last_check_ago: self.last_check.map(|t| now.saturating_duration_since(t)),
             last_result: self.last_result,
+            last_error: self.last_error.clone(),
             passed: self.passed,
             failed: self.failed,
             timed_out: self.timed_out,
@@ -139,6 +149,8 @@ pub struct HealthSnapshot {
     /// How long ago the last probe finished; `None` before the first.
     pub last_check_ago: Option<Duration>,
     pub last_result: Option<CheckResult>,
+    /// Why the last probe failed; `None` when it passed (or before the first).
+    pub last_error: Option<String>,
     pub passed: u64,
     pub failed: u64,
     pub timed_out: u64,
@@ -156,7 +168,7 @@ mod tests {
         let now = Instant::now();
         let transitions = results
             .iter()
-            .filter_map(|&r| record.record(r, now, rise, fall))
+            .filter_map(|&r| record.record(r, Some("refused"), now, rise, fall))
             .collect();
         (record, transitions)
     }
@@ -208,5 +220,17 @@ mod tests {
         assert_eq!(snapshot.consecutive_successes, 2);
         assert_eq!(snapshot.last_result, Some(Success));
         assert!(snapshot.last_check_ago.is_some());
+        assert_eq!(snapshot.last_error, None);
+    }
+
+    #[test]
+    fn last_error_tells_why_the_last_probe_failed_until_one_passes() {
+        let mut record = HealthRecord::default();
+        let now = Instant::now();
+        let why = "postgres: 57P03 the database system is shutting down";
+        record.record(Failure, Some(why), now, 2, 3);
+        assert_eq!(record.snapshot(now).last_error.as_deref(), Some(why));
+        record.record(Success, None, now, 2, 3);
+        assert_eq!(record.snapshot(now).last_error, None);
     }
 }

@@ -1,5 +1,6 @@
-//! One backend server of one service: its configured identity, its live counters
-//! and whether it may be offered to new clients.
+//! One backend server of one service: its settings, its identity (the counters,
+//! health and passive-check state that every configuration of it shares across
+//! reloads, see `identity`) and whether it may be offered to new clients.
 //!
 //! A `Backend` is shared (`Arc`) between the strategy that picks it, the connection
 //! tasks that use it, the health checker that judges it and the status readers.
@@ -10,89 +11,68 @@
 
 pub mod admin_state;
 pub mod health;
+pub mod identity;
 pub mod outlier;
 pub mod slow_start;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
-use prometheus::Histogram;
 use tokio_util::sync::CancellationToken;
 
 use admin_state::{AdminCell, AdminState};
-use health::{CheckResult, HealthRecord, HealthSnapshot, Transition};
-use outlier::OutlierDetector;
+use health::{CheckResult, HealthSnapshot, Transition};
+use identity::{Identity, NO_SAMPLE};
+use outlier::OutlierSettings;
 use slow_start::SlowStart;
 
 /// Weight given to the newest sample in the connect-time moving average.
 pub const CONNECT_TIME_EWMA_ALPHA: f64 = 0.3;
 
-/// Marks "no connect time measured yet" in the EWMA cell.
-const NO_SAMPLE: u64 = u64::MAX;
-
+/// One configuration of a backend: its settings, around the identity (counters,
+/// health, passive-check state) that every configuration of it shares.
 #[derive(Debug)]
 pub struct Backend {
-    address: String,
+    identity: Arc<Identity>,
     addr: SocketAddr,
     weight: u32,
     max_connections: usize,
-    active: AtomicUsize,
-    total_connections: AtomicU64,
-    connect_failures: AtomicU64,
-    /// f64 seconds as bits, or `NO_SAMPLE`.
-    connect_time_ewma: AtomicU64,
-    /// Bytes relayed client to backend, and back.
-    bytes_up: AtomicU64,
-    bytes_down: AtomicU64,
-    /// UDP datagrams relayed client to backend, and back.
-    datagrams_up: AtomicU64,
-    datagrams_down: AtomicU64,
-    connect_histogram: Option<Histogram>,
     backup: bool,
-    /// The active-check verdict, mirrored from `health` for lock-free reads.
-    healthy: AtomicBool,
-    health: Mutex<HealthRecord>,
-    outlier: Option<OutlierDetector>,
+    outlier: Option<OutlierSettings>,
     slow_start: Option<SlowStart>,
-    /// Cancelled (and replaced) to close the sessions open on this backend.
-    session_closer: ArcSwap<CancellationToken>,
     admin: AdminCell,
 }
 
+/// What one active-check result changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CheckEffect {
+    /// The active-check verdict flipped.
+    pub transition: Option<Transition>,
+    /// The check passed after a passive ejection began, which ended it.
+    pub ejection_ended: bool,
+}
+
 impl Backend {
-    /// A backend named `address` (as configured) that connects to `addr`.
+    /// A backend named `address` (as configured) that connects to `addr`, with a
+    /// fresh identity.
     pub fn new(address: impl Into<String>, addr: SocketAddr, weight: u32) -> Backend {
+        Backend::with_identity(Identity::new(address, None), addr, weight)
+    }
+
+    /// A configuration of the backend `identity` names, connecting to `addr`.
+    pub fn with_identity(identity: Arc<Identity>, addr: SocketAddr, weight: u32) -> Backend {
         Backend {
-            address: address.into(),
+            identity,
             addr,
             weight: weight.max(1),
             max_connections: 0,
-            active: AtomicUsize::new(0),
-            total_connections: AtomicU64::new(0),
-            connect_failures: AtomicU64::new(0),
-            connect_time_ewma: AtomicU64::new(NO_SAMPLE),
-            bytes_up: AtomicU64::new(0),
-            bytes_down: AtomicU64::new(0),
-            datagrams_up: AtomicU64::new(0),
-            datagrams_down: AtomicU64::new(0),
-            connect_histogram: None,
             backup: false,
-            healthy: AtomicBool::new(true),
-            health: Mutex::new(HealthRecord::default()),
             outlier: None,
             slow_start: None,
-            session_closer: ArcSwap::from_pointee(CancellationToken::new()),
             admin: AdminCell::default(),
         }
-    }
-
-    /// Observes every successful connect time in `histogram`.
-    pub fn with_connect_histogram(mut self, histogram: Histogram) -> Backend {
-        self.connect_histogram = Some(histogram);
-        self
     }
 
     /// Marks the backend as a backup: used only while no primary is available.
@@ -103,7 +83,10 @@ impl Backend {
 
     /// Ejects the backend after `threshold` connect failures in a row, for `ejection_time`.
     pub fn with_outlier_detection(mut self, threshold: u32, ejection_time: Duration) -> Backend {
-        self.outlier = Some(OutlierDetector::new(threshold, ejection_time));
+        self.outlier = Some(OutlierSettings {
+            threshold,
+            ejection_time,
+        });
         self
     }
 
@@ -119,9 +102,14 @@ impl Backend {
         self
     }
 
+    /// The identity this configuration belongs to (shared across reloads).
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.identity
+    }
+
     /// The address as configured: the backend's name in logs, metrics and status.
     pub fn address(&self) -> &str {
-        &self.address
+        &self.identity.address
     }
 
     /// The socket address connections go to.
@@ -144,12 +132,23 @@ impl Backend {
 
     /// The active checks' verdict (true when there are none).
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Acquire)
+        self.identity.healthy.load(Ordering::Acquire)
     }
 
     /// Whether passive checks have ejected the backend at `now`.
     pub fn is_ejected(&self, now: Instant) -> bool {
-        self.outlier.as_ref().is_some_and(|o| o.is_ejected(now))
+        self.ejected_for(now).is_some()
+    }
+
+    /// How much longer passive checks keep the backend out, if they do at `now`.
+    pub fn ejected_for(&self, now: Instant) -> Option<Duration> {
+        self.outlier?;
+        self.identity.outlier.ejected_for(now)
+    }
+
+    /// The passive-check settings this configuration applies, if any.
+    pub fn outlier_settings(&self) -> Option<OutlierSettings> {
+        self.outlier
     }
 
     /// Whether new clients may be sent here at `now`: in rotation, healthy and
@@ -182,110 +181,132 @@ impl Backend {
         }
     }
 
-    /// Slow-start admission for one pick (always true when not ramping).
+    /// Admission for one pick: true with probability `weight_share` (always
+    /// when not ramping and at full agent weight).
     pub fn admits(&self, now: Instant, random: u64) -> bool {
-        self.slow_start
-            .as_ref()
-            .is_none_or(|s| s.admits(now, random))
+        let share = self.weight_share(now);
+        share >= 1.0 || (random as f64 / u64::MAX as f64) < share
     }
 
-    /// The fraction of its weight the backend gets now (below 1 while slow-starting).
+    /// The fraction of its weight the backend gets now: below 1 while
+    /// slow-starting, or while an agent check reports less than 100%.
     pub fn weight_share(&self, now: Instant) -> f64 {
-        self.slow_start.as_ref().map_or(1.0, |s| s.share(now))
+        let ramp = self.slow_start.as_ref().map_or(1.0, |s| s.share(now));
+        ramp * f64::from(self.agent_weight()) / 100.0
     }
 
-    /// Records one active-check result; returns the transition it caused, if any.
+    /// Sets the percent of its weight an agent check reports (capped at 100).
+    pub fn set_agent_weight(&self, percent: u32) {
+        let percent = percent.min(100);
+        self.identity.agent_weight.store(percent, Ordering::Relaxed);
+    }
+
+    /// The percent of its weight the agent check last reported (100 without one).
+    pub fn agent_weight(&self) -> u32 {
+        self.identity.agent_weight.load(Ordering::Relaxed)
+    }
+
+    /// Records one active-check result (with the error behind a failure), of a
+    /// probe that started at `started`; returns what it changed. A pass of a
+    /// probe that started after a passive ejection began ends that ejection.
     pub fn record_check(
         &self,
         result: CheckResult,
+        error: Option<&str>,
+        started: Instant,
         now: Instant,
-        rise: u32,
-        fall: u32,
-    ) -> Option<Transition> {
-        let mut record = self.health_record();
-        let transition = record.record(result, now, rise, fall);
-        self.healthy.store(record.is_up(), Ordering::Release);
+        (rise, fall): (u32, u32),
+    ) -> CheckEffect {
+        let mut record = self.identity.health_record();
+        let transition = record.record(result, error, now, rise, fall);
+        self.identity
+            .healthy
+            .store(record.is_up(), Ordering::Release);
+        drop(record);
         if let (Some(Transition::Up), Some(slow_start)) = (transition, &self.slow_start) {
             slow_start.begin(now);
         }
-        transition
+        let ejection_ended = result == CheckResult::Success
+            && self.outlier.is_some()
+            && self.identity.outlier.record_passing_check(started, now);
+        CheckEffect {
+            transition,
+            ejection_ended,
+        }
     }
 
     /// A copy of the health record as of `now`.
     pub fn health_snapshot(&self, now: Instant) -> HealthSnapshot {
-        self.health_record().snapshot(now)
+        self.identity.health_record().snapshot(now)
     }
 
     /// Passive ejections so far.
     pub fn ejections(&self) -> u64 {
-        self.outlier.as_ref().map_or(0, OutlierDetector::ejections)
-    }
-
-    fn health_record(&self) -> MutexGuard<'_, HealthRecord> {
-        // The record is plain data, always consistent between statements: a panic
-        // elsewhere while holding the lock cannot leave it half-written.
-        self.health
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.identity.outlier.ejections()
     }
 
     /// A token cancelled when this backend's open sessions must close.
     pub fn session_closer(&self) -> Arc<CancellationToken> {
-        self.session_closer.load_full()
+        self.identity.session_closer.load_full()
     }
 
-    /// Closes every session currently open on this backend.
+    /// Closes every session currently open on this backend (through any copy).
     pub fn close_sessions(&self) {
-        let previous = self.session_closer.swap(Arc::new(CancellationToken::new()));
-        previous.cancel();
+        let fresh = Arc::new(CancellationToken::new());
+        self.identity.session_closer.swap(fresh).cancel();
     }
 
-    /// Connections currently open (or being opened) to this backend.
+    /// Connections currently open (or being opened) to this backend, through any
+    /// copy of it.
     pub fn active(&self) -> usize {
-        self.active.load(Ordering::Relaxed)
+        self.identity.active.load(Ordering::Relaxed)
     }
 
     /// The relayed-bytes counters, client to backend and backend to client.
     pub fn byte_counters(&self) -> (&AtomicU64, &AtomicU64) {
-        (&self.bytes_up, &self.bytes_down)
+        (&self.identity.bytes_up, &self.identity.bytes_down)
     }
 
     /// Bytes relayed so far, `(client to backend, backend to client)`.
     pub fn bytes(&self) -> (u64, u64) {
         (
-            self.bytes_up.load(Ordering::Relaxed),
-            self.bytes_down.load(Ordering::Relaxed),
+            self.identity.bytes_up.load(Ordering::Relaxed),
+            self.identity.bytes_down.load(Ordering::Relaxed),
         )
     }
 
     /// Counts one datagram of `len` bytes relayed client to backend.
     pub fn count_datagram_up(&self, len: usize) {
-        self.datagrams_up.fetch_add(1, Ordering::Relaxed);
-        self.bytes_up.fetch_add(len as u64, Ordering::Relaxed);
+        self.identity.datagrams_up.fetch_add(1, Ordering::Relaxed);
+        self.identity
+            .bytes_up
+            .fetch_add(len as u64, Ordering::Relaxed);
     }
 
     /// Counts one datagram of `len` bytes relayed backend to client.
     pub fn count_datagram_down(&self, len: usize) {
-        self.datagrams_down.fetch_add(1, Ordering::Relaxed);
-        self.bytes_down.fetch_add(len as u64, Ordering::Relaxed);
+        self.identity.datagrams_down.fetch_add(1, Ordering::Relaxed);
+        self.identity
+            .bytes_down
+            .fetch_add(len as u64, Ordering::Relaxed);
     }
 
     /// UDP datagrams relayed so far, `(client to backend, backend to client)`.
     pub fn datagrams(&self) -> (u64, u64) {
         (
-            self.datagrams_up.load(Ordering::Relaxed),
-            self.datagrams_down.load(Ordering::Relaxed),
+            self.identity.datagrams_up.load(Ordering::Relaxed),
+            self.identity.datagrams_down.load(Ordering::Relaxed),
         )
     }
 
     /// Connections ever established to this backend (successful connects).
     pub fn total_connections(&self) -> u64 {
-        self.total_connections.load(Ordering::Relaxed)
+        self.identity.total_connections.load(Ordering::Relaxed)
     }
 
     /// Failed connect attempts (refused or timed out).
     pub fn connect_failures(&self) -> u64 {
-        self.connect_failures.load(Ordering::Relaxed)
+        self.identity.connect_failures.load(Ordering::Relaxed)
     }
 
     /// Whether one more connection fits under `max_connections`.
@@ -299,11 +320,12 @@ impl Backend {
     /// atomic step, so concurrent callers can never push it over its limit.
     pub fn try_acquire(self: &Arc<Self>) -> Option<ConnectionGuard> {
         let max = self.max_connections;
-        let acquired = self
-            .active
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
-                (max == 0 || n < max).then_some(n + 1)
-            });
+        let acquired =
+            self.identity
+                .active
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                    (max == 0 || n < max).then_some(n + 1)
+                });
         acquired.ok().map(|_| ConnectionGuard {
             backend: Arc::clone(self),
         })
@@ -311,36 +333,42 @@ impl Backend {
 
     /// Records one failed connect attempt; `true` when it ejected the backend.
     pub fn record_connect_failure(&self, now: Instant) -> bool {
-        self.connect_failures.fetch_add(1, Ordering::Relaxed);
-        self.outlier.as_ref().is_some_and(|o| o.record_failure(now))
+        self.identity
+            .connect_failures
+            .fetch_add(1, Ordering::Relaxed);
+        self.outlier
+            .as_ref()
+            .is_some_and(|o| self.identity.outlier.record_failure(now, o))
     }
 
     /// Records one successful connect and folds its time into the moving average.
     pub fn record_connect_success(&self, took: Duration) {
-        self.total_connections.fetch_add(1, Ordering::Relaxed);
-        if let Some(outlier) = &self.outlier {
-            outlier.record_success();
+        let identity = &self.identity;
+        identity.total_connections.fetch_add(1, Ordering::Relaxed);
+        if self.outlier.is_some() {
+            identity.outlier.record_success();
         }
-        if let Some(histogram) = &self.connect_histogram {
+        if let Some(histogram) = &identity.connect_histogram {
             histogram.observe(took.as_secs_f64());
         }
         let sample = took.as_secs_f64();
-        let _ = self
-            .connect_time_ewma
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                let next = if bits == NO_SAMPLE {
-                    sample
-                } else {
-                    let old = f64::from_bits(bits);
-                    old + CONNECT_TIME_EWMA_ALPHA * (sample - old)
-                };
-                Some(next.to_bits())
-            });
+        let _ =
+            identity
+                .connect_time_ewma
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                    let next = if bits == NO_SAMPLE {
+                        sample
+                    } else {
+                        let old = f64::from_bits(bits);
+                        old + CONNECT_TIME_EWMA_ALPHA * (sample - old)
+                    };
+                    Some(next.to_bits())
+                });
     }
 
     /// Moving average of connect time in seconds; `None` before the first connect.
     pub fn connect_time_ewma(&self) -> Option<f64> {
-        let bits = self.connect_time_ewma.load(Ordering::Relaxed);
+        let bits = self.identity.connect_time_ewma.load(Ordering::Relaxed);
         (bits != NO_SAMPLE).then(|| f64::from_bits(bits))
     }
 }
@@ -359,7 +387,7 @@ impl ConnectionGuard {
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.backend.active.fetch_sub(1, Ordering::AcqRel);
+        self.backend.identity.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -394,6 +422,41 @@ mod tests {
         assert!(!b.has_capacity());
         drop(g1);
         assert!(b.try_acquire().is_some());
+    }
+
+    #[test]
+    fn copies_of_one_identity_count_into_the_same_place() {
+        let old = backend(0);
+        let addr = old.addr();
+        let new = Arc::new(Backend::with_identity(Arc::clone(old.identity()), addr, 5));
+        let _on_old = old.try_acquire().expect("unlimited");
+        let _on_new = new.try_acquire().expect("unlimited");
+        old.record_connect_success(Duration::from_millis(1));
+        new.record_connect_success(Duration::from_millis(1));
+        assert_eq!((old.active(), new.active()), (2, 2));
+        assert_eq!(new.total_connections(), 2);
+        assert_eq!(new.weight(), 5);
+        let closing = old.session_closer();
+        new.close_sessions();
+        assert!(
+            closing.is_cancelled(),
+            "closing through one copy closes all"
+        );
+    }
+
+    #[test]
+    fn a_passing_check_that_started_after_an_ejection_ends_it() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().expect("literal address");
+        let b = Backend::new("b", addr, 1).with_outlier_detection(1, Duration::from_secs(60));
+        let before = Instant::now();
+        let ejected_at = before + Duration::from_millis(1);
+        assert!(b.record_connect_failure(ejected_at));
+        let done = ejected_at + Duration::from_millis(2);
+        let effect = b.record_check(CheckResult::Success, None, before, done, (2, 3));
+        assert!(!effect.ejection_ended && b.is_ejected(done));
+        let effect = b.record_check(CheckResult::Success, None, ejected_at, done, (2, 3));
+        assert!(effect.ejection_ended && !b.is_ejected(done));
+        assert_eq!(b.ejections(), 1);
     }
 
     #[test]

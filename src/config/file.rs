@@ -103,7 +103,8 @@ pub struct RawService {
     _backend: Option<IgnoredAny>,
 }
 
-#[derive(Deserialize)]
+/// `[service.health]`, and a backend's `[service.backend.health]` overrides.
+#[derive(Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealth {
     pub kind: Field<String>,
@@ -116,6 +117,36 @@ pub struct RawHealth {
     pub send_hex: Field<String>,
     pub expect: Field<String>,
     pub expect_hex: Field<String>,
+    pub role: Field<String>,
+    pub user: Field<String>,
+    pub database: Field<String>,
+    pub password: Field<String>,
+    pub path: Field<String>,
+    pub host: Field<String>,
+    pub status: Field<String>,
+    pub query: Field<String>,
+    pub query_type: Field<String>,
+    pub rcodes: Field<StringList>,
+    pub agent_port: Field<Int>,
+}
+
+/// `over`'s keys where written, else `base`'s: a backend's overrides on top of
+/// its service's check.
+macro_rules! overlay {
+    ($base:expr, $over:expr, $($key:ident),* $(,)?) => {
+        RawHealth { $($key: $over.$key.clone().or_else(|| $base.$key.clone())),* }
+    };
+}
+
+impl RawHealth {
+    /// This table with `over`'s keys written on top.
+    pub fn overlaid(&self, over: &RawHealth) -> RawHealth {
+        overlay!(
+            self, over, kind, interval, timeout, rise, fall, port, send, send_hex, expect,
+            expect_hex, role, user, database, password, path, host, status, query, query_type,
+            rcodes, agent_port,
+        )
+    }
 }
 
 #[derive(Deserialize)]
@@ -133,6 +164,11 @@ pub struct RawBackend {
     pub max_connections: Field<Int>,
     pub backup: Field<bool>,
     pub slow_start: Field<DurationText>,
+    #[serde(rename = "health")]
+    _health: Option<IgnoredAny>,
+    /// `[service.backend.health]`: this backend's check overrides, read on its own.
+    #[serde(skip)]
+    pub health: Option<Section<RawHealth>>,
 }
 
 /// One table of the file, read into `T`.
@@ -271,7 +307,13 @@ fn read_backends(
         .filter_map(|(i, item)| {
             let (span, table) = item.as_ref()?;
             let path = paths::indexed(service_path, "backend", i);
-            read_section(table, span, &path, &[], report)
+            let mut section: Section<RawBackend> =
+                read_section(table, span, &path, BACKEND_TABLES, report)?;
+            section.value.health = table.get("health").and_then(|v| {
+                let health_path = paths::join(&path, "health");
+                read_table(v, &health_path, "[service.backend.health]", report)
+            });
+            Some(section)
         })
         .collect()
 }
@@ -369,6 +411,7 @@ fn read_section<T: DeserializeOwned>(
 /// on their own (`T` only notes that they may be there).
 const ROOT_TABLES: &[&str] = &["admin", "global", "service"];
 const SERVICE_TABLES: &[&str] = &["health", "outlier", "backend"];
+const BACKEND_TABLES: &[&str] = &["health"];
 
 /// A copy of `table` in which the value of each `nested` key is a stand-in:
 /// copying a service's backends (or the whole document) for every retry

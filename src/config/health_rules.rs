@@ -1,86 +1,172 @@
 //! The rules that tie a `[service.health]` table to its service: the check's
-//! kind must match the service's protocol, and the payload keys (`send` or
-//! `send_hex`, `expect` or `expect_hex`) belong to udp checks (which need a
-//! payload) and to no others; hex values are decoded here.
+//! kind must be one that can probe the service's backends, and each
+//! kind-specific key belongs to the kinds that use it (a udp check needs its
+//! payload; a dns check its query; an agent check its port).
 //!
 //! This file owns those rules and their messages. Reading the table's values
-//! and their ranges is `validate.rs`'s job.
+//! and their ranges is `validate.rs` and `health_keys.rs`'s job.
 
-use toml::Spanned;
-
-use super::checker::{Checker, text};
-use super::file::{Field, RawHealth, Section};
+use super::checker::Checker;
+use super::file::{RawHealth, Section};
 use super::model::{HealthKind, Protocol};
+use super::report::Span;
+
+use HealthKind::{Agent, Dns, Http, Mysql, Postgres, Redis, Tcp, Udp};
 
 /// The check kind used when `kind` is not written: the service's own protocol.
 pub fn default_kind(protocol: Protocol) -> HealthKind {
     match protocol {
-        Protocol::Tcp => HealthKind::Tcp,
-        Protocol::Udp => HealthKind::Udp,
+        Protocol::Tcp => Tcp,
+        Protocol::Udp => Udp,
     }
 }
 
-fn kind_name(kind: HealthKind) -> &'static str {
-    match kind {
-        HealthKind::Tcp => "tcp",
-        HealthKind::Udp => "udp",
+/// The kinds that can probe the backends of a `protocol` service.
+fn kinds_for(protocol: Protocol) -> &'static [HealthKind] {
+    match protocol {
+        Protocol::Tcp => &[Tcp, Postgres, Redis, Mysql, Http, Agent],
+        Protocol::Udp => &[Udp, Dns, Http, Agent],
+    }
+}
+
+/// Each kind-specific key with where it is written and the kinds that take it.
+fn kind_keys(raw: &RawHealth) -> [(&'static str, Option<Span>, &'static [HealthKind]); 15] {
+    [
+        ("send", raw.send.as_ref().map(|f| f.span()), &[Tcp, Udp]),
+        (
+            "send_hex",
+            raw.send_hex.as_ref().map(|f| f.span()),
+            &[Tcp, Udp],
+        ),
+        ("expect", raw.expect.as_ref().map(|f| f.span()), &[Tcp, Udp]),
+        (
+            "expect_hex",
+            raw.expect_hex.as_ref().map(|f| f.span()),
+            &[Tcp, Udp],
+        ),
+        (
+            "role",
+            raw.role.as_ref().map(|f| f.span()),
+            &[Postgres, Redis],
+        ),
+        (
+            "user",
+            raw.user.as_ref().map(|f| f.span()),
+            &[Postgres, Redis],
+        ),
+        (
+            "database",
+            raw.database.as_ref().map(|f| f.span()),
+            &[Postgres],
+        ),
+        (
+            "password",
+            raw.password.as_ref().map(|f| f.span()),
+            &[Postgres, Redis],
+        ),
+        ("path", raw.path.as_ref().map(|f| f.span()), &[Http]),
+        ("host", raw.host.as_ref().map(|f| f.span()), &[Http]),
+        ("status", raw.status.as_ref().map(|f| f.span()), &[Http]),
+        ("query", raw.query.as_ref().map(|f| f.span()), &[Dns]),
+        (
+            "query_type",
+            raw.query_type.as_ref().map(|f| f.span()),
+            &[Dns],
+        ),
+        ("rcodes", raw.rcodes.as_ref().map(|f| f.span()), &[Dns]),
+        (
+            "agent_port",
+            raw.agent_port.as_ref().map(|f| f.span()),
+            &[Agent],
+        ),
+    ]
+}
+
+/// `"a"`, `"a" or "b"`, `"a", "b" or "c"`.
+fn either(kinds: &[HealthKind]) -> String {
+    let names: Vec<String> = kinds
+        .iter()
+        .map(|k| format!("\"{}\"", k.as_str()))
+        .collect();
+    match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
     }
 }
 
 impl Checker<'_, '_> {
-    /// Reports a check that cannot probe this service, or whose `send` is
-    /// missing where it is needed or written where it means nothing.
+    /// Reports a check that cannot probe this service, and keys written for
+    /// another kind or missing for this one. False when the kind does not fit
+    /// (its own keys are then not worth reading).
     pub fn health_fits(
         &mut self,
         section: &Section<RawHealth>,
         kind: HealthKind,
         protocol: Protocol,
-    ) {
+    ) -> bool {
         let raw = &section.value;
-        if kind != default_kind(protocol) {
+        let fitting = kinds_for(protocol);
+        if !fitting.contains(&kind) {
             let span = raw.kind.as_ref().map_or(section.span.clone(), |k| k.span());
             let message = format!(
                 "a {} check cannot probe the backends of a {protocol} service; \
-                 use kind = \"{protocol}\"",
-                kind_name(kind)
+                 use kind = {}",
+                kind.as_str(),
+                either(fitting)
             );
             self.fail(&span, "kind", message);
-            return;
+            return false;
         }
-        match kind {
-            HealthKind::Tcp => self.no_udp_payload_keys(raw),
-            HealthKind::Udp => self.udp_payload_present(section),
-        }
-    }
-
-    /// A tcp check only connects: every udp payload key is a mistake.
-    fn no_udp_payload_keys(&mut self, raw: &RawHealth) {
-        for (key, field) in udp_payload_keys(raw) {
-            if let Some(field) = field {
-                let message = "applies to udp checks only, and this check is tcp (a tcp \
-                               check only connects); remove it"
-                    .to_string();
-                self.fail(&field.span(), key, message);
+        for (key, span, kinds) in kind_keys(raw) {
+            if let Some(span) = span.filter(|_| !kinds.contains(&kind)) {
+                let message = format!(
+                    "applies to {} checks only, and this check is {}; remove it",
+                    either(kinds),
+                    kind.as_str()
+                );
+                self.fail(&span, key, message);
             }
         }
+        if kind == Udp {
+            self.udp_payload(section);
+        }
+        self.keys_this_kind_would_ignore(raw, kind);
+        if kind == Http && protocol == Protocol::Udp && raw.port.is_none() {
+            let message = "an http check of a udp service needs \"port\", the TCP port of the \
+                           backends' HTTP health endpoint, e.g. port = 8080";
+            self.report.at(&section.span, self.path, message);
+        }
+        true
     }
 
-    /// A udp check sends exactly one of `send` / `send_hex`, not empty.
-    fn udp_payload_present(&mut self, section: &Section<RawHealth>) {
+    /// `port` on an agent check (which connects to `agent_port`) and
+    /// `password` on a postgres check that does not log in.
+    fn keys_this_kind_would_ignore(&mut self, raw: &RawHealth, kind: HealthKind) {
+        if let (Agent, Some(port)) = (kind, &raw.port) {
+            let message = "an agent check connects to agent_port on the backend's IP; \
+                           remove port"
+                .to_string();
+            self.fail(&port.span(), "port", message);
+        }
+        let logs_in = raw.role.as_ref().is_some_and(|r| r.get_ref() == "primary");
+        if let (Postgres, Some(password), false) = (kind, &raw.password, logs_in) {
+            let message = "a postgres check logs in only with role = \"primary\" (otherwise it \
+                           stops at the server's first answer); add role = \"primary\" or \
+                           remove password"
+                .to_string();
+            self.fail(&password.span(), "password", message);
+        }
+    }
+
+    /// A udp check needs a non-empty payload.
+    fn udp_payload(&mut self, section: &Section<RawHealth>) {
         let raw = &section.value;
+        let broken = section.broken.contains("send") || section.broken.contains("send_hex");
         match (&raw.send, &raw.send_hex) {
-            (Some(_), Some(hex)) => {
-                let message = "give the payload once: either send (text) or send_hex \
-                               (bytes), not both"
-                    .to_string();
-                self.fail(&hex.span(), "send_hex", message);
-            }
-            (None, None)
-                if !section.broken.contains("send") && !section.broken.contains("send_hex") =>
-            {
-                let message = "a udp check needs \"send\" (or \"send_hex\"), the payload \
-                               each probe sends, e.g. send = \"ping\" (any datagram back is a \
-                               success unless expect or expect_hex is set)";
+            (None, None) if !broken => {
+                let message = "a udp check needs \"send\", the payload each probe sends, \
+                               e.g. send = \"ping\" (any datagram back is a success)";
                 self.report.at(&section.span, self.path, message);
             }
             (Some(send), None) if send.get_ref().is_empty() => {
@@ -89,67 +175,13 @@ impl Checker<'_, '_> {
                     .to_string();
                 self.fail(&send.span(), "send", message);
             }
+            (None, Some(hex)) if hex.get_ref().trim().is_empty() => {
+                let message = "must not be empty for a udp check: give a payload your \
+                               backends answer, e.g. send_hex = \"70696e67\""
+                    .to_string();
+                self.fail(&hex.span(), "send_hex", message);
+            }
             _ => {}
         }
-        if let (Some(_), Some(hex)) = (&raw.expect, &raw.expect_hex) {
-            let message = "give the expected reply once: either expect (text) or \
-                           expect_hex (bytes), not both"
-                .to_string();
-            self.fail(&hex.span(), "expect_hex", message);
-        }
     }
-
-    /// The probe's payload and expected reply prefix, decoded (`send_hex` and
-    /// `expect_hex` as hex bytes); a bad value is reported and read as empty.
-    pub fn udp_payload(&mut self, raw: &RawHealth) -> (Vec<u8>, Option<Vec<u8>>) {
-        let send = match &raw.send_hex {
-            Some(hex) => self.hex_bytes("send_hex", hex),
-            None => text(&raw.send, "").into_bytes(),
-        };
-        let expect = match (&raw.expect_hex, &raw.expect) {
-            (Some(hex), _) => Some(self.hex_bytes("expect_hex", hex)),
-            (None, Some(text)) if text.get_ref().is_empty() => {
-                let message = "must not be empty: omit it to accept any reply".to_string();
-                self.fail(&text.span(), "expect", message);
-                None
-            }
-            (None, Some(text)) => Some(text.get_ref().clone().into_bytes()),
-            (None, None) => None,
-        };
-        (send, expect)
-    }
-
-    /// `field` read as hex digits (whitespace between bytes allowed).
-    fn hex_bytes(&mut self, key: &str, field: &Spanned<String>) -> Vec<u8> {
-        let digits: String = field
-            .get_ref()
-            .chars()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
-        match hex::decode(&digits) {
-            Ok(bytes) if !bytes.is_empty() => bytes,
-            Ok(_) => {
-                self.fail(&field.span(), key, "must not be empty".to_string());
-                Vec::new()
-            }
-            Err(e) => {
-                let message = format!(
-                    "must be hex digits, two per byte (e.g. \"ffffffff54\"): {e}, got {:?}",
-                    field.get_ref()
-                );
-                self.fail(&field.span(), key, message);
-                Vec::new()
-            }
-        }
-    }
-}
-
-/// The keys of `[service.health]` that only a udp check reads.
-fn udp_payload_keys(raw: &RawHealth) -> [(&'static str, &Field<String>); 4] {
-    [
-        ("send", &raw.send),
-        ("send_hex", &raw.send_hex),
-        ("expect", &raw.expect),
-        ("expect_hex", &raw.expect_hex),
-    ]
 }

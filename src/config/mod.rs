@@ -11,6 +11,8 @@ mod address;
 mod checker;
 mod error;
 mod file;
+mod health_check;
+mod health_keys;
 mod health_rules;
 pub mod model;
 mod paths;

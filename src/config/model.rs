@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+pub use super::health_check::*;
+
 /// A whole, valid `lb.toml`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -239,24 +241,20 @@ pub enum OnAllDown {
 /// `[service.health]`: active checks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthConfig {
-    pub kind: HealthKind,
+    /// What each probe sends and what passes.
+    pub check: Check,
     pub interval: Duration,
     pub timeout: Duration,
     pub rise: u32,
     pub fall: u32,
     /// Probe this port instead of the backend's own; `None` means the backend's.
     pub port: Option<u16>,
-    /// udp probes: payload to send (`send`, or `send_hex` decoded).
-    pub send: Vec<u8>,
-    /// udp probes: the prefix a reply must start with (`expect`, or
-    /// `expect_hex` decoded); `None` means any reply passes.
-    pub expect: Option<Vec<u8>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HealthKind {
-    Tcp,
-    Udp,
+impl HealthConfig {
+    pub fn kind(&self) -> HealthKind {
+        self.check.kind()
+    }
 }
 
 /// `[service.outlier]`: passive checks from real traffic.
@@ -279,6 +277,9 @@ pub struct BackendConfig {
     pub max_connections: usize,
     pub backup: bool,
     pub slow_start: Duration,
+    /// The service's check with `[service.backend.health]` written over it;
+    /// `None` when the backend overrides nothing.
+    pub health: Option<HealthConfig>,
 }
 
 impl ServiceConfig {
@@ -300,10 +301,7 @@ impl ServiceConfig {
         }
         line.push_str(&format!(" ({})", self.strategy.kind));
         if let Some(health) = &self.health {
-            let kind = match health.kind {
-                HealthKind::Tcp => "tcp",
-                HealthKind::Udp => "udp",
-            };
+            let kind = health.kind().as_str();
             let every = humantime::format_duration(health.interval);
             line.push_str(&format!(", health {kind} every {every}"));
         }

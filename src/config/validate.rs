@@ -53,7 +53,6 @@ const ON_ALL_DOWN: &[(&str, OnAllDown)] = &[
     ("reject", OnAllDown::Reject),
     ("use_all", OnAllDown::UseAll),
 ];
-const HEALTH_KINDS: &[(&str, HealthKind)] = &[("tcp", HealthKind::Tcp), ("udp", HealthKind::Udp)];
 
 /// Validates the whole document, reporting every problem into `report`.
 pub fn validate(doc: &RawDocument, source: &Path, resolve: Resolve, report: &mut Report) -> Config {
@@ -320,30 +319,50 @@ impl<'a> Validation<'_, 'a> {
         let raw = &section.value;
         let mut c = self.checker(&section.path);
         let default_kind = health_rules::default_kind(protocol);
-        let kind = c.choice("kind", &raw.kind, HEALTH_KINDS, default_kind);
-        if let Some(kind) = kind {
-            c.health_fits(section, kind, protocol);
-        }
+        let kind = c.choice("kind", &raw.kind, HealthKind::ALL, default_kind);
+        let fits = kind.is_some_and(|kind| c.health_fits(section, kind, protocol));
+        let kind = kind.filter(|_| fits).unwrap_or(default_kind);
+        let check = c.check_settings(section, kind);
         let interval = c.duration("interval", &raw.interval, 2 * SECOND, false);
         let timeout = c.duration("timeout", &raw.timeout, SECOND, false);
         if let (Some(interval), Some(timeout)) = (interval, timeout) {
             c.timeout_within_interval(section, interval, timeout);
         }
         let port = c.int("port", &raw.port, 0..=65535, 0);
-        let (send, expect) = match kind {
-            Some(HealthKind::Udp) => c.udp_payload(raw),
-            _ => (Vec::new(), None),
-        };
         HealthConfig {
-            kind: kind.unwrap_or(default_kind),
+            check,
             interval: interval.unwrap_or(2 * SECOND),
             timeout: timeout.unwrap_or(SECOND),
             rise: as_u32(c.int("rise", &raw.rise, 1..=100, 2)),
             fall: as_u32(c.int("fall", &raw.fall, 1..=100, 3)),
             port: u16::try_from(port).ok().filter(|&p| p != 0),
-            send,
-            expect,
         }
+    }
+
+    /// A backend's `[service.backend.health]` written over its service's check:
+    /// the whole check validated again at the backend's table. `None` without
+    /// overrides.
+    fn backend_health(
+        &mut self,
+        entry: &ServiceEntry,
+        section: &Section<RawBackend>,
+        protocol: Protocol,
+    ) -> Option<HealthConfig> {
+        let over = section.value.health.as_ref()?;
+        let Some(base) = &entry.health else {
+            let message = "overrides the service's [service.health], which this service does \
+                           not have: add [service.health] (the backend's table only changes \
+                           its keys)";
+            self.report.at(&over.span, &over.path, message);
+            return None;
+        };
+        let merged = Section {
+            path: over.path.clone(),
+            span: over.span.clone(),
+            value: base.value.overlaid(&over.value),
+            broken: base.broken.union(&over.broken).cloned().collect(),
+        };
+        Some(self.health(&merged, protocol))
     }
 
     fn outlier(&mut self, section: &Section<RawOutlier>) -> OutlierConfig {
@@ -377,9 +396,11 @@ impl<'a> Validation<'_, 'a> {
         let mut first_seen: HashMap<SocketAddr, (String, Span)> = HashMap::new();
         let mut backends = Vec::new();
         for section in &entry.backends {
-            let Some((backend, span)) = self.backend(section) else {
+            let health = self.backend_health(entry, section, protocol);
+            let Some((mut backend, span)) = self.backend(section) else {
                 continue;
             };
+            backend.health = health;
             if let Some((first_path, first_span)) = first_seen.get(&backend.resolved) {
                 let place = format!("{first_path} at {}", self.report.describe(first_span));
                 let message = format!(
@@ -414,6 +435,7 @@ impl<'a> Validation<'_, 'a> {
             max_connections: as_usize(max_connections),
             backup: flag(&raw.backup),
             slow_start: slow_start.unwrap_or(Duration::ZERO),
+            health: None,
         };
         Some((backend, address.span()))
     }

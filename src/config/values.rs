@@ -150,6 +150,45 @@ pub fn as_u32(value: i64) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
 }
 
+/// Bytes written as hex digits, e.g. `"0d0a"` or `"de ad be ef"` (spaces allowed).
+pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+    let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    hex::decode(&digits).map_err(|e| {
+        format!("invalid hex \"{text}\" ({e}); expected pairs of hex digits, e.g. \"0d0a\"")
+    })
+}
+
+/// An HTTP status range: `"200"` or `"200-399"`, within 100..=599.
+pub fn parse_status_range(text: &str) -> Result<RangeInclusive<u16>, String> {
+    let invalid = || {
+        format!(
+            "invalid status range \"{text}\": expected a status or a range of statuses \
+             between 100 and 599, e.g. \"200\" or \"200-399\""
+        )
+    };
+    let (low, high) = text.split_once('-').unwrap_or((text, text));
+    let low: u16 = low.trim().parse().map_err(|_| invalid())?;
+    let high: u16 = high.trim().parse().map_err(|_| invalid())?;
+    if !(100..=599).contains(&low) || !(100..=599).contains(&high) || low > high {
+        return Err(invalid());
+    }
+    Ok(low..=high)
+}
+
+/// A DNS name to query, e.g. `"example.com"` (a trailing dot is allowed):
+/// labels of 1 to 63 bytes, at most 253 in all.
+pub fn parse_dns_name(text: &str) -> Result<String, String> {
+    let name = text.strip_suffix('.').unwrap_or(text);
+    let labels_ok = name.split('.').all(|l| (1..=63).contains(&l.len()));
+    if name.is_empty() || name.len() > 253 || !labels_ok || !name.is_ascii() {
+        return Err(format!(
+            "invalid DNS name \"{text}\": expected dot-separated ASCII labels of 1 to 63 \
+             characters, at most 253 in all, e.g. \"example.com\""
+        ));
+    }
+    Ok(name.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

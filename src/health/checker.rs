@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::backend::Backend;
 use crate::backend::health::Transition;
 use crate::config::HealthConfig;
-use crate::health::probe::{ProbeOutcome, UdpPayload, probe};
+use crate::health::probe::{ProbeOutcome, probe};
 use crate::random;
 
 /// Spread of the probe interval: each wait is `interval` ± this fraction.
@@ -50,30 +50,48 @@ impl HealthChecker {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(wait) => {}
             }
-            let payload = UdpPayload {
-                send: &self.config.send,
-                expect: self.config.expect.as_deref(),
-            };
+            let started = Instant::now();
             let outcome = tokio::select! {
                 () = stop.cancelled() => return,
-                outcome = probe(self.config.kind, target, self.config.timeout, payload) => outcome,
+                outcome = probe(&self.config.check, target, self.config.timeout) => outcome,
             };
-            self.record(&outcome);
+            self.record(&outcome, started);
             wait = random::jitter(self.config.interval, INTERVAL_JITTER);
         }
     }
 
-    fn record(&self, outcome: &ProbeOutcome) {
+    /// Records the outcome of a probe that started at `started`, and logs every
+    /// change of availability it caused.
+    fn record(&self, outcome: &ProbeOutcome, started: Instant) {
         let (rise, fall) = (self.config.rise, self.config.fall);
-        let transition = self
+        let now = Instant::now();
+        let error = outcome.detail.as_deref();
+        let effect = self
             .backend
-            .record_check(outcome.result, Instant::now(), rise, fall);
-        match transition {
+            .record_check(outcome.result, error, started, now, (rise, fall));
+        if let Some(percent) = outcome.weight {
+            self.backend.set_agent_weight(percent);
+        }
+        if effect.ejection_ended {
+            info!(service = %self.service, backend = self.backend.address(),
+                healthy = self.backend.is_healthy(),
+                "backend ejection ended: a health check passed after the ejection");
+        }
+        match effect.transition {
             Some(Transition::Down) => self.on_down(outcome),
-            Some(Transition::Up) => info!(service = %self.service,
-                backend = self.backend.address(), reason = %format!("{rise} consecutive successful checks"),
-                "backend up"),
+            Some(Transition::Up) => self.on_up(now),
             None => {}
+        }
+    }
+
+    fn on_up(&self, now: Instant) {
+        let reason = format!("{} consecutive successful checks", self.config.rise);
+        match self.backend.ejected_for(now) {
+            None => info!(service = %self.service, backend = self.backend.address(),
+                reason = %reason, "backend up"),
+            Some(left) => info!(service = %self.service, backend = self.backend.address(),
+                reason = %reason, ejected_for_ms = left.as_millis() as u64,
+                "backend healthy, but still ejected by passive checks"),
         }
     }
 
@@ -101,18 +119,16 @@ pub fn worst_detection_time(config: &HealthConfig) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::HealthKind;
+    use crate::config::{Check, TcpCheck};
 
     fn health(interval: Duration, timeout: Duration, fall: u32) -> HealthConfig {
         HealthConfig {
-            kind: HealthKind::Tcp,
+            check: Check::Tcp(TcpCheck::default()),
             interval,
             timeout,
             rise: 2,
             fall,
             port: None,
-            send: Vec::new(),
-            expect: None,
         }
     }
 

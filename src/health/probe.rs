@@ -1,124 +1,112 @@
-//! One health probe over the network.
+//! One health probe over the network: the kind's exchange (one file per kind,
+//! each implementing [`Probe`]), bounded by the check's timeout.
 //!
-//! `tcp`: the connect completes within the timeout (then the socket is closed).
-//! `udp`: a datagram with the configured payload (any bytes) is sent from a
-//! connected socket and a datagram back within the timeout is a success — any
-//! datagram, or with `expect` / `expect_hex` one that starts with those bytes (a
-//! reply that does not fails at once); an ICMP port-unreachable, reported as
-//! ECONNREFUSED on a connected socket, fails at once.
+//! A probe passes or fails with a reason that names its kind, e.g.
+//! `postgres: 57P03 the database system is shutting down`; an agent check may
+//! also report a weight.
 
-use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::{TcpStream, UdpSocket};
-
 use crate::backend::health::CheckResult;
-use crate::config::HealthKind;
+use crate::config::Check;
+
+/// A passed exchange, with the weight percent an agent reported.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Passed {
+    pub weight: Option<u32>,
+}
+
+/// Why an exchange failed, naming the kind: `"redis: role:slave, ..."`.
+pub type Failed = String;
+
+/// One kind's exchange with a backend, without the deadline (the caller applies it).
+pub trait Probe {
+    fn exchange(&self, target: SocketAddr) -> impl Future<Output = Result<Passed, Failed>> + Send;
+}
 
 /// What one probe found, with the error behind a failure.
 #[derive(Debug)]
 pub struct ProbeOutcome {
     pub result: CheckResult,
     pub detail: Option<String>,
+    /// Percent of its weight the backend asked for (agent checks).
+    pub weight: Option<u32>,
 }
 
 impl ProbeOutcome {
-    fn success() -> ProbeOutcome {
+    fn passed(passed: Passed) -> ProbeOutcome {
         ProbeOutcome {
             result: CheckResult::Success,
             detail: None,
+            weight: passed.weight,
         }
     }
 
-    fn failure(error: io::Error) -> ProbeOutcome {
+    fn failure(reason: Failed) -> ProbeOutcome {
         ProbeOutcome {
             result: CheckResult::Failure,
-            detail: Some(error.to_string()),
+            detail: Some(reason),
+            weight: None,
         }
     }
 
-    fn timeout(after: Duration) -> ProbeOutcome {
+    fn timeout(kind: &str, after: Duration) -> ProbeOutcome {
         ProbeOutcome {
             result: CheckResult::Timeout,
             detail: Some(format!(
-                "no answer within {}",
+                "{kind}: no answer within {}",
                 humantime::format_duration(after)
             )),
+            weight: None,
         }
     }
 }
 
-/// What a udp probe sends, and the prefix its reply must start with (`None`: any reply).
-#[derive(Debug, Clone, Copy)]
-pub struct UdpPayload<'a> {
-    pub send: &'a [u8],
-    pub expect: Option<&'a [u8]>,
+/// Probes `target` (the backend's address, or its IP with the check's port)
+/// once with `check`, bounded by `timeout`.
+pub async fn probe(check: &Check, target: SocketAddr, timeout: Duration) -> ProbeOutcome {
+    let kind = check.kind().as_str();
+    match tokio::time::timeout(timeout, exchange(check, target)).await {
+        Ok(Ok(passed)) => ProbeOutcome::passed(passed),
+        Ok(Err(reason)) => ProbeOutcome::failure(reason),
+        Err(_) => ProbeOutcome::timeout(kind, timeout),
+    }
 }
 
-/// Probes `target` once, bounded by `timeout`.
-pub async fn probe(
-    kind: HealthKind,
-    target: SocketAddr,
-    timeout: Duration,
-    payload: UdpPayload<'_>,
-) -> ProbeOutcome {
-    let attempt = async {
-        match kind {
-            HealthKind::Tcp => TcpStream::connect(target).await.map(drop),
-            HealthKind::Udp => udp_exchange(target, payload).await,
+async fn exchange(check: &Check, target: SocketAddr) -> Result<Passed, Failed> {
+    match check {
+        Check::Tcp(tcp) => tcp.exchange(target).await,
+        Check::Udp(udp) => udp.exchange(target).await,
+        Check::Postgres(postgres) => postgres.exchange(target).await,
+        Check::Redis(redis) => redis.exchange(target).await,
+        Check::Mysql => super::mysql::MysqlGreeting.exchange(target).await,
+        Check::Http(http) => http.exchange(target).await,
+        Check::Dns(dns) => dns.exchange(target).await,
+        Check::Agent(agent) => {
+            let agent_target = SocketAddr::new(target.ip(), agent.port);
+            agent.exchange(agent_target).await
         }
-    };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(())) => ProbeOutcome::success(),
-        Ok(Err(e)) => ProbeOutcome::failure(e),
-        Err(_) => ProbeOutcome::timeout(timeout),
     }
-}
-
-async fn udp_exchange(target: SocketAddr, payload: UdpPayload<'_>) -> io::Result<()> {
-    let local: SocketAddr = match target {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = UdpSocket::bind(local).await?;
-    socket.connect(target).await?;
-    socket.send(payload.send).await?;
-    let expected = payload.expect.unwrap_or_default();
-    let mut reply = vec![0u8; expected.len().max(512)];
-    let received = socket.recv(&mut reply).await?;
-    reply_matches(&reply[..received], expected)
-}
-
-/// A reply passes when it starts with `expected` (empty: any reply).
-fn reply_matches(reply: &[u8], expected: &[u8]) -> io::Result<()> {
-    if reply.starts_with(expected) {
-        return Ok(());
-    }
-    let shown = &reply[..reply.len().min(expected.len().max(16))];
-    Err(io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!(
-            "the reply does not start with the expected bytes {}: got {} ({} bytes)",
-            hex::encode(expected),
-            hex::encode(shown),
-            reply.len()
-        ),
-    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{TcpCheck, UdpCheck};
+    use tokio::net::UdpSocket;
 
-    const PING: UdpPayload<'static> = UdpPayload {
-        send: b"ping",
-        expect: None,
-    };
-    const NOTHING: UdpPayload<'static> = UdpPayload {
-        send: b"",
-        expect: None,
-    };
+    fn tcp() -> Check {
+        Check::Tcp(TcpCheck::default())
+    }
+
+    fn udp(payload: &[u8]) -> Check {
+        Check::Udp(UdpCheck {
+            send: payload.to_vec(),
+            expect: None,
+        })
+    }
 
     #[tokio::test]
     async fn tcp_probe_succeeds_on_a_listener_and_fails_on_a_closed_port() {
@@ -127,12 +115,12 @@ mod tests {
             .expect("bind");
         let open = listener.local_addr().expect("address");
         let timeout = Duration::from_secs(5);
-        let up = probe(HealthKind::Tcp, open, timeout, NOTHING).await;
+        let up = probe(&tcp(), open, timeout).await;
         assert_eq!(up.result, CheckResult::Success);
         drop(listener);
-        let down = probe(HealthKind::Tcp, open, timeout, NOTHING).await;
+        let down = probe(&tcp(), open, timeout).await;
         assert_eq!(down.result, CheckResult::Failure);
-        assert!(down.detail.is_some());
+        assert!(down.detail.is_some_and(|d| d.starts_with("tcp: connect: ")));
     }
 
     #[tokio::test]
@@ -145,11 +133,11 @@ mod tests {
             server.send_to(&buf[..n], from).await.expect("send");
             server
         });
-        let up = probe(HealthKind::Udp, addr, Duration::from_secs(5), PING).await;
+        let up = probe(&udp(b"ping"), addr, Duration::from_secs(5)).await;
         assert_eq!(up.result, CheckResult::Success);
         drop(echo.await.expect("echo task"));
         // The port is closed now: the ICMP error fails the probe well before its timeout.
-        let down = probe(HealthKind::Udp, addr, Duration::from_secs(30), PING).await;
+        let down = probe(&udp(b"ping"), addr, Duration::from_secs(30)).await;
         assert_eq!(down.result, CheckResult::Failure);
     }
 
@@ -157,51 +145,11 @@ mod tests {
     async fn udp_probe_times_out_when_nothing_answers() {
         let silent = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let addr = silent.local_addr().expect("address");
-        let outcome = probe(HealthKind::Udp, addr, Duration::from_millis(100), PING).await;
+        let outcome = probe(&udp(b"x"), addr, Duration::from_millis(100)).await;
         assert_eq!(outcome.result, CheckResult::Timeout);
-    }
-
-    /// Answers one datagram with `reply`, handing back what it received.
-    async fn answer_once(reply: &'static [u8]) -> (SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
-        let server = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-        let addr = server.local_addr().expect("address");
-        let task = tokio::spawn(async move {
-            let mut buf = [0u8; 256];
-            let (n, from) = server.recv_from(&mut buf).await.expect("recv");
-            server.send_to(reply, from).await.expect("send");
-            buf[..n].to_vec()
-        });
-        (addr, task)
-    }
-
-    const A2S_INFO: &[u8] = b"\xff\xff\xff\xffTSource Engine Query\0";
-
-    #[tokio::test]
-    async fn udp_probe_sends_raw_bytes_and_checks_the_reply_prefix() {
-        let (addr, server) = answer_once(b"\xff\xff\xff\xffI\x11my server").await;
-        let payload = UdpPayload {
-            send: A2S_INFO,
-            expect: Some(b"\xff\xff\xff\xffI"),
-        };
-        let up = probe(HealthKind::Udp, addr, Duration::from_secs(5), payload).await;
-        assert_eq!(up.result, CheckResult::Success, "{:?}", up.detail);
-        assert_eq!(server.await.expect("server"), A2S_INFO);
-    }
-
-    #[tokio::test]
-    async fn udp_probe_fails_on_a_reply_without_the_expected_prefix() {
-        let (addr, server) = answer_once(b"\xff\xff\xff\xffA\x01\x02\x03\x04").await;
-        let payload = UdpPayload {
-            send: A2S_INFO,
-            expect: Some(b"\xff\xff\xff\xffI"),
-        };
-        let down = probe(HealthKind::Udp, addr, Duration::from_secs(5), payload).await;
-        assert_eq!(down.result, CheckResult::Failure);
-        let detail = down.detail.unwrap_or_default();
-        assert!(
-            detail.contains("ffffffff49") && detail.contains("ffffffff41"),
-            "{detail}"
+        assert_eq!(
+            outcome.detail.as_deref(),
+            Some("udp: no answer within 100ms")
         );
-        server.await.expect("server");
     }
 }

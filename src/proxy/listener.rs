@@ -4,7 +4,9 @@
 //! process can bind the same addresses while the old one drains), IPV6_V6ONLY on
 //! IPv6 sockets (so `[::]:p` and `0.0.0.0:p` can be listed side by side, as in
 //! nginx), and a deep accept backlog. Sockets come in SO_REUSEPORT groups, one
-//! socket per worker thread (`bind_group`). This file only creates sockets.
+//! socket per worker thread (`bind_group`). The admin endpoint's listener is
+//! the exception: exclusive, without SO_REUSEPORT (`bind_tcp_exclusive`). This
+//! file only creates sockets.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -20,6 +22,23 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = bound_socket(addr, Type::STREAM, Protocol::TCP, |s| {
         s.set_tcp_nodelay(true)
     })?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Binds a non-blocking TCP listener on `addr` that no other socket can share:
+/// SO_REUSEADDR (a restart need not wait for TIME_WAIT) but not SO_REUSEPORT, so
+/// a second process asking for the same address fails instead of silently taking
+/// a share of its connections. For the admin endpoint, which is one process's.
+pub fn bind_tcp_exclusive(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
 }
@@ -97,6 +116,21 @@ mod tests {
         }
         assert_eq!(accepted.iter().sum::<usize>(), clients.len());
         assert!(accepted.iter().all(|&n| n > 0), "spread: {accepted:?}");
+    }
+
+    #[test]
+    fn an_exclusive_listener_shares_its_address_with_nobody() {
+        let exclusive = bind_tcp_exclusive("127.0.0.1:0".parse().unwrap()).unwrap();
+        let taken = exclusive.local_addr().unwrap();
+        let error = bind_tcp_exclusive(taken).expect_err("a second exclusive bind");
+        assert_eq!(error.kind(), ErrorKind::AddrInUse);
+        let error = bind_tcp(taken).expect_err("a SO_REUSEPORT bind");
+        assert_eq!(error.kind(), ErrorKind::AddrInUse);
+        drop(exclusive);
+        let shared = bind_tcp(taken).unwrap();
+        let error = bind_tcp_exclusive(taken).expect_err("an exclusive bind on a shared port");
+        assert_eq!(error.kind(), ErrorKind::AddrInUse);
+        drop(shared);
     }
 
     #[test]

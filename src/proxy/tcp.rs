@@ -1,7 +1,10 @@
 //! TCP proxying: the accept loop of one listen address and the session of one client.
 //!
-//! accept → admit (process, service and per-source caps) → choose and connect a
-//! backend (timeout, retries on other backends) → relay → one access-log line.
+//! accept → ACL → process cap → PROXY header (if expected; the ACL then judges
+//! its address) → service and per-source caps → choose and connect a backend
+//! (timeout, retries on other backends) → relay → one access-log line.
+//! The ACL on the TCP peer and the process cap are judged in the accept loop
+//! itself, so a client turned away is closed before the next one is accepted.
 //! Every count taken on the way is an RAII permit or guard held by the session
 //! task, so it is given back however the session ends.
 
@@ -19,8 +22,9 @@ use tracing::{debug, info, warn};
 
 use crate::backend::{Backend, ConnectionGuard};
 use crate::config::AccessLog;
+use crate::health::ejection;
 use crate::lifecycle::Lifecycle;
-use crate::limit::ConnectionLimit;
+use crate::limit::{ConnectionLimit, LimitPermit};
 use crate::log_throttle::LogThrottle;
 use crate::proxy::preamble::{ClientOrigin, backend_preamble, header_version, read_header};
 use crate::proxy::relay::{RelayOutcome, SessionEnd, relay};
@@ -63,9 +67,13 @@ impl TcpProxy {
                         service: this.slot.current(),
                         listener: Arc::clone(&shared),
                     };
-                    this.lifecycle
-                        .sessions
-                        .spawn(session.serve_client(client, peer));
+                    // Judged here, not in the session's task: a client turned
+                    // away is closed before the next accept, so a burst of them
+                    // never holds more descriptors than the cap allows.
+                    if let Some(process_slot) = session.admit_to_process(peer) {
+                        let task = session.serve_client(client, peer, process_slot);
+                        this.lifecycle.sessions.spawn(task);
+                    }
                 }
                 Err(e) if is_aborted_handshake(&e) => debug!(error = %e, "accept: client gone"),
                 Err(e) => {
@@ -87,7 +95,9 @@ impl TcpProxy {
     }
 }
 
-/// One client's session, with the service configuration current when it was accepted.
+/// One client's session: until it has a backend, the service generation current
+/// when it was accepted (for the PROXY header, the ACL and the limits); then the
+/// one it connected with.
 #[derive(Debug)]
 struct Session {
     service: Arc<Service>,
@@ -95,9 +105,36 @@ struct Session {
 }
 
 impl Session {
-    /// The whole life of one client's session.
-    async fn serve_client(self, mut client: TcpStream, tcp_peer: SocketAddr) {
+    /// The first checks, as the client is accepted: the ACL on the TCP peer
+    /// (unless a PROXY header will name the real client) and the process-wide
+    /// cap, taken before any PROXY header is read (a client that never finishes
+    /// one holds a descriptor as surely as a relayed one). `None`: rejected.
+    fn admit_to_process(&self, tcp_peer: SocketAddr) -> Option<LimitPermit> {
+        let expects_header = self.service.config().accept_proxy_protocol;
+        if !expects_header && !self.service.permits(tcp_peer) {
+            self.reject(tcp_peer, RejectReason::Acl, "source address not allowed");
+            return None;
+        }
+        let slot = self.listener.process_limit.try_acquire();
+        if slot.is_none() {
+            self.reject(
+                tcp_peer,
+                RejectReason::MaxConnections,
+                "process connection limit",
+            );
+        }
+        slot
+    }
+
+    /// The whole life of one admitted client's session.
+    async fn serve_client(
+        self,
+        mut client: TcpStream,
+        tcp_peer: SocketAddr,
+        _process_slot: LimitPermit,
+    ) {
         let started = Instant::now();
+        let expects_header = self.service.config().accept_proxy_protocol;
         let origin = match self.client_origin(&mut client, tcp_peer).await {
             Ok(origin) => origin,
             Err(e) => {
@@ -106,16 +143,11 @@ impl Session {
             }
         };
         let peer = origin.source;
-        if !self.service.permits(peer) {
+        if expects_header && !self.service.permits(peer) {
             return self.reject(peer, RejectReason::Acl, "source address not allowed");
         }
-        let Some(_process_slot) = self.listener.process_limit.try_acquire() else {
-            return self.reject(
-                peer,
-                RejectReason::MaxConnections,
-                "process connection limit",
-            );
-        };
+        // Per source only now: behind a PROXY header the real client is known
+        // only once the header is read.
         let Some(_admission) = self.service.admit(peer) else {
             return self.reject(
                 peer,
@@ -123,10 +155,32 @@ impl Session {
                 "service or per-source limit",
             );
         };
-        let (guard, mut upstream) = match self.connect_backend(peer).await {
+        let connected = match self.connect_backend(peer).await {
             Ok(connected) => connected,
             Err(reason) => return self.reject(peer, reason, "no backend could be reached"),
         };
+        // From here on the session belongs to the generation it connected with.
+        let session = Session {
+            service: Arc::clone(&connected.service),
+            listener: Arc::clone(&self.listener),
+        };
+        session.relay(client, connected, origin, started).await;
+    }
+
+    /// Relays between the client and the backend it connected to, then logs.
+    async fn relay(
+        &self,
+        mut client: TcpStream,
+        connected: Connected,
+        origin: ClientOrigin,
+        started: Instant,
+    ) {
+        let Connected {
+            guard,
+            stream: mut upstream,
+            ..
+        } = connected;
+        let peer = origin.source;
         // The client's socket inherited TCP_NODELAY from the listener.
         let _ = upstream.set_nodelay(true);
         let early_bytes = origin.early_data.len() as u64;
@@ -208,32 +262,46 @@ impl Session {
     }
 
     /// Connects to a backend the strategy offers, moving on to the next one after a
-    /// refused or timed-out connect, up to `connect_attempts` failures.
-    async fn connect_backend(
-        &self,
-        peer: SocketAddr,
-    ) -> Result<(ConnectionGuard, TcpStream), RejectReason> {
-        let config = self.service.config();
-        let backends = self.service.backends();
+    /// refused or timed-out connect, up to `connect_attempts` failures. Each choice
+    /// is made from the service's live generation (a reload meanwhile is followed,
+    /// and the backends already tried stay skipped).
+    async fn connect_backend(&self, peer: SocketAddr) -> Result<Connected, RejectReason> {
+        let mut service = self.listener.slot.current();
         // Inline for the usual few attempts: no allocation per client.
         let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
         let mut failures = 0;
         // Each round either fails a connect or skips a backend that just filled up.
-        let max_rounds = config.connect_attempts as usize + backends.len();
-        for _ in 0..max_rounds {
-            if failures >= config.connect_attempts {
+        let mut rounds = 0;
+        loop {
+            service = follow_reload(&self.listener.slot, service, &mut tried);
+            let config = service.config();
+            if failures >= config.connect_attempts
+                || rounds >= config.connect_attempts as usize + service.backends().len()
+            {
                 break;
             }
-            let Some(index) = self.service.choose_backend(peer, &tried) else {
-                break;
+            rounds += 1;
+            let Some(index) = service.choose_backend(peer, &tried) else {
+                if Arc::ptr_eq(&service, &self.listener.slot.current()) {
+                    break;
+                }
+                // A reload replaced the generation just read (and may have retired
+                // its backends): choose again from the live one.
+                continue;
             };
             tried.push(index);
-            let backend = &backends[index];
+            let backend = &service.backends()[index];
             let Some(guard) = backend.try_acquire() else {
                 continue;
             };
             match connect_once(backend, config.connect_timeout).await {
-                Ok(stream) => return Ok((guard, stream)),
+                Ok(stream) => {
+                    return Ok(Connected {
+                        guard,
+                        stream,
+                        service,
+                    });
+                }
                 Err(e) if is_local_shortage(&e) => {
                     // Our own descriptors or ports ran out: no backend is to blame,
                     // and trying another one would fail the same way.
@@ -244,7 +312,8 @@ impl Session {
                     failures += 1;
                     self.log_connect_failure(peer, backend, &e);
                     if backend.record_connect_failure(Instant::now().into_std()) {
-                        self.log_ejection(backend, &e);
+                        let stop = self.listener.lifecycle.stop_accepting.clone();
+                        ejection::announce(service.name(), backend, &e, stop);
                     }
                 }
             }
@@ -261,16 +330,6 @@ impl Session {
             warn!(service = self.service.name(), client = %peer, backend = backend.address(),
                 error = %error, held_back, "backend connect failed");
         }
-    }
-
-    fn log_ejection(&self, backend: &Backend, error: &io::Error) {
-        let Some(outlier) = &self.service.config().outlier else {
-            return;
-        };
-        warn!(service = self.service.name(), backend = backend.address(),
-            consecutive_failures = outlier.consecutive_failures,
-            ejection_time = %humantime::format_duration(outlier.ejection_time),
-            last_error = %error, "backend ejected: too many connect failures in a row");
     }
 
     fn log_session(
@@ -300,6 +359,34 @@ impl Session {
             "session closed"
         );
     }
+}
+
+/// A backend connection and the service generation it was chosen from.
+#[derive(Debug)]
+struct Connected {
+    guard: ConnectionGuard,
+    stream: TcpStream,
+    service: Arc<Service>,
+}
+
+/// The live generation of `slot`; when it is not `chosen_from`, `tried` (indices
+/// into `chosen_from`'s backends) is mapped onto it, dropping backends it no
+/// longer has.
+fn follow_reload(
+    slot: &ServiceSlot,
+    chosen_from: Arc<Service>,
+    tried: &mut SmallVec<[usize; 4]>,
+) -> Arc<Service> {
+    let live = slot.current();
+    if Arc::ptr_eq(&live, &chosen_from) {
+        return chosen_from;
+    }
+    let previous = chosen_from.backends();
+    *tried = tried
+        .iter()
+        .filter_map(|&i| live.position(previous[i].address()))
+        .collect();
+    live
 }
 
 /// One connect attempt, bounded by `timeout`; the time taken feeds the backend's average.

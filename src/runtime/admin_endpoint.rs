@@ -1,7 +1,9 @@
 //! The admin endpoint's socket and task: bound with the services, started with
 //! `serve`, moved by a reload that changes `[admin] listen` (bind the new address
-//! first, then stop the old server), stopped last at shutdown.
+//! first, then stop the old server), stopped last at shutdown. The admin address
+//! is bound without SO_REUSEPORT: it belongs to one process.
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -12,7 +14,7 @@ use tracing::info;
 
 use crate::admin::{self, AdminState};
 use crate::config::AdminConfig;
-use crate::proxy::listener::bind_tcp;
+use crate::proxy::listener::bind_tcp_exclusive;
 
 use super::StartError;
 
@@ -43,7 +45,7 @@ impl AdminEndpoint {
     pub fn bind(config: Option<&AdminConfig>) -> Result<AdminEndpoint, StartError> {
         let mut endpoint = AdminEndpoint::default();
         if let Some(admin) = config {
-            let listener = bind_admin(admin.listen)?;
+            let listener = bind_admin(admin.listen, None)?;
             endpoint.configured = Some(admin.listen);
             endpoint.local = listener.local_addr().ok();
             endpoint.pending = Some(listener);
@@ -75,7 +77,7 @@ impl AdminEndpoint {
             return Ok(AdminChange::Keep);
         }
         let replacement = match wanted {
-            Some(address) => Some((address, bind_admin(address)?)),
+            Some(address) => Some((address, bind_admin(address, self.local)?)),
             None => None,
         };
         Ok(AdminChange::Replace(replacement))
@@ -104,8 +106,63 @@ impl AdminEndpoint {
     }
 }
 
-fn bind_admin(address: SocketAddr) -> Result<TcpListener, StartError> {
-    bind_tcp(address)
+/// Binds the admin address for this process alone (no SO_REUSEPORT): a second
+/// l4lb on the same address fails to start instead of splitting `/status`, the
+/// runtime API and scrapes with this one. `served` is the address this process
+/// serves the admin endpoint on now, if any (a reload moving it).
+fn bind_admin(address: SocketAddr, served: Option<SocketAddr>) -> Result<TcpListener, StartError> {
+    bind_tcp_exclusive(address)
         .and_then(TcpListener::from_std)
-        .map_err(|source| StartError::Admin { address, source })
+        .map_err(|source| StartError::Admin {
+            address,
+            source: explain_address_in_use(source, address, served),
+        })
+}
+
+/// `error`, with what an address in use means for the admin endpoint.
+fn explain_address_in_use(
+    error: io::Error,
+    wanted: SocketAddr,
+    served: Option<SocketAddr>,
+) -> io::Error {
+    if error.kind() != io::ErrorKind::AddrInUse {
+        return error;
+    }
+    let why = match served {
+        Some(served) if served.port() == wanted.port() => format!(
+            "it overlaps {served}, where this process serves the admin endpoint now, \
+             and the admin address is never shared: moving it to another address on \
+             the same port needs a restart"
+        ),
+        _ => "another process (another l4lb?) already listens there, \
+              and the admin address is never shared"
+            .to_string(),
+    };
+    io::Error::new(io::ErrorKind::AddrInUse, format!("{error}: {why}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_use() -> io::Error {
+        io::Error::from(io::ErrorKind::AddrInUse)
+    }
+
+    #[test]
+    fn an_address_in_use_is_blamed_on_another_process_or_on_an_overlap() {
+        let wanted: SocketAddr = "0.0.0.0:9100".parse().expect("address");
+        let other = explain_address_in_use(in_use(), wanted, None).to_string();
+        assert!(other.contains("another process (another l4lb?)"), "{other}");
+        let elsewhere = "127.0.0.1:9200".parse().ok();
+        let moved = explain_address_in_use(in_use(), wanted, elsewhere).to_string();
+        assert!(moved.contains("another process"), "{moved}");
+        let same_port = "127.0.0.1:9100".parse().ok();
+        let overlap = explain_address_in_use(in_use(), wanted, same_port).to_string();
+        assert!(overlap.contains("overlaps 127.0.0.1:9100"), "{overlap}");
+        assert!(overlap.contains("needs a restart"), "{overlap}");
+        let refused = io::Error::from(io::ErrorKind::PermissionDenied);
+        let kept = explain_address_in_use(refused, wanted, None);
+        assert_eq!(kept.kind(), io::ErrorKind::PermissionDenied);
+    }
 }

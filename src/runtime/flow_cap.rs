@@ -12,7 +12,7 @@ impl Server {
     /// Sets the flows' budget; must follow `apply_process_cap` (a shared budget
     /// is the process connection cap).
     pub(super) fn apply_flow_cap(&self) {
-        let sockets = listeners::wanted_keys(&self.config).len() * self.ctx.workers.len();
+        let sockets = listeners::wanted(&self.config).len() * self.ctx.workers.len();
         let open_files = fd_budget::open_file_limit();
         let cap = fd_budget::process_flow_cap(&self.config, sockets, open_files);
         self.ctx.flow_budget.set(cap);

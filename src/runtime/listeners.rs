@@ -1,10 +1,13 @@
-//! The listening sockets of every service, keyed by (service, protocol, address),
-//! and the loops that serve them.
+//! The listening sockets of every service, keyed by (protocol, address), and the
+//! loops that serve them.
 //!
 //! Binding and starting are separate steps so that a reload can bind every new
 //! address first and give up without changing anything when one fails. A socket
-//! that stays in the configuration is never rebound: its loop simply serves the
-//! service's new generation (through the service's slot).
+//! that stays in the configuration is never rebound — not even when it moves to
+//! another service, or its service is renamed: each socket has its own slot, and
+//! a reload points the slot at the new generation of whichever service now
+//! lists the address. (A port-0 address, "any free port", is its own socket per
+//! service, so it follows the service's name.)
 //!
 //! Each listen address is a group of SO_REUSEPORT sockets, one per worker (see
 //! `workers`), each served by a loop on its own worker. The UDP loops are also
@@ -33,7 +36,7 @@ use crate::proxy::udp::flow_budget::FlowBudget;
 use crate::proxy::udp::listener::UdpProxy;
 use crate::proxy::udp::own_addresses::{self, OwnAddresses};
 use crate::proxy::udp::socket::bind_udp;
-use crate::service::ServiceSlot;
+use crate::service::{Service, ServiceSlot};
 
 use super::StartError;
 use super::workers::WorkerPool;
@@ -41,13 +44,24 @@ use super::workers::WorkerPool;
 /// At most one repeated warning per listener per this interval.
 const WARNING_INTERVAL: Duration = Duration::from_secs(1);
 
-/// One configured listen address of one service.
+/// One configured listen address: what identifies its socket across reloads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ListenKey {
-    pub service: String,
     pub protocol: Protocol,
     /// As configured (port 0 stays 0 here; the bound port is in `local`).
     pub address: SocketAddr,
+    /// For port 0 only, the service it belongs to (each gets its own free port).
+    pub any_port_of: Option<String>,
+}
+
+impl ListenKey {
+    fn new(service: &str, protocol: Protocol, address: SocketAddr) -> ListenKey {
+        ListenKey {
+            protocol,
+            address,
+            any_port_of: (address.port() == 0).then(|| service.to_string()),
+        }
+    }
 }
 
 /// The bound sockets of one listen address (one SO_REUSEPORT group, a socket
@@ -156,6 +170,10 @@ pub struct LoopContext {
 struct RunningListener {
     local: SocketAddr,
     stop: CancellationToken,
+    /// The service this address serves now.
+    owner: String,
+    /// What the address's loops serve; a reload replaces what it holds.
+    slot: Arc<ServiceSlot>,
 }
 
 impl ListenKey {
@@ -172,19 +190,34 @@ pub struct ListenerSet {
     own_udp_addresses: Arc<ArcSwap<OwnAddresses>>,
 }
 
-/// Every listen address `config` asks for.
-pub fn wanted_keys(config: &Config) -> Vec<ListenKey> {
+/// Every listen address `config` asks for, with the service that lists it.
+pub fn wanted(config: &Config) -> HashMap<ListenKey, &str> {
     config
         .services
         .iter()
         .flat_map(|s| {
-            s.listen.iter().map(|&address| ListenKey {
-                service: s.name.clone(),
-                protocol: s.protocol,
-                address,
+            s.listen.iter().map(|&address| {
+                (
+                    ListenKey::new(&s.name, s.protocol, address),
+                    s.name.as_str(),
+                )
             })
         })
         .collect()
+}
+
+/// A bound socket not serving yet, and the service it is for.
+#[derive(Debug)]
+pub struct PendingSocket {
+    key: ListenKey,
+    service: String,
+    socket: BoundSocket,
+}
+
+impl PendingSocket {
+    pub fn service(&self) -> &str {
+        &self.service
+    }
 }
 
 impl ListenerSet {
@@ -194,36 +227,44 @@ impl ListenerSet {
         &self,
         config: &Config,
         workers: usize,
-    ) -> Result<Vec<(ListenKey, BoundSocket)>, StartError> {
+    ) -> Result<Vec<PendingSocket>, StartError> {
         let mut bound = Vec::new();
-        for key in wanted_keys(config) {
-            if self.running.contains_key(&key) {
-                continue;
+        for service in &config.services {
+            for &address in &service.listen {
+                let key = ListenKey::new(&service.name, service.protocol, address);
+                if self.running.contains_key(&key) {
+                    continue;
+                }
+                let socket =
+                    BoundSocket::bind(&key, workers).map_err(|source| StartError::Listen {
+                        service: service.name.clone(),
+                        address,
+                        source,
+                    })?;
+                bound.push(PendingSocket {
+                    key,
+                    service: service.name.clone(),
+                    socket,
+                });
             }
-            let socket = BoundSocket::bind(&key, workers).map_err(|source| StartError::Listen {
-                service: key.service.clone(),
-                address: key.address,
-                source,
-            })?;
-            bound.push((key, socket));
         }
         Ok(bound)
     }
 
-    /// Starts serving a bound socket for the service in `slot`.
-    pub fn start(
-        &mut self,
-        key: ListenKey,
-        socket: BoundSocket,
-        slot: Arc<ServiceSlot>,
-        ctx: &LoopContext,
-    ) {
+    /// Starts serving a bound socket for `service`.
+    pub fn start(&mut self, pending: PendingSocket, service: Arc<Service>, ctx: &LoopContext) {
+        let PendingSocket {
+            key,
+            service: owner,
+            socket,
+        } = pending;
         let local = socket.local;
         let stop = CancellationToken::new();
         let warnings = Arc::new(LogThrottle::new(WARNING_INTERVAL));
-        info!(service = %key.service, protocol = %key.protocol, address = %local, "listening");
+        info!(service = %owner, protocol = %key.protocol, address = %local, "listening");
+        let slot = Arc::new(ServiceSlot::new(service));
         let parts = LoopParts {
-            slot,
+            slot: Arc::clone(&slot),
             process_limit: Arc::clone(&ctx.process_limit),
             lifecycle: ctx.lifecycle.clone(),
             stop: stop.clone(),
@@ -232,7 +273,13 @@ impl ListenerSet {
             flow_budget: Arc::clone(&ctx.flow_budget),
         };
         let udp = key.is_udp();
-        self.running.insert(key, RunningListener { local, stop });
+        let listener = RunningListener {
+            local,
+            stop,
+            owner,
+            slot,
+        };
+        self.running.insert(key, listener);
         if udp {
             // Known as our own before the first datagram arrives on it.
             self.publish_own_udp_addresses();
@@ -255,27 +302,39 @@ impl ListenerSet {
         self.own_udp_addresses.store(Arc::new(own));
     }
 
-    /// Stops the listeners `config` no longer asks for (their open sessions go
-    /// on), and reads this host's addresses afresh (a reload).
-    pub fn stop_unwanted(&mut self, config: &Config) {
-        let wanted = wanted_keys(config);
+    /// Points every listener `config` still asks for at the current generation of
+    /// the service that lists it now (handing the socket over, bound, when that is
+    /// another service), and stops the others (their open sessions go on);
+    /// then reads this host's addresses afresh for the UDP loops.
+    pub fn follow(&mut self, config: &Config, services: &HashMap<String, Arc<Service>>) {
+        let wanted = wanted(config);
         self.running.retain(|key, listener| {
-            let keep = wanted.contains(key);
-            if !keep {
-                info!(service = %key.service, address = %listener.local, "no longer listening");
+            let Some(service) = wanted.get(key).and_then(|name| services.get(*name)) else {
+                info!(service = %listener.owner, address = %listener.local, "no longer listening");
                 listener.stop.cancel();
+                return false;
+            };
+            if listener.owner != service.name() {
+                info!(from = %listener.owner, to = service.name(), address = %listener.local,
+                    "listen address handed over, still bound");
+                listener.owner = service.name().to_string();
             }
-            keep
+            listener.slot.replace(Arc::clone(service));
+            true
         });
         self.publish_own_udp_addresses();
     }
 
     /// The addresses actually bound for `service`, in configuration order.
     pub fn local_addrs(&self, config: &Config, service: &str) -> Vec<SocketAddr> {
-        wanted_keys(config)
+        let Some(service) = config.services.iter().find(|s| s.name == service) else {
+            return Vec::new();
+        };
+        service
+            .listen
             .iter()
-            .filter(|key| key.service == service)
-            .filter_map(|key| self.running.get(key).map(|l| l.local))
+            .map(|&address| ListenKey::new(&service.name, service.protocol, address))
+            .filter_map(|key| self.running.get(&key).map(|l| l.local))
             .collect()
     }
 }

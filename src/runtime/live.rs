@@ -1,8 +1,10 @@
 //! The live view that the admin endpoint and the metrics collector read: the
 //! current generation of every service with its bound addresses, the backends a
-//! reload removed that still have sessions draining, the reload counts, the uptime
+//! reload removed that still have sessions draining (one per identity: service +
+//! address), the reload counts, the uptime
 //! and whether the process is draining. A reload publishes a new snapshot whole.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -13,6 +15,7 @@ use subtle_compare::constant_time_eq;
 use crate::admin::{AdminState, ApiError};
 use crate::backend::Backend;
 use crate::backend::admin_state::AdminState as BackendState;
+use crate::backend::identity::Identity;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{Metrics, ProxySample, SampleSource};
 use crate::status::{ServiceView, Status, metrics_sample};
@@ -28,17 +31,14 @@ pub struct Snapshot {
     pub token: String,
 }
 
-/// A backend removed by a reload whose sessions are still open.
-#[derive(Debug)]
-pub struct Retired {
-    pub service: String,
-    pub backend: Arc<Backend>,
-}
+/// Backends removed by a reload whose sessions are still open, by identity
+/// (service, address).
+type RetiredBackends = HashMap<(String, String), Arc<Backend>>;
 
 #[derive(Debug)]
 pub struct LiveState {
     snapshot: ArcSwap<Snapshot>,
-    retired: Mutex<Vec<Retired>>,
+    retired: Mutex<RetiredBackends>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     pub started: Instant,
@@ -56,7 +56,7 @@ impl LiveState {
     ) -> LiveState {
         LiveState {
             snapshot: ArcSwap::from_pointee(snapshot),
-            retired: Mutex::new(Vec::new()),
+            retired: Mutex::new(HashMap::new()),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             started: Instant::now(),
@@ -82,30 +82,43 @@ impl LiveState {
     /// Keeps `backend` visible (as draining) until its last session ends.
     pub fn retire(&self, service: &str, backend: Arc<Backend>) {
         backend.set_admin_state(BackendState::Drain);
-        self.retired_list().push(Retired {
-            service: service.to_string(),
-            backend,
-        });
+        let key = (service.to_string(), backend.address().to_string());
+        self.retired_list().insert(key, backend);
     }
 
-    /// Retired backends still draining; forgets (and drops the metric series of)
-    /// those whose sessions have all ended.
+    /// The identity of `service`'s backend `address` if it is still draining,
+    /// taken off the draining list: the address is back in the configuration,
+    /// and the new backend carries on its counters and sessions.
+    pub fn revive(&self, service: &str, address: &str) -> Option<Arc<Identity>> {
+        let mut retired = self.retired_list();
+        if retired.is_empty() {
+            return None;
+        }
+        let key = (service.to_string(), address.to_string());
+        retired.remove(&key).map(|b| Arc::clone(b.identity()))
+    }
+
+    /// Retired backends still draining, by service and address; forgets (and
+    /// drops the metric series of) those whose sessions have all ended.
     pub fn draining_retired(&self) -> Vec<(String, Arc<Backend>)> {
         let mut retired = self.retired_list();
-        retired.retain(|r| {
-            let draining = r.backend.active() > 0;
+        retired.retain(|(service, address), backend| {
+            let draining = backend.active() > 0;
             if !draining {
-                self.metrics.forget_backend(&r.service, r.backend.address());
+                self.metrics.forget_backend(service, address);
             }
             draining
         });
-        retired
+        let mut draining: Vec<(String, Arc<Backend>)> = retired
             .iter()
-            .map(|r| (r.service.clone(), Arc::clone(&r.backend)))
-            .collect()
+            .map(|((service, _), backend)| (service.clone(), Arc::clone(backend)))
+            .collect();
+        drop(retired);
+        draining.sort_by(|(a, x), (b, y)| (a, x.address()).cmp(&(b, y.address())));
+        draining
     }
 
-    fn retired_list(&self) -> std::sync::MutexGuard<'_, Vec<Retired>> {
+    fn retired_list(&self) -> std::sync::MutexGuard<'_, RetiredBackends> {
         // Plain data, consistent between statements: safe to use after a panic.
         self.retired.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -197,9 +210,8 @@ impl AdminState for LiveState {
             .ok_or_else(|| not_found(format!("no service \"{service}\"")))?;
         let target = view
             .service
-            .backends()
-            .iter()
-            .find(|b| b.address() == backend)
+            .position(backend)
+            .map(|i| &view.service.backends()[i])
             .ok_or_else(|| {
                 not_found(format!("no backend \"{backend}\" in service \"{service}\""))
             })?;

@@ -40,10 +40,10 @@ use crate::lifecycle::Lifecycle;
 use crate::limit::ConnectionLimit;
 use crate::metrics::{Metrics, SampleSource};
 use crate::proxy::udp::flow_budget::FlowBudget;
-use crate::service::{Service, ServiceSlot};
+use crate::service::Service;
 
 use admin_endpoint::AdminEndpoint;
-use listeners::{BoundSocket, ListenKey, ListenerSet, LoopContext};
+use listeners::{ListenerSet, LoopContext, PendingSocket};
 use live::{LiveState, Snapshot};
 use probes::ProbeSet;
 use watchdog::Heartbeats;
@@ -209,9 +209,10 @@ impl ServerHandle {
 pub struct Server {
     config: Config,
     live: Arc<LiveState>,
-    slots: HashMap<String, Arc<ServiceSlot>>,
+    /// The current generation of every service, by name.
+    services: HashMap<String, Arc<Service>>,
     listeners: ListenerSet,
-    pending: Vec<(ListenKey, BoundSocket)>,
+    pending: Vec<PendingSocket>,
     probes: ProbeSet,
     admin: AdminEndpoint,
     ctx: LoopContext,
@@ -233,16 +234,16 @@ impl Server {
         let heartbeats = Arc::new(Heartbeats::new(workers.len(), watchdog::STALLED_AFTER));
         let heartbeats_stop = tokio_util::sync::CancellationToken::new();
         heartbeats.start(workers.handles(), &heartbeats_stop);
+        // The admin address first: it is exclusive, so a second instance of this
+        // configuration fails here, before its service sockets join (and take
+        // clients from) the running instance's SO_REUSEPORT groups.
+        let admin = AdminEndpoint::bind(config.admin.as_ref())?;
         let listeners = ListenerSet::default();
         let pending = listeners.bind_missing(config, workers.len())?;
-        let admin = AdminEndpoint::bind(config.admin.as_ref())?;
-        let slots: HashMap<String, Arc<ServiceSlot>> = config
+        let services: HashMap<String, Arc<Service>> = config
             .services
             .iter()
-            .map(|s| {
-                let service = Arc::new(Service::new(s.clone(), &metrics));
-                (s.name.clone(), Arc::new(ServiceSlot::new(service)))
-            })
+            .map(|s| (s.name.clone(), Arc::new(Service::new(s.clone(), &metrics))))
             .collect();
         let snapshot = Snapshot {
             generation: 1,
@@ -260,7 +261,7 @@ impl Server {
         let process_limit = Arc::new(ConnectionLimit::new(0));
         let mut server = Server {
             config: config.clone(),
-            slots,
+            services,
             listeners,
             pending,
             probes: ProbeSet::new(lifecycle.stop_accepting.child_token()),
@@ -293,7 +294,7 @@ impl Server {
     /// that is 0, what the open-file limit allows (see `fd_budget`). Logs only
     /// when the cap changes.
     fn apply_process_cap(&self) {
-        let sockets = listeners::wanted_keys(&self.config).len() * self.ctx.workers.len();
+        let sockets = listeners::wanted(&self.config).len() * self.ctx.workers.len();
         let open_files = fd_budget::open_file_limit();
         let cap = fd_budget::process_connection_cap(&self.config, sockets, open_files);
         if cap == self.ctx.process_limit.max() {
@@ -321,7 +322,7 @@ impl Server {
         self.config
             .services
             .iter()
-            .filter_map(|s| self.slots.get(&s.name).map(|slot| slot.current()))
+            .filter_map(|s| self.services.get(&s.name).cloned())
             .collect()
     }
 
@@ -381,10 +382,10 @@ impl Server {
 
     /// Starts serving every socket bound but not started yet.
     fn start_pending(&mut self) {
-        for (key, socket) in std::mem::take(&mut self.pending) {
-            if let Some(slot) = self.slots.get(&key.service) {
-                self.listeners
-                    .start(key, socket, Arc::clone(slot), &self.ctx);
+        for pending in std::mem::take(&mut self.pending) {
+            if let Some(service) = self.services.get(pending.service()) {
+                let service = Arc::clone(service);
+                self.listeners.start(pending, service, &self.ctx);
             }
         }
     }

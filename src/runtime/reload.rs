@@ -2,10 +2,13 @@
 //!
 //! Everything that can fail (binding new listen addresses, a moved admin
 //! address) happens first; if anything fails, nothing has changed. Then: each
-//! service keeps its slot and gets a new generation (unchanged backends keep their
-//! state and sessions; removed ones drain), new services start, removed services
-//! stop accepting while their sessions drain, listeners follow the new addresses
-//! without rebinding the ones that stay, and probes follow the new backends.
+//! service gets a new generation, matched against its previous one by backend
+//! identity (service + address) in linear time — unchanged backends are kept as
+//! they are, changed ones become a new configuration of the same identity (its
+//! counters, health and sessions carry on), removed ones drain. Listeners (keyed
+//! by address, so one that moves to another service stays bound) serve the new
+//! generations before anything is retired; new services start, removed services
+//! stop accepting while their sessions drain, and probes follow the new backends.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,8 +17,9 @@ use std::sync::Arc;
 use tracing::warn;
 
 use crate::admin::AdminState;
+use crate::backend::Backend;
 use crate::config::Config;
-use crate::service::{Service, ServiceSlot};
+use crate::service::Service;
 
 use super::{ReloadError, Server};
 
@@ -25,7 +29,11 @@ pub struct ReloadReport {
     pub generation: u64,
     pub services_added: Vec<String>,
     pub services_removed: Vec<String>,
+    /// Backend addresses new to their service.
     pub backends_added: usize,
+    /// Backends whose address stayed but whose settings changed (same identity).
+    pub backends_changed: usize,
+    /// Backend addresses gone from their service (they drain).
     pub backends_removed: usize,
 }
 
@@ -34,14 +42,22 @@ impl fmt::Display for ReloadReport {
         write!(
             f,
             "configuration reloaded: generation {}, services added {:?}, removed {:?}; \
-             backends added {}, removed (draining) {}",
+             backends added {}, changed {}, removed (draining) {}",
             self.generation,
             self.services_added,
             self.services_removed,
             self.backends_added,
+            self.backends_changed,
             self.backends_removed
         )
     }
+}
+
+/// The next generation of every service, and what the previous one leaves behind.
+struct NextGeneration {
+    services: HashMap<String, Arc<Service>>,
+    /// Backends that left their service (or whose service left), to drain.
+    retiring: Vec<(String, Arc<Backend>)>,
 }
 
 impl Server {
@@ -54,14 +70,23 @@ impl Server {
         let admin_change = self.admin.prepare(config.admin.as_ref())?;
         // Nothing below can fail.
         let mut report = ReloadReport::default();
-        self.slots = self.next_generation(&config, &mut report);
+        let next = self.next_generation(&config, &mut report);
         if config.global.workers != self.config.global.workers {
             warn!("[global] workers changes only take effect after a restart");
         }
-        self.listeners.stop_unwanted(&config);
-        self.pending = bound;
+        self.services = next.services;
         self.config = config;
+        // Every listener serves the new generation before anything of the old one
+        // is retired, so a client still choosing a backend always finds the live set.
+        self.listeners.follow(&self.config, &self.services);
+        self.pending = bound;
         self.start_pending();
+        for (service, backend) in next.retiring {
+            self.live.retire(&service, backend);
+        }
+        for name in &report.services_removed {
+            self.live.metrics.forget_service(name);
+        }
         self.probes.sync(self.services().iter().map(|s| s.as_ref()));
         self.apply_process_cap();
         self.apply_flow_cap();
@@ -72,45 +97,46 @@ impl Server {
         Ok(report)
     }
 
-    /// The slots of `config`'s services: existing ones with their next generation,
-    /// new ones fresh. Removed services and backends are retired (they drain).
-    fn next_generation(
-        &mut self,
-        config: &Config,
-        report: &mut ReloadReport,
-    ) -> HashMap<String, Arc<ServiceSlot>> {
+    /// The next generation of `config`'s services, each matched against its
+    /// previous one by backend identity (linear in the number of backends); new
+    /// services are fresh. Nothing is published or retired here.
+    fn next_generation(&mut self, config: &Config, report: &mut ReloadReport) -> NextGeneration {
         let metrics = Arc::clone(&self.live.metrics);
-        let mut next = HashMap::new();
+        let mut previous = std::mem::take(&mut self.services);
+        let mut next = NextGeneration {
+            services: HashMap::new(),
+            retiring: Vec::new(),
+        };
         for service_config in &config.services {
             let name = service_config.name.clone();
-            let slot = match self.slots.remove(&name) {
-                Some(slot) => {
-                    let previous = slot.current();
-                    let service = Service::reloaded(service_config.clone(), &metrics, &previous);
-                    let service = Arc::new(service);
-                    for backend in previous.backends_dropped_by(&service) {
-                        self.live.retire(&name, backend);
-                        report.backends_removed += 1;
-                    }
-                    report.backends_added += service.backends_dropped_by(&previous).len();
-                    slot.replace(service);
-                    slot
-                }
-                None => {
-                    report.services_added.push(name.clone());
-                    let service = Arc::new(Service::new(service_config.clone(), &metrics));
-                    Arc::new(ServiceSlot::new(service))
-                }
-            };
-            next.insert(name, slot);
-        }
-        for (name, slot) in self.slots.drain() {
-            for backend in slot.current().backends() {
-                self.live.retire(&name, Arc::clone(backend));
+            let prior = previous.remove(&name);
+            if prior.is_none() {
+                report.services_added.push(name.clone());
             }
-            metrics.forget_service(&name);
+            let live = &self.live;
+            let mut draining = |address: &str| live.revive(&name, address);
+            let (service, changes) = Service::reloaded(
+                service_config.clone(),
+                &metrics,
+                prior.as_deref(),
+                &mut draining,
+            );
+            report.backends_added += changes.added;
+            report.backends_changed += changes.changed;
+            report.backends_removed += changes.removed.len();
+            let removed = changes.removed.into_iter().map(|b| (name.clone(), b));
+            next.retiring.extend(removed);
+            next.services.insert(name, Arc::new(service));
+        }
+        for (name, service) in previous {
+            let removed = service
+                .backends()
+                .iter()
+                .map(|b| (name.clone(), Arc::clone(b)));
+            next.retiring.extend(removed);
             report.services_removed.push(name);
         }
+        report.services_removed.sort();
         next
     }
 }

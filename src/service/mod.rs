@@ -8,6 +8,7 @@
 //! probes to `health`, wiring to `runtime`.
 
 mod counters;
+mod key_index;
 mod tier;
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use prometheus::Histogram;
 use crate::acl::Acl;
 use crate::backend::Backend;
 use crate::backend::admin_state::AdminState;
+use crate::backend::identity::Identity;
 use crate::balancer::PickContext;
 use crate::config::{BackendConfig, OnAllDown, ServiceConfig};
 use crate::limit::{ConnectionLimit, LimitPermit, SourceLimit, SourcePermit};
@@ -27,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::random;
 
 pub use counters::{DropReason, RejectReason, ServiceCounters};
+pub use key_index::{KeyIndex, KeyMatch};
 use tier::Tier;
 
 /// Everything a service holds for an admitted client until its session ends.
@@ -36,8 +39,10 @@ pub struct Admission {
     _source: Option<SourcePermit>,
 }
 
-/// The current configuration of one service, swapped whole by a reload; each
-/// accepted client keeps the one it started with.
+/// The current configuration of the service one listen address serves, swapped
+/// whole by a reload (or pointed at another service when the address moves).
+/// A client reads it again each time it chooses a backend; once connected, its
+/// session keeps the generation it connected with.
 #[derive(Debug)]
 pub struct ServiceSlot(ArcSwap<Service>);
 
@@ -60,6 +65,8 @@ impl ServiceSlot {
 pub struct Service {
     config: ServiceConfig,
     backends: Vec<Arc<Backend>>,
+    /// Where each backend is in `backends`, by address.
+    positions: KeyIndex<String>,
     primaries: Tier,
     backups: Tier,
     connections: Arc<ConnectionLimit>,
@@ -71,33 +78,80 @@ pub struct Service {
     flows: Arc<ConnectionLimit>,
 }
 
+/// How a reload changed a service's backends (by identity: service + address).
+#[derive(Debug, Default)]
+pub struct BackendChanges {
+    /// Addresses new to the service.
+    pub added: usize,
+    /// Addresses kept with other settings: a new configuration of the same identity.
+    pub changed: usize,
+    /// The previous generation's backends whose address is gone (they drain).
+    pub removed: Vec<Arc<Backend>>,
+}
+
 impl Service {
     /// Builds the service's backends and strategies from its checked configuration,
     /// with their histograms in `metrics`.
     pub fn new(config: ServiceConfig, metrics: &Metrics) -> Service {
-        Service::build(config, metrics, None)
+        Service::build(config, metrics, None, &mut |_| None).0
     }
 
-    /// The next generation of `previous` after a reload: backends whose settings
-    /// did not change are kept (with their counters, health and open sessions, and
-    /// back in rotation); limits keep counting the clients already admitted;
-    /// counters carry on.
-    pub fn reloaded(config: ServiceConfig, metrics: &Metrics, previous: &Service) -> Service {
-        Service::build(config, metrics, Some(previous))
+    /// The next generation of `previous` (if the service existed) after a
+    /// reload, matched by address in linear time. A backend whose settings did not change is kept as it is (with
+    /// its sessions, back in rotation); one whose settings changed becomes a new
+    /// configuration of the same identity (counters, health history and open
+    /// sessions carry on); a new address gets a fresh identity, unless `draining`
+    /// hands back the one of a backend removed earlier that still drains. Limits
+    /// keep counting the clients already admitted; counters carry on.
+    pub fn reloaded(
+        config: ServiceConfig,
+        metrics: &Metrics,
+        previous: Option<&Service>,
+        draining: &mut dyn FnMut(&str) -> Option<Arc<Identity>>,
+    ) -> (Service, BackendChanges) {
+        Service::build(config, metrics, previous, draining)
     }
 
-    fn build(config: ServiceConfig, metrics: &Metrics, previous: Option<&Service>) -> Service {
-        let backends: Vec<Arc<Backend>> = config
-            .backends
-            .iter()
-            .map(|b| {
-                let kept = previous.and_then(|p| p.reusable_backend(&config, b));
-                kept.unwrap_or_else(|| {
-                    let histogram = metrics.connect_histogram(&config.name, &b.address);
-                    Arc::new(build_backend(&config, b).with_connect_histogram(histogram))
-                })
+    fn build(
+        config: ServiceConfig,
+        metrics: &Metrics,
+        previous: Option<&Service>,
+        draining: &mut dyn FnMut(&str) -> Option<Arc<Identity>>,
+    ) -> (Service, BackendChanges) {
+        let addresses = || config.backends.iter().map(|b| b.address.as_str());
+        let matched = previous.map(|p| p.positions.match_next(addresses()));
+        let mut lineage = Lineage {
+            metrics,
+            draining,
+            changes: BackendChanges::default(),
+        };
+        let backends: Vec<Arc<Backend>> = (0..config.backends.len())
+            .map(|i| {
+                let prior = previous
+                    .zip(matched.as_ref())
+                    .and_then(|(p, m)| m.previous_position[i].map(|j| (p, j)));
+                lineage.backend(&config, i, prior)
             })
             .collect();
+        let mut changes = lineage.changes;
+        if let (Some(p), Some(m)) = (previous, matched) {
+            changes.removed = m
+                .missing
+                .iter()
+                .map(|&j| Arc::clone(&p.backends[j]))
+                .collect();
+        }
+        forget_switched_off_checks(&config, &backends);
+        let service = Service::assemble(config, metrics, previous, backends);
+        (service, changes)
+    }
+
+    fn assemble(
+        config: ServiceConfig,
+        metrics: &Metrics,
+        previous: Option<&Service>,
+        backends: Vec<Arc<Backend>>,
+    ) -> Service {
         let connections = carry_limit(previous.map(|p| &p.connections), config.max_connections);
         let flows = carry_limit(previous.map(|p| &p.flows), config.max_flows);
         let per_source = carry_source_limit(
@@ -107,6 +161,7 @@ impl Service {
         Service {
             primaries: Tier::new(&config, &backends, false),
             backups: Tier::new(&config, &backends, true),
+            positions: KeyIndex::new(config.backends.iter().map(|b| b.address.clone())),
             connections,
             flows,
             per_source,
@@ -118,29 +173,15 @@ impl Service {
         }
     }
 
-    /// `previous`'s backend for `wanted`, if it exists with exactly these settings
-    /// (and the same passive-check settings); it goes back into rotation.
-    fn reusable_backend(
-        &self,
-        config: &ServiceConfig,
-        wanted: &BackendConfig,
-    ) -> Option<Arc<Backend>> {
-        if self.config.outlier != config.outlier {
-            return None;
-        }
-        let index = self.config.backends.iter().position(|b| b == wanted)?;
-        let backend = Arc::clone(&self.backends[index]);
-        backend.set_admin_state(AdminState::Ready);
-        Some(backend)
+    /// Whether this generation's backend at `index` can serve as `wanted` in
+    /// `next` as it is: the same settings, under the same passive-check settings.
+    fn keeps_unchanged(&self, next: &ServiceConfig, index: usize, wanted: &BackendConfig) -> bool {
+        self.config.outlier == next.outlier && self.config.backends.get(index) == Some(wanted)
     }
 
-    /// Backends of this generation that `next` does not keep.
-    pub fn backends_dropped_by(&self, next: &Service) -> Vec<Arc<Backend>> {
-        self.backends
-            .iter()
-            .filter(|b| !next.backends.iter().any(|n| Arc::ptr_eq(b, n)))
-            .cloned()
-            .collect()
+    /// Where the backend named `address` is in `backends()`, if it is there.
+    pub fn position(&self, address: &str) -> Option<usize> {
+        self.positions.position(address)
     }
 
     /// Whether a client from `client` may use this service (`allow` / `deny`).
@@ -292,8 +333,54 @@ fn carry_source_limit(previous: Option<&Arc<SourceLimit>>, max: usize) -> Option
     })
 }
 
-fn build_backend(service: &ServiceConfig, config: &BackendConfig) -> Backend {
-    let mut backend = Backend::new(config.address.clone(), config.resolved, config.weight)
+/// Where the backends of a next generation come from, and the tally of changes.
+struct Lineage<'a> {
+    metrics: &'a Metrics,
+    draining: &'a mut dyn FnMut(&str) -> Option<Arc<Identity>>,
+    changes: BackendChanges,
+}
+
+impl Lineage<'_> {
+    /// The backend for `config.backends[i]`, given the previous generation's one
+    /// at the same address (`prior`: its service and position), if any.
+    fn backend(
+        &mut self,
+        config: &ServiceConfig,
+        i: usize,
+        prior: Option<(&Service, usize)>,
+    ) -> Arc<Backend> {
+        let wanted = &config.backends[i];
+        let identity = match prior {
+            Some((p, j)) if p.keeps_unchanged(config, j, wanted) => {
+                let kept = Arc::clone(&p.backends[j]);
+                kept.set_admin_state(AdminState::Ready);
+                return kept;
+            }
+            Some((p, j)) => {
+                self.changes.changed += 1;
+                Arc::clone(p.backends[j].identity())
+            }
+            None => {
+                self.changes.added += 1;
+                (self.draining)(&wanted.address).unwrap_or_else(|| {
+                    let histogram = self
+                        .metrics
+                        .connect_histogram(&config.name, &wanted.address);
+                    Identity::new(wanted.address.clone(), Some(histogram))
+                })
+            }
+        };
+        Arc::new(build_backend(config, wanted, identity))
+    }
+}
+
+/// A configuration of `identity` with `config`'s settings.
+fn build_backend(
+    service: &ServiceConfig,
+    config: &BackendConfig,
+    identity: Arc<Identity>,
+) -> Backend {
+    let mut backend = Backend::with_identity(identity, config.resolved, config.weight)
         .with_max_connections(config.max_connections)
         .with_backup(config.backup)
         .with_slow_start(config.slow_start);
@@ -302,4 +389,19 @@ fn build_backend(service: &ServiceConfig, config: &BackendConfig) -> Backend {
             backend.with_outlier_detection(outlier.consecutive_failures, outlier.ejection_time);
     }
     backend
+}
+
+/// Identities keep their health and passive-check state across reloads; when a
+/// service no longer has active checks (or passive ones), nothing would ever
+/// update that state again, so it is forgotten: such backends are up and not
+/// ejected.
+fn forget_switched_off_checks(config: &ServiceConfig, backends: &[Arc<Backend>]) {
+    for backend in backends {
+        if config.health.is_none() && !backend.is_healthy() {
+            backend.identity().reset_health();
+        }
+        if config.outlier.is_none() {
+            backend.identity().outlier.reset();
+        }
+    }
 }

@@ -4,6 +4,12 @@
 //! served it. Nothing here is a mock: every byte crosses real loopback sockets.
 #![allow(dead_code)]
 
+pub mod dnsmasq;
+pub mod mariadb;
+pub mod postgres;
+pub mod redis;
+pub mod servers;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -413,4 +419,56 @@ pub async fn echo_round_trip(stream: &mut TcpStream, payload: &[u8]) {
         .expect("echo in time")
         .expect("session still open");
     assert_eq!(back, payload);
+}
+
+/// Feeds a scrape to `promtool check metrics` and panics with its report unless
+/// it accepts the text without a single remark.
+pub fn assert_promtool_accepts(scrape: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is required (Debian package `prometheus`; scripts/test.sh installs it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(scrape.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool output");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool found problems:\n{report}\nin:\n{scrape}"
+    );
+}
+
+/// The samples of `name` whose labels include every one of `labels`, as
+/// `(the whole label set, value)`.
+pub fn samples(scrape: &str, name: &str, labels: &[(&str, &str)]) -> Vec<(String, f64)> {
+    scrape
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let wanted = series_name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| series_labels.contains(&format!("{k}=\"{v}\"")));
+            let value = value.parse::<f64>().ok()?;
+            wanted.then(|| (series_labels.to_string(), value))
+        })
+        .collect()
 }

@@ -1,8 +1,10 @@
 //! End-to-end tests of the admin server over real sockets on 127.0.0.1.
 //! Covers routing, content types, HEAD, error documents, draining, and the
 //! robustness bounds (header timeout, header size, connection cap, lifetime,
-//! shutdown). Unit tests of individual pieces live beside them.
+//! shutdown); `pressure` covers clients that attack those bounds. Unit tests
+//! of individual pieces live beside them.
 
+mod pressure;
 mod raw_client;
 
 use std::net::SocketAddr;
@@ -20,7 +22,7 @@ use super::server::serve_with_limits;
 use super::{AdminState, serve};
 use raw_client::{
     STEP_BOUND, connect, keep_alive_request, read_response, read_until_closed, request, send,
-    try_request,
+    stalled_reader, try_request,
 };
 
 const METRICS_TEXT: &str = "# HELP l4lb_connections_total Accepted connections.\n\
@@ -371,7 +373,7 @@ async fn admitted_connection(addr: SocketAddr) -> TcpStream {
 }
 
 #[tokio::test]
-async fn connection_beyond_the_limit_is_closed_at_once() {
+async fn a_connection_beyond_the_limit_evicts_the_longest_idle_one() {
     let limits = limits_with(|l| l.max_connections = 4);
     let server = RunningServer::start_with_limits(limits).await;
     let mut held = Vec::new();
@@ -379,9 +381,11 @@ async fn connection_beyond_the_limit_is_closed_at_once() {
         held.push(admitted_connection(server.addr).await);
     }
 
-    assert!(try_request(server.addr, "GET", "/healthz").await.is_none());
+    let response = request(server.addr, "GET", "/healthz").await;
+    assert_eq!(response.status, 200);
+    read_until_closed(&mut held[0]).await;
 
-    for stream in &mut held {
+    for stream in &mut held[1..] {
         let request = keep_alive_request("GET", "/status");
         send(stream, request.as_bytes()).await.expect("send");
         assert_eq!(read_response(stream, true).await.status, 200);
@@ -389,11 +393,18 @@ async fn connection_beyond_the_limit_is_closed_at_once() {
     server.stop().await;
 }
 
+/// A /metrics document far larger than what the kernel buffers for a client
+/// that does not read.
+fn large_metrics() -> String {
+    let line = format!("l4lb_backend_up{{backend=\"{}\"}} 1\n", "b".repeat(100));
+    line.repeat(8 * 1024 * 1024 / line.len())
+}
+
 #[tokio::test]
-async fn closing_a_held_connection_frees_its_slot() {
+async fn a_connection_beyond_the_limit_is_closed_while_every_slot_is_sending() {
     let limits = limits_with(|l| l.max_connections = 1);
-    let server = RunningServer::start_with_limits(limits).await;
-    let held = admitted_connection(server.addr).await;
+    let server = RunningServer::start_with(limits, large_metrics()).await;
+    let held = stalled_reader(server.addr, "/metrics").await;
     assert!(try_request(server.addr, "GET", "/healthz").await.is_none());
     drop(held);
 

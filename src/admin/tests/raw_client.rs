@@ -72,6 +72,33 @@ pub(super) async fn try_request(
     Some(read_response_after(&mut stream, first, method != "HEAD").await)
 }
 
+/// Sends `raw` (a whole request, verbatim) on a fresh connection and reads
+/// one response.
+pub(super) async fn exchange(addr: SocketAddr, raw: &str) -> RawResponse {
+    let mut stream = connect(addr).await;
+    send(&mut stream, raw.as_bytes()).await.expect("send");
+    read_response(&mut stream, true).await
+}
+
+/// A client that asks for `target` and reads only the first bytes of the
+/// answer (its receive buffer kept small), so the rest of a large response
+/// stays in flight on the server.
+pub(super) async fn stalled_reader(addr: SocketAddr, target: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut stream = bounded(socket.connect(addr))
+        .await
+        .expect("connect to admin server");
+    let request = keep_alive_request("GET", target);
+    send(&mut stream, request.as_bytes()).await.expect("send");
+    let mut status_line = [0u8; 12];
+    bounded(stream.read_exact(&mut status_line))
+        .await
+        .expect("the response starts");
+    assert_eq!(&status_line, b"HTTP/1.1 200");
+    stream
+}
+
 /// Reads one response. With `has_body` false (HEAD) no body bytes are read,
 /// whatever `Content-Length` says.
 pub(super) async fn read_response(stream: &mut TcpStream, has_body: bool) -> RawResponse {

@@ -28,6 +28,7 @@ fn default_backend(address: &str) -> BackendConfig {
         max_connections: 0,
         backup: false,
         slow_start: Duration::ZERO,
+        health: None,
     }
 }
 
@@ -103,14 +104,12 @@ fn empty_health_outlier_and_admin_tables_get_defaults() {
     assert_eq!(
         service.health,
         Some(HealthConfig {
-            kind: HealthKind::Tcp,
+            check: Check::Tcp(TcpCheck::default()),
             interval: secs(2),
             timeout: secs(1),
             rise: 2,
             fall: 3,
             port: None,
-            send: Vec::new(),
-            expect: None,
         })
     );
     assert_eq!(
@@ -239,14 +238,15 @@ fn expected_dns_service() -> ServiceConfig {
         on_all_down: OnAllDown::UseAll,
         close_on_down: false,
         health: Some(HealthConfig {
-            kind: HealthKind::Udp,
+            check: Check::Udp(UdpCheck {
+                send: b"ping".to_vec(),
+                expect: None,
+            }),
             interval: secs(5),
             timeout: Duration::from_millis(500),
             rise: 1,
             fall: 10,
             port: Some(5300),
-            send: b"ping".to_vec(),
-            expect: None,
         }),
         outlier: Some(OutlierConfig {
             consecutive_failures: 7,

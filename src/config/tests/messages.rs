@@ -637,7 +637,8 @@ fn on_all_down_values() {
 fn health_kind_values() {
     assert_eq!(
         error(&health_with(&["kind = \"icmp\""])),
-        "lb.toml:5:8: service \"pg\".health.kind: must be one of \"tcp\", \"udp\"; got \"icmp\""
+        "lb.toml:5:8: service \"pg\".health.kind: must be one of \"tcp\", \"udp\", \"postgres\", \
+         \"redis\", \"mysql\", \"http\", \"dns\", \"agent\"; got \"icmp\""
     );
 }
 

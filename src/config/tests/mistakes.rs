@@ -69,12 +69,226 @@ fn udp_service_with(extra: &[&str]) -> String {
 }
 
 #[test]
-fn send_on_a_tcp_check_is_an_error() {
-    let text = service_with(&["[service.health]", "send = \"ping\""]);
+fn a_tcp_check_takes_send_and_expect_as_text_or_hex() {
+    let text = service_with(&[
+        "[service.health]",
+        "send = \"PING\\r\\n\"",
+        "expect_hex = \"2b 50\"",
+    ]);
+    let health = valid(&text).services[0].health.clone().expect("health");
+    assert_eq!(
+        health.check,
+        Check::Tcp(TcpCheck {
+            send: b"PING\r\n".to_vec(),
+            expect: Some(b"+P".to_vec()),
+        })
+    );
+}
+
+#[test]
+fn payload_keys_twice_bad_hex_and_an_empty_expect_are_errors() {
+    let text = service_with(&[
+        "[service.health]",
+        "send = \"a\"",
+        "send_hex = \"61\"",
+        "expect_hex = \"zz\"",
+    ]);
+    assert_eq!(
+        errors(&text),
+        [
+            "lb.toml:6:12: service \"pg\".health.send_hex: send and send_hex are both set; keep one",
+            "lb.toml:7:14: service \"pg\".health.expect_hex: invalid hex \"zz\" (Invalid character \
+             'z' at position 0); expected pairs of hex digits, e.g. \"0d0a\"",
+        ]
+    );
+    let text = service_with(&["[service.health]", "expect = \"\""]);
+    assert!(
+        error(&text).starts_with("lb.toml:5:10: service \"pg\".health.expect: must not be empty")
+    );
+}
+
+#[test]
+fn keys_of_another_check_kind_are_errors() {
+    let text = service_with(&[
+        "[service.health]",
+        "kind = \"redis\"",
+        "database = \"app\"",
+        "path = \"/\"",
+    ]);
+    assert_eq!(
+        errors(&text),
+        [
+            "lb.toml:6:12: service \"pg\".health.database: applies to \"postgres\" checks only, \
+             and this check is redis; remove it",
+            "lb.toml:7:8: service \"pg\".health.path: applies to \"http\" checks only, and this \
+             check is redis; remove it",
+        ]
+    );
+    let text = udp_service_with(&["[service.health]", "send = \"x\"", "query = \"y\""]);
     assert_eq!(
         error(&text),
-        "lb.toml:5:8: service \"pg\".health.send: applies to udp checks only, and this check \
-         is tcp (a tcp check only connects); remove it"
+        "lb.toml:7:9: service \"dns\".health.query: applies to \"dns\" checks only, and this \
+         check is udp; remove it"
+    );
+}
+
+#[test]
+fn each_protocol_kind_reads_its_settings() {
+    let check = |lines: &[&str]| {
+        let mut all = vec!["[service.health]"];
+        all.extend_from_slice(lines);
+        valid(&service_with(&all)).services[0]
+            .health
+            .clone()
+            .expect("health")
+            .check
+    };
+    assert_eq!(
+        check(&[
+            "kind = \"postgres\"",
+            "role = \"primary\"",
+            "user = \"app\""
+        ]),
+        Check::Postgres(PostgresCheck {
+            user: "app".into(),
+            database: "app".into(),
+            password: None,
+            require_primary: true,
+        })
+    );
+    assert_eq!(
+        check(&[
+            "kind = \"redis\"",
+            "password = \"s3cret\"",
+            "role = \"master\""
+        ]),
+        Check::Redis(RedisCheck {
+            user: None,
+            password: Some("s3cret".into()),
+            require_master: true,
+        })
+    );
+    assert_eq!(check(&["kind = \"mysql\""]), Check::Mysql);
+    assert_eq!(
+        check(&[
+            "kind = \"http\"",
+            "path = \"/healthz\"",
+            "status = \"200-204\"",
+            "port = 8080"
+        ]),
+        Check::Http(HttpCheck {
+            path: "/healthz".into(),
+            host: None,
+            status: 200..=204,
+        })
+    );
+    assert_eq!(
+        check(&["kind = \"agent\"", "agent_port = 9999"]),
+        Check::Agent(AgentCheck { port: 9999 })
+    );
+    let dns = valid(&udp_service_with(&[
+        "[service.health]",
+        "kind = \"dns\"",
+        "query = \"example.com.\"",
+        "query_type = \"AAAA\"",
+        "rcodes = [\"NOERROR\", \"NXDOMAIN\"]",
+    ]));
+    assert_eq!(
+        dns.services[0].health.clone().expect("health").check,
+        Check::Dns(DnsCheck {
+            name: "example.com".into(),
+            query_type: 28,
+            rcodes: vec![0, 3],
+        })
+    );
+}
+
+#[test]
+fn required_and_bad_protocol_settings_are_reported() {
+    assert_eq!(
+        error(&udp_service_with(&["[service.health]", "kind = \"dns\""])),
+        "lb.toml:5:1: service \"dns\".health: missing required key \"query\", e.g. query = \
+         \"example.com\""
+    );
+    assert_eq!(
+        error(&service_with(&["[service.health]", "kind = \"agent\""])),
+        "lb.toml:4:1: service \"pg\".health: missing required key \"agent_port\", e.g. \
+         agent_port = 9999"
+    );
+    assert_eq!(
+        error(&service_with(&[
+            "[service.health]",
+            "kind = \"http\"",
+            "status = \"600\""
+        ])),
+        "lb.toml:6:10: service \"pg\".health.status: invalid status range \"600\": expected a \
+         status or a range of statuses between 100 and 599, e.g. \"200\" or \"200-399\""
+    );
+    assert_eq!(
+        error(&service_with(&[
+            "[service.health]",
+            "kind = \"postgres\"",
+            "role = \"master\""
+        ])),
+        "lb.toml:6:8: service \"pg\".health.role: must be one of \"any\", \"primary\"; got \
+         \"master\""
+    );
+    let text = udp_service_with(&[
+        "[service.health]",
+        "kind = \"dns\"",
+        "query = \"a..b\"",
+        "rcodes = [\"OK\"]",
+    ]);
+    let found = errors(&text);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(
+        found[0]
+            .starts_with("lb.toml:7:9: service \"dns\".health.query: invalid DNS name \"a..b\"")
+    );
+    assert!(
+        found[1].starts_with(
+            "lb.toml:8:11: service \"dns\".health.rcodes[0]: must be one of \"NOERROR\""
+        )
+    );
+}
+
+#[test]
+fn a_backend_overrides_the_services_check_keys() {
+    let text = backend_with(&[
+        "[service.backend.health]",
+        "port = 6000",
+        "kind = \"postgres\"",
+        "[[service.backend]]",
+        "address = \"127.0.0.1:5433\"",
+        "[service.health]",
+        "interval = \"5s\"",
+    ]);
+    let config = valid(&text);
+    let service = &config.services[0];
+    let base = service.health.clone().expect("service check");
+    let over = service.backends[0].health.clone().expect("override");
+    assert_eq!(
+        (over.port, over.interval, over.kind()),
+        (Some(6000), Duration::from_secs(5), HealthKind::Postgres)
+    );
+    assert_eq!(base.kind(), HealthKind::Tcp);
+    assert_eq!(service.backends[1].health, None);
+}
+
+#[test]
+fn a_backend_override_needs_a_service_check_and_is_checked_at_its_own_table() {
+    let text = backend_with(&["[service.backend.health]", "port = 6000"]);
+    assert_eq!(
+        error(&text),
+        "lb.toml:6:1: service \"pg\".backend[0].health: overrides the service's \
+         [service.health], which this service does not have: add [service.health] (the \
+         backend's table only changes its keys)"
+    );
+    let text =
+        service_with(&["[service.health]"]) + &lines(&["[service.backend.health]", "rise = 0"]);
+    assert_eq!(
+        error(&text),
+        "lb.toml:8:8: service \"pg\".backend[0].health.rise: must be between 1 and 100, got 0"
     );
 }
 
@@ -83,9 +297,8 @@ fn a_udp_check_needs_a_payload() {
     let text = udp_service_with(&["[service.health]", "kind = \"udp\""]);
     assert_eq!(
         error(&text),
-        "lb.toml:5:1: service \"dns\".health: a udp check needs \"send\" (or \"send_hex\"), \
-         the payload each probe sends, e.g. send = \"ping\" (any datagram back is a success \
-         unless expect or expect_hex is set)"
+        "lb.toml:5:1: service \"dns\".health: a udp check needs \"send\", the payload each \
+         probe sends, e.g. send = \"ping\" (any datagram back is a success)"
     );
     let text = udp_service_with(&["[service.health]", "send = \"\""]);
     assert_eq!(
@@ -99,8 +312,13 @@ fn a_udp_check_needs_a_payload() {
 fn a_udp_service_checks_with_udp_unless_told_otherwise() {
     let config = valid(&udp_service_with(&["[service.health]", "send = \"ping\""]));
     let health = config.services[0].health.as_ref().expect("health");
-    assert_eq!(health.kind, HealthKind::Udp);
-    assert_eq!(health.send, b"ping");
+    assert_eq!(
+        health.check,
+        Check::Udp(UdpCheck {
+            send: b"ping".to_vec(),
+            expect: None,
+        })
+    );
 }
 
 #[test]
@@ -109,13 +327,14 @@ fn a_check_of_the_other_protocol_is_an_error() {
     assert_eq!(
         error(&text),
         "lb.toml:5:8: service \"pg\".health.kind: a udp check cannot probe the backends of a \
-         tcp service; use kind = \"tcp\""
+         tcp service; use kind = \"tcp\", \"postgres\", \"redis\", \"mysql\", \"http\" or \
+         \"agent\""
     );
     let text = udp_service_with(&["[service.health]", "kind = \"tcp\""]);
     assert_eq!(
         error(&text),
         "lb.toml:6:8: service \"dns\".health.kind: a tcp check cannot probe the backends of a \
-         udp service; use kind = \"udp\""
+         udp service; use kind = \"udp\", \"dns\", \"http\" or \"agent\""
     );
 }
 
@@ -235,4 +454,37 @@ fn a_malformed_ipv4_address_is_not_looked_up_as_a_host_name() {
          in \"127.0.0.256:5432\": expected four numbers from 0 to 255 separated by dots, e.g. \
          \"10.0.0.11:5432\""
     );
+}
+
+#[test]
+fn keys_a_kind_would_ignore_are_errors() {
+    let text = service_with(&[
+        "[service.health]",
+        "kind = \"agent\"",
+        "agent_port = 9999",
+        "port = 80",
+    ]);
+    assert_eq!(
+        error(&text),
+        "lb.toml:7:8: service \"pg\".health.port: an agent check connects to agent_port on \
+         the backend's IP; remove port"
+    );
+    let text = service_with(&[
+        "[service.health]",
+        "kind = \"postgres\"",
+        "password = \"x\"",
+    ]);
+    assert_eq!(
+        error(&text),
+        "lb.toml:6:12: service \"pg\".health.password: a postgres check logs in only with \
+         role = \"primary\" (otherwise it stops at the server's first answer); add role = \
+         \"primary\" or remove password"
+    );
+    let text = service_with(&[
+        "[service.health]",
+        "kind = \"postgres\"",
+        "role = \"primary\"",
+        "password = \"x\"",
+    ]);
+    valid(&text);
 }

@@ -95,7 +95,7 @@ fn bad_keys_in_one_table_do_not_hide_each_other() {
             "lb.toml:7:19: service \"pg\".backend[0].max_connections: invalid type: string \
              \"ten\", expected an integer",
             "lb.toml:9:1: service \"pg\".backend[0].colour: unknown key `colour`; valid keys \
-             here: `address`, `weight`, `max_connections`, `backup`, `slow_start`",
+             here: `address`, `weight`, `max_connections`, `backup`, `slow_start`, `health`",
             "lb.toml:12:10: service \"pg\".backend[1].weight: must be between 1 and 1000, got 0",
         ]
     );

@@ -1,0 +1,89 @@
+//! `kind = "tcp"`: the connect completes; then, when configured, `send` is
+//! written and the reply must start with `expect` (read until that many bytes
+//! have come or the backend closes).
+
+use std::net::SocketAddr;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::probe::{Failed, Passed, Probe};
+use super::wire::{printable, read_up_to};
+use crate::config::TcpCheck;
+
+impl Probe for TcpCheck {
+    async fn exchange(&self, target: SocketAddr) -> Result<Passed, Failed> {
+        let mut stream = TcpStream::connect(target)
+            .await
+            .map_err(|e| format!("tcp: connect: {e}"))?;
+        if !self.send.is_empty() {
+            stream
+                .write_all(&self.send)
+                .await
+                .map_err(|e| format!("tcp: send: {e}"))?;
+        }
+        let Some(expect) = &self.expect else {
+            return Ok(Passed::default());
+        };
+        let reply = read_up_to(&mut stream, expect.len())
+            .await
+            .map_err(|e| format!("tcp: read: {e}"))?;
+        if reply != *expect {
+            return Err(format!(
+                "tcp: reply \"{}\" does not start with \"{}\"",
+                printable(&reply),
+                printable(expect)
+            ));
+        }
+        Ok(Passed::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    /// A server that reads `hello` and answers `answer`, once.
+    async fn answering(answer: &'static [u8]) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut hello = [0u8; 5];
+            stream.read_exact(&mut hello).await.expect("hello");
+            stream.write_all(answer).await.expect("answer");
+        });
+        addr
+    }
+
+    fn check(expect: &[u8]) -> TcpCheck {
+        TcpCheck {
+            send: b"hello".to_vec(),
+            expect: Some(expect.to_vec()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reply_starting_with_expect_passes() {
+        let addr = answering(b"+OK ready\r\n").await;
+        assert_eq!(check(b"+OK").exchange(addr).await, Ok(Passed::default()));
+    }
+
+    #[tokio::test]
+    async fn another_reply_fails_naming_both() {
+        let addr = answering(b"-ERR busy\r\n").await;
+        let failed = check(b"+OK").exchange(addr).await;
+        assert_eq!(
+            failed,
+            Err("tcp: reply \"-ER\" does not start with \"+OK\"".to_string())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_close_before_the_prefix_fails() {
+        let addr = answering(b"+O").await;
+        assert!(check(b"+OK").exchange(addr).await.is_err());
+    }
+}
