@@ -262,15 +262,7 @@ fn json_logs_carry_one_structured_access_line_per_session() {
     round_trip(&mut session, b"twelve bytes");
     drop(session);
     std::thread::sleep(Duration::from_millis(200));
-    signal(&child, "TERM");
-    assert_eq!(wait_exit(&mut child).code(), Some(0));
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read logs");
+    let stderr = stop_and_read_logs(&mut child);
     let lines: Vec<serde_json::Value> = stderr
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
@@ -413,15 +405,7 @@ fn log_level_warning_keeps_warnings_and_piped_logs_have_no_colour_codes() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    signal(&child, "TERM");
-    assert_eq!(wait_exit(&mut child).code(), Some(0));
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read logs");
+    let stderr = stop_and_read_logs(&mut child);
     assert!(
         stderr.contains("WARN") && stderr.contains("raise LimitNOFILE"),
         "the warning is missing:\n{stderr}"
@@ -570,4 +554,18 @@ fn access_log_errors_and_off_keep_ordinary_sessions_and_flows_out_of_the_log() {
         "a clean session is no error: {stderr}"
     );
     assert_eq!(logged("udp-off"), 0, "{stderr}");
+}
+
+/// Stops `child` with SIGTERM, expects a clean exit, and returns what it logged.
+fn stop_and_read_logs(child: &mut Child) -> String {
+    signal(child, "TERM");
+    assert_eq!(wait_exit(child).code(), Some(0));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read logs");
+    stderr
 }

@@ -16,20 +16,9 @@ const ADMIN: &str = "[admin]\nlisten = \"127.0.0.1:0\"\n";
 
 /// Sums every sample of `name` whose labels include all of `labels`.
 fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (series_name, series_labels) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            let wanted = series_name == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| series_labels.contains(&format!("{k}=\"{v}\"")));
-            wanted.then(|| value.parse::<f64>().ok()).flatten()
-        })
+    common::samples(text, name, labels)
+        .iter()
+        .map(|(_, value)| value)
         .sum()
 }
 

@@ -35,6 +35,19 @@ fn service_with(extra: &[&str]) -> String {
     lines(&all)
 }
 
+/// A udp service "dns" (lines 1-4), then `extra` from line 5, then one backend.
+fn udp_service_with(extra: &[&str]) -> String {
+    let mut all = vec![
+        "[[service]]",
+        "name = \"dns\"",
+        "protocol = \"udp\"",
+        "listen = \"127.0.0.1:0\"",
+    ];
+    all.extend_from_slice(extra);
+    all.extend_from_slice(&["[[service.backend]]", "address = \"127.0.0.1:1054\""]);
+    lines(&all)
+}
+
 /// A valid tcp service "pg" whose one backend (lines 4-5) gets `extra` from
 /// line 6.
 fn backend_with(extra: &[&str]) -> String {

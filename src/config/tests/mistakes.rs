@@ -55,19 +55,6 @@ fn thirty_days_is_accepted() {
 
 // ---- health checks must fit their service -------------------------------
 
-/// A udp service "dns" (lines 1-4), then `extra` from line 5, then one backend.
-fn udp_service_with(extra: &[&str]) -> String {
-    let mut all = vec![
-        "[[service]]",
-        "name = \"dns\"",
-        "protocol = \"udp\"",
-        "listen = \"127.0.0.1:0\"",
-    ];
-    all.extend_from_slice(extra);
-    all.extend_from_slice(&["[[service.backend]]", "address = \"127.0.0.1:1054\""]);
-    lines(&all)
-}
-
 #[test]
 fn a_tcp_check_takes_send_and_expect_as_text_or_hex() {
     let text = service_with(&[

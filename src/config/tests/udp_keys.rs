@@ -3,21 +3,9 @@
 
 use super::*;
 
-fn udp_with(extra: &[&str]) -> String {
-    let mut all = vec![
-        "[[service]]",
-        "name = \"dns\"",
-        "protocol = \"udp\"",
-        "listen = \"127.0.0.1:0\"",
-    ];
-    all.extend_from_slice(extra);
-    all.extend_from_slice(&["[[service.backend]]", "address = \"127.0.0.1:1054\""]);
-    lines(&all)
-}
-
 #[test]
 fn flow_counts_access_log_and_v2_every_are_read() {
-    let config = valid(&udp_with(&[
+    let config = valid(&udp_service_with(&[
         "udp_requests = 3",
         "udp_responses = 1",
         "access_log = \"errors\"",
@@ -34,7 +22,10 @@ fn flow_counts_access_log_and_v2_every_are_read() {
 #[test]
 fn flow_count_and_access_log_mistakes_are_named() {
     assert_eq!(
-        errors(&udp_with(&["udp_responses = -1", "access_log = \"some\""])),
+        errors(&udp_service_with(&[
+            "udp_responses = -1",
+            "access_log = \"some\""
+        ])),
         [
             "lb.toml:5:17: service \"dns\".udp_responses: must not be negative, got -1",
             "lb.toml:6:14: service \"dns\".access_log: must be one of \"all\", \"errors\", \
@@ -62,7 +53,7 @@ fn a_udp_check_sends_bytes_and_may_expect_a_reply_prefix() {
             .as_ref()
             .map(|h| h.check.clone())
     };
-    let binary = udp_with(&[
+    let binary = udp_service_with(&[
         "[service.health]",
         "send_hex = \"ffffffff54536f7572636520456e67696e6520517565727900\"",
         "expect_hex = \"FF FF FF FF 49\"",
@@ -72,13 +63,13 @@ fn a_udp_check_sends_bytes_and_may_expect_a_reply_prefix() {
         expect: Some(b"\xff\xff\xff\xffI".to_vec()),
     };
     assert_eq!(udp_check(&binary), Some(Check::Udp(expected)));
-    let text = udp_with(&["[service.health]", "send = \"ping\"", "expect = \"pong\""]);
+    let text = udp_service_with(&["[service.health]", "send = \"ping\"", "expect = \"pong\""]);
     let expected = UdpCheck {
         send: b"ping".to_vec(),
         expect: Some(b"pong".to_vec()),
     };
     assert_eq!(udp_check(&text), Some(Check::Udp(expected)));
-    let any = udp_with(&["[service.health]", "send = \"ping\""]);
+    let any = udp_service_with(&["[service.health]", "send = \"ping\""]);
     let expected = UdpCheck {
         send: b"ping".to_vec(),
         expect: None,
@@ -88,7 +79,7 @@ fn a_udp_check_sends_bytes_and_may_expect_a_reply_prefix() {
 
 #[test]
 fn udp_expect_mistakes_are_named() {
-    let both = udp_with(&[
+    let both = udp_service_with(&[
         "[service.health]",
         "send = \"a\"",
         "expect = \"b\"",
@@ -99,7 +90,7 @@ fn udp_expect_mistakes_are_named() {
         "{}",
         error(&both)
     );
-    let empty = udp_with(&["[service.health]", "send = \"a\"", "expect = \"\""]);
+    let empty = udp_service_with(&["[service.health]", "send = \"a\"", "expect = \"\""]);
     assert!(
         error(&empty).starts_with("lb.toml:7:10: service \"dns\".health.expect: must not be empty"),
         "{}",
