@@ -23,7 +23,7 @@
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -128,22 +128,25 @@ pub async fn relay(
     let end = {
         let (client_in, client_out) = client.split();
         let (backend_in, backend_out) = backend.split();
-        let up = pump(Direction {
+        // Each future is built in place and lent pinned: moving futures into
+        // another future would keep a second copy of each in the session's
+        // task, which every idle session pays for.
+        let up = pin!(pump(Direction {
             from: client_in,
             to: backend_out,
             counts: [&bytes_up, totals.0],
             activity: &activity,
             way: Way::Up,
-        });
-        let down = pump(Direction {
+        }));
+        let down = pin!(pump(Direction {
             from: backend_in,
             to: client_out,
             counts: [&bytes_down, totals.1],
             activity: &activity,
             way: Way::Down,
-        });
-        let idle_timeout = activity.idle_for(idle, kernel_moved);
-        until_ended(up, down, idle_timeout, stop).await
+        }));
+        let idle_timeout = pin!(activity.idle_for(idle, kernel_moved));
+        until_ended(up, down, idle_timeout, pin!(stop)).await
     };
     let cut_mid_stream = in_flight(&activity, Way::Up, client, backend)
         || in_flight(&activity, Way::Down, backend, client);
@@ -160,20 +163,19 @@ pub async fn relay(
 
 /// Runs both directions until the session ends; returns how.
 async fn until_ended(
-    up: impl Future<Output = Result<(), Side>>,
-    down: impl Future<Output = Result<(), Side>>,
-    idle_timeout: impl Future<Output = ()>,
-    stop: impl Future<Output = SessionEnd>,
+    mut up: Pin<&mut impl Future<Output = Result<(), Side>>>,
+    mut down: Pin<&mut impl Future<Output = Result<(), Side>>>,
+    mut idle_timeout: Pin<&mut impl Future<Output = ()>>,
+    mut stop: Pin<&mut impl Future<Output = SessionEnd>>,
 ) -> SessionEnd {
-    tokio::pin!(up, down, idle_timeout, stop);
     let (mut up_done, mut down_done) = (false, false);
     let mut first_close = None;
     loop {
         let finished = tokio::select! {
-            r = &mut up, if !up_done => { up_done = true; r.map(|()| SessionEnd::ClientClosed) }
-            r = &mut down, if !down_done => { down_done = true; r.map(|()| SessionEnd::BackendClosed) }
-            () = &mut idle_timeout => return SessionEnd::IdleTimeout,
-            end = &mut stop => return end,
+            r = up.as_mut(), if !up_done => { up_done = true; r.map(|()| SessionEnd::ClientClosed) }
+            r = down.as_mut(), if !down_done => { down_done = true; r.map(|()| SessionEnd::BackendClosed) }
+            () = idle_timeout.as_mut() => return SessionEnd::IdleTimeout,
+            end = stop.as_mut() => return end,
         };
         match finished {
             Err(Side::Client) => return SessionEnd::ClientError,
