@@ -220,8 +220,18 @@ async fn without_udp_responses_queries_from_new_ports_fill_the_table() {
     };
     let proxy = resolver_proxy(&dns, "").await;
     let addr = proxy.addr("u");
+    // Every client socket stays open, so no two of them share a port (a port
+    // freed early could be handed out again and land in an existing flow).
+    let mut clients = Vec::new();
     for id in 0..50u16 {
-        ask_from_new_port(addr, &dns_query(id)).await;
+        let client = UdpSocket::bind("127.0.0.1:0").await.expect("client");
+        client.send_to(&dns_query(id), addr).await.expect("send");
+        let mut buf = [0u8; 2048];
+        tokio::time::timeout(PATIENCE, client.recv_from(&mut buf))
+            .await
+            .expect("a reply in time")
+            .expect("recv");
+        clients.push(client);
     }
     let client = UdpSocket::bind("127.0.0.1:0").await.expect("client");
     client.send_to(&dns_query(51), addr).await.expect("send");
