@@ -266,7 +266,9 @@ impl Session {
     /// is made from the service's live generation (a reload meanwhile is followed,
     /// and the backends already tried stay skipped).
     async fn connect_backend(&self, peer: SocketAddr) -> Result<Connected, RejectReason> {
-        let mut service = self.listener.slot.current();
+        // The generation read at accept; `follow_reload` moves to the live one
+        // if a reload came since.
+        let mut service = Arc::clone(&self.service);
         // Inline for the usual few attempts: no allocation per client.
         let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
         let mut failures = 0;
