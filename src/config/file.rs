@@ -95,6 +95,9 @@ pub struct RawService {
     pub deny: Field<StringList>,
     pub on_all_down: Field<String>,
     pub close_on_down: Field<bool>,
+    pub source: Field<String>,
+    pub source_port: Field<String>,
+    pub mark: Field<Int>,
     #[serde(rename = "health")]
     _health: Option<IgnoredAny>,
     #[serde(rename = "outlier")]

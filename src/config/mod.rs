@@ -8,6 +8,7 @@
 //! from the configuration.
 
 mod address;
+pub mod backend_source;
 mod checker;
 mod error;
 mod file;
@@ -18,6 +19,7 @@ pub mod model;
 mod paths;
 mod report;
 mod source;
+mod source_rules;
 mod strategy;
 mod suggest;
 mod validate;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+pub use super::backend_source::{BackendSource, FamilyMismatch, SourceAddress, SourcePort};
 pub use super::health_check::*;
 
 /// A whole, valid `lb.toml`.
@@ -85,6 +86,8 @@ pub struct ServiceConfig {
     pub deny: Vec<IpNet>,
     pub on_all_down: OnAllDown,
     pub close_on_down: bool,
+    /// Where backend connections come from (`source`, `source_port`, `mark`).
+    pub source: BackendSource,
     pub health: Option<HealthConfig>,
     pub outlier: Option<OutlierConfig>,
     /// At least one.

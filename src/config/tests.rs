@@ -9,6 +9,7 @@ mod features;
 mod messages;
 mod mistakes;
 mod properties;
+mod source_keys;
 mod structure;
 mod udp_keys;
 

@@ -25,6 +25,7 @@ use super::health_rules;
 use super::model::*;
 use super::paths;
 use super::report::{Report, Span};
+use super::source_rules::family_problem;
 use super::values::{as_u32, as_usize};
 
 const DEFAULT_ADMIN_LISTEN: SocketAddr =
@@ -79,7 +80,7 @@ pub fn validate(doc: &RawDocument, source: &Path, resolve: Resolve, report: &mut
     let listeners = std::mem::take(&mut v.listeners);
     let loops = LoopFinder::new(&listeners);
     for (service, entry) in services.iter_mut().zip(&doc.services) {
-        service.backends = v.backends(entry, service.protocol, &loops);
+        service.backends = v.backends(entry, service, &loops);
     }
     Config {
         source: source.to_path_buf(),
@@ -227,6 +228,7 @@ impl<'a> Validation<'_, 'a> {
                 )
                 .unwrap_or(OnAllDown::Reject),
             close_on_down: flag(&raw.close_on_down),
+            source: c.backend_source(raw),
             health: None,
             outlier: None,
             backends: Vec::new(),
@@ -385,9 +387,10 @@ impl<'a> Validation<'_, 'a> {
     fn backends(
         &mut self,
         entry: &ServiceEntry,
-        protocol: Protocol,
+        service: &ServiceConfig,
         loops: &LoopFinder,
     ) -> Vec<BackendConfig> {
+        let protocol = service.protocol;
         if entry.backends.is_empty() && !entry.backend_written {
             let fields = &entry.fields;
             let message = "no backends: add at least one [[service.backend]] table with an address";
@@ -410,6 +413,13 @@ impl<'a> Validation<'_, 'a> {
                 self.report.at(&span, &section.key_path("address"), message);
             } else if let Some(listener) = loops.find(protocol, backend.resolved) {
                 let message = loop_message(backend.resolved, listener, self.report);
+                self.report.at(&span, &section.key_path("address"), message);
+            } else if let Some(message) = family_problem(
+                &service.source,
+                &service.listen,
+                service.accept_proxy_protocol,
+                backend.resolved,
+            ) {
                 self.report.at(&span, &section.key_path("address"), message);
             } else {
                 first_seen.insert(backend.resolved, (section.path.clone(), span));

@@ -68,6 +68,7 @@ fn a_minimal_service_gets_every_default() {
             deny: vec![],
             on_all_down: OnAllDown::Reject,
             close_on_down: false,
+            source: BackendSource::default(),
             health: None,
             outlier: None,
             backends: vec![default_backend("127.0.0.1:5432")],
@@ -237,6 +238,7 @@ fn expected_dns_service() -> ServiceConfig {
         deny: vec![net("10.1.0.0/16")],
         on_all_down: OnAllDown::UseAll,
         close_on_down: false,
+        source: BackendSource::default(),
         health: Some(HealthConfig {
             check: Check::Udp(UdpCheck {
                 send: b"ping".to_vec(),
@@ -293,6 +295,7 @@ fn expected_ring_service(localhost: SocketAddr) -> ServiceConfig {
         deny: vec![],
         on_all_down: OnAllDown::Reject,
         close_on_down: true,
+        source: BackendSource::default(),
         health: None,
         outlier: None,
         backends: vec![BackendConfig {
