@@ -50,6 +50,22 @@ impl BackendSource {
         self.address == SourceAddress::Client
     }
 
+    /// For `l4lb check`'s summary: "from the client's address and port, mark 42";
+    /// `None` when plain.
+    pub fn describe(&self) -> Option<String> {
+        let from = match (self.address, self.port) {
+            (SourceAddress::Kernel, _) => None,
+            (SourceAddress::Client, SourcePort::Any) => Some("from the client's address".into()),
+            (SourceAddress::Client, SourcePort::Client) => {
+                Some("from the client's address and port".into())
+            }
+            (SourceAddress::Fixed(ip), _) => Some(format!("from {ip}")),
+        };
+        let mark = (self.mark != 0).then(|| format!("mark {}", self.mark));
+        let parts: Vec<String> = from.into_iter().chain(mark).collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
     /// The address to bind before connecting from `client` to `backend`:
     /// `Ok(None)` lets the kernel choose. `Err`: the client's address is of
     /// another family than the backend's, so it cannot be used.
@@ -142,6 +158,21 @@ mod tests {
         };
         let local = source.local_address(addr("10.0.0.5:4000"), addr("10.1.0.1:5432"));
         assert_eq!(local, Ok(Some(addr("192.0.2.7:0"))));
+    }
+
+    #[test]
+    fn the_summary_names_the_source_and_the_mark() {
+        let mut source = BackendSource::default();
+        assert_eq!(source.describe(), None);
+        source.mark = 42;
+        assert_eq!(source.describe().as_deref(), Some("mark 42"));
+        source.address = SourceAddress::Client;
+        source.port = SourcePort::Client;
+        let text = source.describe();
+        assert_eq!(
+            text.as_deref(),
+            Some("from the client's address and port, mark 42")
+        );
     }
 
     #[test]

@@ -315,6 +315,9 @@ impl ServiceConfig {
                 ", outlier ejection after {failures} for {ejection}"
             ));
         }
+        if let Some(source) = self.source.describe() {
+            line.push_str(&format!(", {source}"));
+        }
         line
     }
 }

@@ -6,12 +6,14 @@
 //! accept loops belongs to `runtime`.
 
 pub mod activity;
+pub mod backend_socket;
 pub mod buffer_pool;
 pub mod listener;
 pub mod preamble;
 pub mod proxy_protocol;
 pub mod relay;
 pub mod socket_queues;
+pub mod source_check;
 pub mod splice;
 pub mod tcp;
 pub mod udp;

@@ -21,11 +21,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::backend::{Backend, ConnectionGuard};
-use crate::config::AccessLog;
+use crate::config::{AccessLog, ServiceConfig};
 use crate::health::ejection;
 use crate::lifecycle::Lifecycle;
 use crate::limit::{ConnectionLimit, LimitPermit};
 use crate::log_throttle::LogThrottle;
+use crate::proxy::backend_socket::connect_tcp;
 use crate::proxy::preamble::{ClientOrigin, backend_preamble, header_version, read_header};
 use crate::proxy::relay::{RelayOutcome, SessionEnd, relay};
 use crate::service::{RejectReason, Service, ServiceSlot};
@@ -296,7 +297,7 @@ impl Session {
             let Some(guard) = backend.try_acquire() else {
                 continue;
             };
-            match connect_once(backend, config.connect_timeout).await {
+            match connect_once(backend, config, peer).await {
                 Ok(stream) => {
                     return Ok(Connected {
                         guard,
@@ -391,10 +392,17 @@ fn follow_reload(
     live
 }
 
-/// One connect attempt, bounded by `timeout`; the time taken feeds the backend's average.
-async fn connect_once(backend: &Backend, timeout: Duration) -> io::Result<TcpStream> {
+/// One connect attempt from the service's source (see `backend_socket`),
+/// bounded by `connect_timeout`; the time taken feeds the backend's average.
+async fn connect_once(
+    backend: &Backend,
+    config: &ServiceConfig,
+    client: SocketAddr,
+) -> io::Result<TcpStream> {
     let started = Instant::now();
-    match tokio::time::timeout(timeout, TcpStream::connect(backend.addr())).await {
+    let timeout = config.connect_timeout;
+    let connect = connect_tcp(&config.source, client, backend.addr());
+    match tokio::time::timeout(timeout, connect).await {
         Ok(Ok(stream)) => {
             backend.record_connect_success(started.elapsed());
             Ok(stream)
@@ -407,13 +415,23 @@ async fn connect_once(backend: &Backend, timeout: Duration) -> io::Result<TcpStr
     }
 }
 
-/// Connect errors caused by this process or host running short (descriptors,
-/// memory, local ports), not by the backend.
+/// Connect errors caused by this process or host (descriptors, memory, local
+/// ports running short; a source address it cannot use or lost the right to
+/// use), not by the backend.
 fn is_local_shortage(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
-    )
+    e.kind() == io::ErrorKind::Unsupported
+        || matches!(
+            e.raw_os_error(),
+            Some(
+                libc::EMFILE
+                    | libc::ENFILE
+                    | libc::ENOBUFS
+                    | libc::ENOMEM
+                    | libc::EADDRNOTAVAIL
+                    | libc::EPERM
+                    | libc::EACCES
+            )
+        )
 }
 
 /// Errors of `accept()` that concern only the one client that left before being

@@ -68,6 +68,9 @@ pub enum StartError {
         #[source]
         source: io::Error,
     },
+    /// A service's `source` or `mark` cannot be used by this process or host.
+    #[error("{0}")]
+    Source(#[from] crate::proxy::source_check::SourceProblem),
     #[error("cannot start the worker threads: {0}")]
     Workers(#[source] io::Error),
     #[error("metrics registry: {0}")]
@@ -227,6 +230,7 @@ impl Server {
     /// Binds every listen address of every service, and the admin address.
     /// Must run inside a tokio runtime.
     pub fn bind(config: &Config) -> Result<Server, StartError> {
+        check_sources(config)?;
         let metrics = Arc::new(Metrics::new()?);
         let lifecycle = Lifecycle::new();
         let workers =
@@ -405,6 +409,21 @@ impl Server {
             services,
             token: admin_token(&self.config),
         });
+    }
+}
+
+/// Refuses a configuration whose `source` or `mark` this process cannot apply
+/// (a missing capability, an address this host does not have), before anything
+/// is bound: better one clear error at start than a failed connect per client.
+/// Every problem is logged; the first one is the error.
+fn check_sources(config: &Config) -> Result<(), StartError> {
+    let problems = crate::proxy::source_check::check(config);
+    for extra in problems.iter().skip(1) {
+        error!("{extra}");
+    }
+    match problems.into_iter().next() {
+        Some(first) => Err(first.into()),
+        None => Ok(()),
     }
 }
 
