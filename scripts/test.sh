@@ -4,7 +4,11 @@
 # real /metrics scrape; PostgreSQL, Redis, MariaDB and dnsmasq are the real servers
 # the protocol health checks are tested against (tests/health_protocols.rs starts
 # its own instances on loopback ports); dig (`dnsutils`) and dnsperf query DNS
-# through UDP services (tests/udp_flows.rs). Extra arguments go to `cargo test`.
+# through UDP services (tests/udp_flows.rs). tests/transparent.rs builds network
+# namespaces (`ip` from iproute2, `sysctl` from procps), lets
+# scripts/transparent-setup.sh add its nftables rule, counts marked packets with
+# nft, and drops capabilities with capsh (`libcap2-bin`). Extra arguments go to
+# `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +21,10 @@ has mariadbd || missing+=(mariadb-server)
 has dnsmasq || missing+=(dnsmasq)
 has dig || missing+=(dnsutils)
 has dnsperf || missing+=(dnsperf)
+has ip || missing+=(iproute2)
+has sysctl || missing+=(procps)
+has nft || missing+=(nftables)
+has capsh || missing+=(libcap2-bin)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   apt-get update -qq

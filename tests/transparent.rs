@@ -94,6 +94,9 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = self.log.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -321,8 +324,9 @@ fn a_fixed_source_address_and_a_mark_reach_the_backends() {
 }
 
 /// `l4lb` with `args`, without CAP_NET_ADMIN and CAP_NET_RAW: through `capsh`
-/// when running as root, directly otherwise (an ordinary user has neither).
-fn without_network_capabilities(args: &[&str]) -> std::process::Output {
+/// when running as root (`exec`, so the child is l4lb itself), directly
+/// otherwise (an ordinary user has neither).
+fn without_network_capabilities(args: &[&str]) -> Command {
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -341,8 +345,12 @@ fn without_network_capabilities(args: &[&str]) -> std::process::Output {
     } else {
         Command::new(BIN)
     };
+    command.args(args);
     command
-        .args(args)
+}
+
+fn output_without_network_capabilities(args: &[&str]) -> std::process::Output {
+    without_network_capabilities(args)
         .output()
         .expect("run l4lb without the capabilities")
 }
@@ -359,7 +367,7 @@ fn without_the_capability_run_refuses_to_start_and_check_warns() {
     std::fs::write(&path, config).expect("write config");
     let path = path.to_str().expect("utf-8 path");
 
-    let run = without_network_capabilities(&["run", path]);
+    let run = output_without_network_capabilities(&["run", path]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{stderr}");
     assert!(
@@ -374,11 +382,94 @@ fn without_the_capability_run_refuses_to_start_and_check_warns() {
         "{stderr}"
     );
 
-    let check = without_network_capabilities(&["check", path]);
+    let check = output_without_network_capabilities(&["check", path]);
     let stderr = String::from_utf8_lossy(&check.stderr);
     assert_eq!(check.status.code(), Some(0), "{stderr}");
     assert!(
         stderr.contains("warning: service \"pg\": source = \"client\" needs"),
         "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A backend on loopback that writes `a` to every client and closes.
+fn tag_backend() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("backend");
+    let addr = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = std::io::Write::write_all(&mut stream, b"a\n");
+        }
+    });
+    addr
+}
+
+/// The tag a new connection to `addr` reads; `None` when it fails.
+fn tag_via(addr: SocketAddr) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(PATIENCE)).ok()?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut text).ok()?;
+    Some(text.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+#[test]
+fn a_reload_that_turns_on_client_source_without_the_capability_is_refused() {
+    let dir = std::env::temp_dir().join(format!("l4tp-{}-reload", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let listen: SocketAddr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        probe.local_addr().expect("address")
+    };
+    let backend = tag_backend();
+    let plain = format!(
+        "[[service]]\nname = \"pg\"\nlisten = \"{listen}\"\n\
+         [[service.backend]]\naddress = \"{backend}\"\n"
+    );
+    let path = dir.join("lb.toml");
+    std::fs::write(&path, &plain).expect("write config");
+    let log = dir.join("stderr.log");
+    let child = without_network_capabilities(&["run", path.to_str().expect("utf-8 path")])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start l4lb");
+    let mut l4lb = Running { child, log };
+    let deadline = Instant::now() + PATIENCE;
+    while tag_via(listen).as_deref() != Some("a") {
+        if let Ok(Some(status)) = l4lb.child.try_wait() {
+            panic!("l4lb exited with {status}:\n{}", l4lb.log());
+        }
+        assert!(Instant::now() < deadline, "never served:\n{}", l4lb.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let transparent = plain.replacen(
+        "\n[[service.backend]]",
+        "\nsource = \"client\"\n[[service.backend]]",
+        1,
+    );
+    std::fs::write(&path, transparent).expect("rewrite config");
+    let hup = Command::new("kill")
+        .args(["-HUP", &l4lb.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(hup.success());
+    let deadline = Instant::now() + PATIENCE;
+    while !l4lb.log().contains("reload refused") {
+        assert!(Instant::now() < deadline, "no refusal:\n{}", l4lb.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = l4lb.log();
+    let refusal = "service \"pg\": source = \"client\" needs CAP_NET_RAW or CAP_NET_ADMIN";
+    assert!(log.contains(refusal), "{log}");
+    assert_eq!(
+        tag_via(listen).as_deref(),
+        Some("a"),
+        "the old configuration still serves"
+    );
+    assert!(
+        l4lb.child.try_wait().expect("wait").is_none(),
+        "l4lb still runs"
     );
 }

@@ -33,11 +33,12 @@ impl Checker<'_, '_> {
             )
             .unwrap_or(SourcePort::Any);
         if let (SourcePort::Client, Some(text)) = (port, &raw.source_port) {
-            if raw.source.is_some() && address != SourceAddress::Client {
+            let written = raw.source.as_ref().is_some_and(|t| !t.get_ref().is_empty());
+            if written && address != SourceAddress::Client {
                 let message = "\"client\" keeps the client's port, which only applies with \
                                source = \"client\"; remove source_port or set source = \"client\"";
                 self.fail(&text.span(), "source_port", message.to_string());
-            } else if raw.source.is_none() {
+            } else if !written {
                 let message = "\"client\" keeps the client's port, which needs \
                                source = \"client\" too";
                 self.fail(&text.span(), "source_port", message.to_string());
@@ -52,10 +53,12 @@ impl Checker<'_, '_> {
     }
 }
 
-/// `"client"` or an IP address literal.
+/// `"client"`, an IP address literal, or `""` (the kernel's choice, as when unset).
 fn parse_source(text: &str) -> Result<SourceAddress, String> {
-    if text == "client" {
-        return Ok(SourceAddress::Client);
+    match text {
+        "" => return Ok(SourceAddress::Kernel),
+        "client" => return Ok(SourceAddress::Client),
+        _ => {}
     }
     match text.parse::<IpAddr>() {
         Ok(ip) if ip.is_unspecified() || ip.is_multicast() => Err(format!(
@@ -113,6 +116,7 @@ mod tests {
     #[test]
     fn source_is_client_or_an_address() {
         assert_eq!(parse_source("client"), Ok(SourceAddress::Client));
+        assert_eq!(parse_source(""), Ok(SourceAddress::Kernel));
         let fixed = parse_source("2001:db8::5").unwrap();
         assert_eq!(fixed, SourceAddress::Fixed("2001:db8::5".parse().unwrap()));
         assert!(
