@@ -17,12 +17,12 @@ const SOURCE_PORTS: &[(&str, SourcePort)] =
 impl Checker<'_, '_> {
     /// The service's `source`, `source_port` and `mark`, reporting bad values.
     pub fn backend_source(&mut self, raw: &RawService) -> BackendSource {
+        // `None`: written but invalid (reported), so source_port is not judged by it.
         let address = match &raw.source {
-            None => SourceAddress::Kernel,
-            Some(text) => parse_source(text.get_ref()).unwrap_or_else(|message| {
-                self.fail(&text.span(), "source", message);
-                SourceAddress::Kernel
-            }),
+            None => Some(SourceAddress::Kernel),
+            Some(text) => parse_source(text.get_ref())
+                .map_err(|message| self.fail(&text.span(), "source", message))
+                .ok(),
         };
         let port = self
             .choice(
@@ -32,18 +32,22 @@ impl Checker<'_, '_> {
                 SourcePort::Any,
             )
             .unwrap_or(SourcePort::Any);
-        if let (SourcePort::Client, Some(text)) = (port, &raw.source_port) {
-            let written = raw.source.as_ref().is_some_and(|t| !t.get_ref().is_empty());
-            if written && address != SourceAddress::Client {
-                let message = "\"client\" keeps the client's port, which only applies with \
-                               source = \"client\"; remove source_port or set source = \"client\"";
-                self.fail(&text.span(), "source_port", message.to_string());
-            } else if !written {
-                let message = "\"client\" keeps the client's port, which needs \
-                               source = \"client\" too";
+        if let (SourcePort::Client, Some(text), Some(address)) = (port, &raw.source_port, address) {
+            let message = match address {
+                SourceAddress::Client => None,
+                SourceAddress::Kernel => {
+                    Some("\"client\" keeps the client's port, which needs source = \"client\" too")
+                }
+                SourceAddress::Fixed(_) => Some(
+                    "\"client\" keeps the client's port, which only applies with \
+                     source = \"client\"; remove source_port or set source = \"client\"",
+                ),
+            };
+            if let Some(message) = message {
                 self.fail(&text.span(), "source_port", message.to_string());
             }
         }
+        let address = address.unwrap_or_default();
         let mark = self.int("mark", &raw.mark, 0..=u32::MAX as i64, 0);
         BackendSource {
             address,

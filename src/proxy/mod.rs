@@ -1,7 +1,9 @@
 //! Moving clients' bytes: listening sockets, accept loops, sessions and the relay.
 //!
 //! `listener` creates sockets, `tcp` accepts and runs sessions, `relay` copies bytes
-//! (through `splice` pipes for bulk transfers).
+//! (through `splice` pipes for bulk transfers). `backend_socket` makes backend
+//! sockets from a service's `source` and `mark`; `source_check` tries those
+//! settings when a configuration is started.
 //! Choosing a backend belongs to `service`/`balancer`; starting and stopping the
 //! accept loops belongs to `runtime`.
 

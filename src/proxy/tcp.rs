@@ -415,22 +415,15 @@ async fn connect_once(
     }
 }
 
-/// Connect errors caused by this process or host (descriptors, memory, local
-/// ports running short; a source address it cannot use or lost the right to
-/// use), not by the backend.
+/// Connect errors caused by this process or host running short (descriptors,
+/// memory, local ports, a source address it no longer has), or by a client
+/// whose address cannot be the source (another family than the backend's),
+/// not by the backend.
 fn is_local_shortage(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::Unsupported
         || matches!(
             e.raw_os_error(),
-            Some(
-                libc::EMFILE
-                    | libc::ENFILE
-                    | libc::ENOBUFS
-                    | libc::ENOMEM
-                    | libc::EADDRNOTAVAIL
-                    | libc::EPERM
-                    | libc::EACCES
-            )
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
         )
 }
 

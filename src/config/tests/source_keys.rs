@@ -97,3 +97,15 @@ fn client_source_refuses_listen_addresses_of_the_other_family() {
          backend: list backends of the listen addresses' family (or use one service per family)"
     );
 }
+
+#[test]
+fn an_invalid_source_is_one_error_even_with_the_client_port() {
+    assert_eq!(
+        error(&service_with(&[
+            "source = \"nowhere\"",
+            "source_port = \"client\""
+        ])),
+        "lb.toml:4:10: service \"pg\".source: must be \"client\" or an IP address of this host \
+         without a port, e.g. \"10.0.0.5\" or \"2001:db8::5\"; got \"nowhere\""
+    );
+}
