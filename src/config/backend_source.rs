@@ -77,6 +77,12 @@ impl BackendSource {
         let ip = match self.address {
             SourceAddress::Kernel => return Ok(None),
             SourceAddress::Fixed(ip) => ip,
+            // A client on this very host: a loopback source cannot leave it
+            // (the kernel drops such packets), and this host's own address is
+            // the client's anyway.
+            SourceAddress::Client if is_loopback(client.ip()) && !is_loopback(backend.ip()) => {
+                return Ok(None);
+            }
             SourceAddress::Client => client.ip(),
         };
         let ip = same_family(ip, backend.ip()).ok_or(FamilyMismatch { ip, backend })?;
@@ -86,6 +92,11 @@ impl BackendSource {
         };
         Ok(Some(SocketAddr::new(ip, port)))
     }
+}
+
+/// Loopback, IPv4-mapped loopback included.
+fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
 }
 
 /// `ip` in the family of `like`: as it is, or an IPv4-mapped IPv6 address
@@ -173,6 +184,23 @@ mod tests {
             text.as_deref(),
             Some("from the client's address and port, mark 42")
         );
+    }
+
+    #[test]
+    fn a_client_on_this_host_reaches_a_remote_backend_from_this_hosts_address() {
+        let source = BackendSource {
+            address: SourceAddress::Client,
+            port: SourcePort::Client,
+            mark: 0,
+        };
+        let local_client = addr("127.0.0.1:4000");
+        assert_eq!(
+            source.local_address(local_client, addr("10.1.0.1:80")),
+            Ok(None)
+        );
+        let local_backend = addr("127.0.0.2:80");
+        let kept = source.local_address(local_client, local_backend);
+        assert_eq!(kept, Ok(Some(local_client)));
     }
 
     #[test]

@@ -172,6 +172,18 @@ mod tests {
         assert_ne!(local.port(), 0);
     }
 
+    #[test]
+    fn a_taken_port_gives_way_to_one_the_kernel_chooses() {
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let wanted = taken.local_addr().unwrap();
+        let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        bind_source(&socket, wanted, false).unwrap();
+        let bound = socket.local_addr().unwrap().as_socket().unwrap();
+        assert_eq!(bound.ip(), wanted.ip());
+        assert_ne!(bound.port(), wanted.port());
+        assert_ne!(bound.port(), 0);
+    }
+
     #[tokio::test]
     async fn a_source_of_the_other_family_is_refused_before_any_packet() {
         let client: SocketAddr = "192.0.2.1:4000".parse().unwrap();
