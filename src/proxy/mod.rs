@@ -7,6 +7,7 @@
 
 pub mod activity;
 pub mod buffer_pool;
+pub mod client_hello;
 pub mod listener;
 pub mod preamble;
 pub mod proxy_protocol;
