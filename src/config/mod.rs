@@ -17,6 +17,7 @@ mod health_rules;
 pub mod model;
 mod paths;
 mod report;
+mod routes;
 mod source;
 mod strategy;
 mod suggest;

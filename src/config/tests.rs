@@ -9,6 +9,7 @@ mod features;
 mod messages;
 mod mistakes;
 mod properties;
+mod routes;
 mod structure;
 mod udp_keys;
 

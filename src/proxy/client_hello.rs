@@ -125,7 +125,9 @@ enum Record<'a> {
 fn next_record(bytes: &[u8]) -> Record<'_> {
     let Some(header) = bytes.get(..5) else {
         return match bytes.first() {
-            Some(&t) if t != HANDSHAKE => Record::Invalid("a non-handshake record in a ClientHello"),
+            Some(&t) if t != HANDSHAKE => {
+                Record::Invalid("a non-handshake record in a ClientHello")
+            }
             _ => Record::Partial,
         };
     };

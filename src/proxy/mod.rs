@@ -15,4 +15,5 @@ pub mod relay;
 pub mod socket_queues;
 pub mod splice;
 pub mod tcp;
+pub mod tls_preread;
 pub mod udp;

@@ -29,6 +29,7 @@ fn default_backend(address: &str) -> BackendConfig {
         backup: false,
         slow_start: Duration::ZERO,
         health: None,
+        route: 0,
     }
 }
 
@@ -68,6 +69,9 @@ fn a_minimal_service_gets_every_default() {
             deny: vec![],
             on_all_down: OnAllDown::Reject,
             close_on_down: false,
+            routes: Vec::new(),
+            no_sni: NoSni::Default,
+            preread_timeout: secs(5),
             health: None,
             outlier: None,
             backends: vec![default_backend("127.0.0.1:5432")],
@@ -237,6 +241,9 @@ fn expected_dns_service() -> ServiceConfig {
         deny: vec![net("10.1.0.0/16")],
         on_all_down: OnAllDown::UseAll,
         close_on_down: false,
+        routes: Vec::new(),
+        no_sni: NoSni::Default,
+        preread_timeout: secs(5),
         health: Some(HealthConfig {
             check: Check::Udp(UdpCheck {
                 send: b"ping".to_vec(),
@@ -293,6 +300,9 @@ fn expected_ring_service(localhost: SocketAddr) -> ServiceConfig {
         deny: vec![],
         on_all_down: OnAllDown::Reject,
         close_on_down: true,
+        routes: Vec::new(),
+        no_sni: NoSni::Default,
+        preread_timeout: secs(5),
         health: None,
         outlier: None,
         backends: vec![BackendConfig {

@@ -93,7 +93,11 @@ fn every_prefix_is_incomplete_and_the_whole_is_read_whatever_the_records() {
     for size in [1, 2, 7, 100, 16384] {
         let bytes = wire(Some("a.example.com"), &["h2"], size);
         for end in 0..bytes.len() {
-            assert_eq!(parse(&bytes[..end]), Preread::Incomplete, "size {size}, end {end}");
+            assert_eq!(
+                parse(&bytes[..end]),
+                Preread::Incomplete,
+                "size {size}, end {end}"
+            );
         }
         assert_eq!(parse(&bytes), hello(Some("a.example.com"), &["h2"]));
     }
@@ -103,20 +107,32 @@ fn every_prefix_is_incomplete_and_the_whole_is_read_whatever_the_records() {
 fn other_protocols_are_not_tls_and_sslv2_is_refused() {
     assert_eq!(parse(b"GET / HTTP/1.1\r\n"), Preread::NotTls);
     assert_eq!(parse(&[0, 0, 0, 8, 4, 210, 22, 47]), Preread::NotTls); // PostgreSQL SSLRequest
-    assert!(matches!(parse(&[0x80, 0x2e, 0x01, 0x00, 0x02]), Preread::Invalid(_)));
+    assert!(matches!(
+        parse(&[0x80, 0x2e, 0x01, 0x00, 0x02]),
+        Preread::Invalid(_)
+    ));
     assert_eq!(parse(&[]), Preread::Incomplete);
 }
 
 #[test]
 fn malformed_and_oversized_hellos_are_invalid() {
     let too_big = [22, 3, 1, 0, 4, 1, 0x10, 0, 0];
-    assert_eq!(parse(&too_big), Preread::Invalid("a ClientHello larger than 16 KiB"));
+    assert_eq!(
+        parse(&too_big),
+        Preread::Invalid("a ClientHello larger than 16 KiB")
+    );
     assert!(matches!(parse(&[22, 3, 1, 0x50, 0]), Preread::Invalid(_)));
-    assert!(matches!(parse(&[22, 3, 1, 0, 4, 2, 0, 0, 0]), Preread::Invalid(_)));
+    assert!(matches!(
+        parse(&[22, 3, 1, 0, 4, 2, 0, 0, 0]),
+        Preread::Invalid(_)
+    ));
     assert!(matches!(parse(&[22, 9, 1, 0, 4]), Preread::Invalid(_)));
     let mut body = hello_body(Some("a.example.com"), &[]);
     body.push(0); // a byte after the extensions
-    assert!(matches!(parse(&records(&handshake(&body), 50)), Preread::Invalid(_)));
+    assert!(matches!(
+        parse(&records(&handshake(&body), 50)),
+        Preread::Invalid(_)
+    ));
     let bad_name = wire(Some("bad name"), &[], 16384);
     assert!(matches!(parse(&bad_name), Preread::Invalid(_)));
 }
