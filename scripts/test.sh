@@ -4,7 +4,9 @@
 # real /metrics scrape; PostgreSQL, Redis, MariaDB and dnsmasq are the real servers
 # the protocol health checks are tested against (tests/health_protocols.rs starts
 # its own instances on loopback ports); dig (`dnsutils`) and dnsperf query DNS
-# through UDP services (tests/udp_flows.rs). Extra arguments go to `cargo test`.
+# through UDP services (tests/udp_flows.rs); openssl (s_server backends with their
+# own certificates, s_client) and curl route TLS by server name through l4lb
+# (tests/sni.rs). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,8 @@ has mariadbd || missing+=(mariadb-server)
 has dnsmasq || missing+=(dnsmasq)
 has dig || missing+=(dnsutils)
 has dnsperf || missing+=(dnsperf)
+has openssl || missing+=(openssl)
+has curl || missing+=(curl)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   apt-get update -qq

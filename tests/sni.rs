@@ -1,0 +1,357 @@
+//! Routing TLS by server name at layer 4, over real sockets: `openssl s_server`
+//! backends with their own self-signed certificates behind one l4lb port,
+//! `openssl s_client -servername` and `curl --resolve` clients that say which
+//! certificate they got; no-SNI and plain-TCP clients; a ClientHello dribbled
+//! one byte at a time; oversized and malformed hellos; the byte-exact relay
+//! after the peek.
+
+mod common;
+
+use common::servers::ScratchDir;
+use common::tls::{self, DRIBBLE_PAUSE, TlsServer, client_hello};
+use common::{
+    Behaviour, TestBackend, TestProxy, connect_from, random_bytes, read_tag, read_until_closed,
+};
+use l4lb::service::RejectReason;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+fn routed_service(default: &str, routes: &[(&str, &str)], extra: &str) -> String {
+    let mut toml = format!(
+        "[[service]]\nname = \"tls\"\nlisten = \"127.0.0.1:0\"\n{extra}\n\
+         [[service.backend]]\naddress = \"{default}\"\n"
+    );
+    for (sni, backend) in routes {
+        toml.push_str(&format!(
+            "[[service.route]]\nsni = [{sni}]\n[[service.route.backend]]\naddress = \"{backend}\"\n"
+        ));
+    }
+    toml
+}
+
+#[tokio::test]
+async fn tls_clients_get_the_certificate_of_the_backend_their_server_name_routes_to() {
+    let Some(openssl) = tls::openssl() else {
+        return;
+    };
+    let dir = ScratchDir::new("sni-certs");
+    let db = TlsServer::start(&openssl, &dir, "db1.example.com").await;
+    let api = TlsServer::start(&openssl, &dir, "*.api.example.com").await;
+    let fallback = TlsServer::start(&openssl, &dir, "fallback.example.com").await;
+    let toml = routed_service(
+        &fallback.addr.to_string(),
+        &[
+            ("\"db1.example.com\"", &db.addr.to_string()),
+            ("\"*.api.example.com\"", &api.addr.to_string()),
+        ],
+        "",
+    );
+    let proxy = TestProxy::start(&toml).await;
+    let addr = proxy.addr("tls");
+
+    let subject = |name: Option<&'static str>| tls::s_client_subject(&openssl, addr, name);
+    assert_eq!(
+        subject(Some("db1.example.com")).await.as_deref(),
+        Some("db1.example.com")
+    );
+    assert_eq!(
+        subject(Some("DB1.Example.COM")).await.as_deref(),
+        Some("db1.example.com")
+    );
+    assert_eq!(
+        subject(Some("v2.api.example.com")).await.as_deref(),
+        Some("*.api.example.com")
+    );
+    assert_eq!(
+        subject(Some("a.b.api.example.com")).await.as_deref(),
+        Some("fallback.example.com")
+    );
+    assert_eq!(
+        subject(Some("other.example.com")).await.as_deref(),
+        Some("fallback.example.com")
+    );
+    assert_eq!(subject(None).await.as_deref(), Some("fallback.example.com"));
+    if let Some(cn) = tls::curl_subject("db1.example.com", addr).await {
+        assert_eq!(cn, "db1.example.com");
+    }
+
+    let service = proxy.service("tls");
+    let routed: Vec<(String, u64)> = service
+        .pools()
+        .iter()
+        .map(|p| (p.name().to_string(), p.routed()))
+        .collect();
+    let db_clients = if common::servers::find_binary("curl", &[]).is_some() {
+        3
+    } else {
+        2
+    };
+    assert_eq!(
+        routed,
+        [
+            ("default".to_string(), 3),
+            ("db1.example.com".to_string(), db_clients),
+            ("*.api.example.com".to_string(), 1),
+        ]
+    );
+    assert_eq!(service.rejections(RejectReason::TlsPreread), 0);
+    proxy.assert_drained().await;
+}
+
+#[tokio::test]
+async fn no_sni_reject_turns_away_clients_without_a_name_and_clients_not_speaking_tls() {
+    let Some(openssl) = tls::openssl() else {
+        return;
+    };
+    let dir = ScratchDir::new("sni-reject");
+    let db = TlsServer::start(&openssl, &dir, "db1.example.com").await;
+    let fallback = TestBackend::start("fallback", Behaviour::Tagged).await;
+    let toml = routed_service(
+        &fallback.addr.to_string(),
+        &[("\"db1.example.com\"", &db.addr.to_string())],
+        "no_sni = \"reject\"",
+    );
+    let proxy = TestProxy::start(&toml).await;
+    let addr = proxy.addr("tls");
+
+    assert_eq!(tls::s_client_subject(&openssl, addr, None).await, None);
+    let mut plain = TcpStream::connect(addr).await.expect("connect");
+    plain.write_all(b"PING\r\n").await.expect("write");
+    assert!(
+        read_until_closed(&mut plain)
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+    assert_eq!(
+        tls::s_client_subject(&openssl, addr, Some("db1.example.com"))
+            .await
+            .as_deref(),
+        Some("db1.example.com")
+    );
+    let service = proxy.service("tls");
+    assert_eq!(service.rejections(RejectReason::NoSni), 2);
+    assert_eq!(
+        fallback.accepted(),
+        0,
+        "rejected clients never reach a backend"
+    );
+    proxy.assert_drained().await;
+}
+
+#[tokio::test]
+async fn with_no_sni_default_plain_tcp_and_silent_clients_reach_the_default_route() {
+    let fallback = TestBackend::start("fallback", Behaviour::Tagged).await;
+    let routed = TestBackend::start("routed", Behaviour::Tagged).await;
+    let toml = routed_service(
+        &fallback.addr.to_string(),
+        &[("\"db1.example.com\"", &routed.addr.to_string())],
+        "preread_timeout = \"300ms\"",
+    );
+    let proxy = TestProxy::start(&toml).await;
+    let addr = proxy.addr("tls");
+
+    let mut plain = TcpStream::connect(addr).await.expect("connect");
+    plain
+        .write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .await
+        .expect("write");
+    assert_eq!(read_tag(&mut plain).await, "fallback");
+    // A client that waits for the server to speak first: after preread_timeout
+    // with no byte at all, it is not TLS.
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    assert_eq!(read_tag(&mut silent).await, "fallback");
+    let mut named = TcpStream::connect(addr).await.expect("connect");
+    named
+        .write_all(&client_hello(Some("db1.example.com"), 16384))
+        .await
+        .expect("write");
+    assert_eq!(read_tag(&mut named).await, "routed");
+    drop((plain, silent, named));
+    proxy.assert_drained().await;
+}
+
+#[tokio::test]
+async fn a_client_hello_sent_one_byte_at_a_time_still_routes() {
+    let fallback = TestBackend::start("fallback", Behaviour::Tagged).await;
+    let routed = TestBackend::start("routed", Behaviour::Tagged).await;
+    let toml = routed_service(
+        &fallback.addr.to_string(),
+        &[("\"*.api.example.com\"", &routed.addr.to_string())],
+        "",
+    );
+    let proxy = TestProxy::start(&toml).await;
+    let addr = proxy.addr("tls");
+
+    // One byte per write, in records of 7 bytes: segments and records both split.
+    let hello = client_hello(Some("v1.api.example.com"), 7);
+    let mut client = TcpStream::connect(addr).await.expect("connect");
+    client.set_nodelay(true).expect("nodelay");
+    for byte in &hello {
+        client.write_all(&[*byte]).await.expect("write one byte");
+        tokio::time::sleep(DRIBBLE_PAUSE).await;
+    }
+    assert_eq!(read_tag(&mut client).await, "routed");
+    assert_eq!(fallback.accepted(), 0);
+    drop(client);
+    proxy.assert_drained().await;
+}
+
+/// Sends `bytes` (ignoring a reset part-way) and says whether the connection
+/// was closed without a single byte from a backend.
+async fn closed_without_reply(addr: std::net::SocketAddr, bytes: Vec<u8>) -> bool {
+    let client = TcpStream::connect(addr).await.expect("connect");
+    let (mut reader, mut writer) = client.into_split();
+    let sender = tokio::spawn(async move {
+        let _ = writer.write_all(&bytes).await;
+        writer
+    });
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(
+        common::PATIENCE,
+        tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut received),
+    )
+    .await
+    .expect("the connection is closed in time");
+    drop(sender);
+    read.is_err() || received.is_empty()
+}
+
+#[tokio::test]
+async fn oversized_malformed_and_sslv2_hellos_are_rejected_within_the_read_ahead_limit() {
+    let fallback = TestBackend::start("fallback", Behaviour::Tagged).await;
+    let toml = routed_service(
+        &fallback.addr.to_string(),
+        &[(
+            "\"db1.example.com\"",
+            &fallback.addr.to_string().replace("127.0.0.1", "127.0.0.2"),
+        )],
+        "",
+    );
+    let proxy = TestProxy::start(&toml).await;
+    let addr = proxy.addr("tls");
+
+    // A handshake record announcing a 1 MiB ClientHello, then 1 MiB of garbage.
+    let mut huge = vec![22, 3, 1, 0x40, 0, 1, 0x10, 0, 0];
+    huge.extend(random_bytes(1 << 20, 7));
+    assert!(closed_without_reply(addr, huge).await);
+    // 1 MiB of garbage that starts like a TLS record.
+    let mut garbage = vec![22];
+    garbage.extend(random_bytes(1 << 20, 8));
+    assert!(closed_without_reply(addr, garbage).await);
+    // A valid hello cut into 1-byte records: more than 16 KiB to read ahead.
+    let mut tiny_records = tls::padded_client_hello(Some("db1.example.com"), 3000, 1);
+    assert!(tiny_records.len() > 16 * 1024);
+    tiny_records.extend(random_bytes(1 << 20, 9));
+    assert!(closed_without_reply(addr, tiny_records).await);
+    // An SSLv2-style hello.
+    assert!(closed_without_reply(addr, vec![0x80, 0x2e, 0x01, 0x00, 0x02, 0, 0x15]).await);
+
+    let service = proxy.service("tls");
+    assert_eq!(service.rejections(RejectReason::TlsPreread), 4);
+    assert_eq!(fallback.accepted(), 0);
+    proxy.assert_drained().await;
+}
+
+#[tokio::test]
+async fn an_unfinished_hello_is_rejected_after_the_preread_timeout() {
+    let fallback = TestBackend::start("fallback", Behaviour::Tagged).await;
+    let toml = routed_service(
+        &fallback.addr.to_string(),
+        &[("\"db1.example.com\"", "127.0.0.3:9")],
+        "preread_timeout = \"200ms\"",
+    );
+    let proxy = TestProxy::start(&toml).await;
+    let hello = client_hello(Some("db1.example.com"), 16384);
+    let mut client = TcpStream::connect(proxy.addr("tls"))
+        .await
+        .expect("connect");
+    client
+        .write_all(&hello[..hello.len() / 2])
+        .await
+        .expect("write");
+    assert!(
+        read_until_closed(&mut client)
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+    assert_eq!(proxy.service("tls").rejections(RejectReason::TlsPreread), 1);
+    assert_eq!(fallback.accepted(), 0);
+    proxy.assert_drained().await;
+}
+
+#[tokio::test]
+async fn every_byte_after_the_peek_reaches_the_backend_exactly() {
+    let fallback = TestBackend::start("fallback", Behaviour::Tagged).await;
+    let echo = TestBackend::start("echo", Behaviour::Echo).await;
+    let toml = routed_service(
+        &fallback.addr.to_string(),
+        &[("\"db1.example.com\"", &echo.addr.to_string())],
+        "",
+    );
+    let proxy = TestProxy::start(&toml).await;
+    let mut sent = client_hello(Some("db1.example.com"), 100);
+    sent.extend(random_bytes(1 << 20, 11));
+    let client = TcpStream::connect(proxy.addr("tls"))
+        .await
+        .expect("connect");
+    let (mut reader, mut writer) = client.into_split();
+    let payload = sent.clone();
+    let sender = tokio::spawn(async move {
+        writer.write_all(&payload).await.expect("send");
+        writer.shutdown().await.expect("half-close");
+    });
+    let mut received = Vec::new();
+    tokio::time::timeout(
+        common::PATIENCE,
+        tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut received),
+    )
+    .await
+    .expect("echo ends in time")
+    .expect("read echo");
+    sender.await.expect("sender");
+    assert_eq!(received.len(), sent.len());
+    assert!(
+        received == sent,
+        "the stream arrives byte for byte, hello included"
+    );
+    proxy.assert_drained().await;
+}
+
+#[tokio::test]
+async fn hash_key_sni_keeps_one_server_name_on_one_backend_whoever_asks() {
+    let backends = [
+        TestBackend::start("b0", Behaviour::Tagged).await,
+        TestBackend::start("b1", Behaviour::Tagged).await,
+        TestBackend::start("b2", Behaviour::Tagged).await,
+    ];
+    let blocks = common::backend_blocks(&backends.iter().map(|b| b.addr).collect::<Vec<_>>(), &[]);
+    let toml = format!(
+        "[[service]]\nname = \"tls\"\nlisten = \"127.0.0.1:0\"\nstrategy = \"maglev\"\n\
+         table_size = 251\nhash_key = \"sni\"\n{blocks}"
+    );
+    let proxy = TestProxy::start(&toml).await;
+    let addr = proxy.addr("tls");
+    let mut seen_tags = std::collections::BTreeSet::new();
+    for name in [
+        "a.example.com",
+        "b.example.com",
+        "c.example.com",
+        "d.example.com",
+    ] {
+        let mut tags = std::collections::BTreeSet::new();
+        for source in 2..8u8 {
+            let mut client = connect_from([127, 0, 0, source], addr).await;
+            client
+                .write_all(&client_hello(Some(name), 16384))
+                .await
+                .expect("write");
+            tags.insert(read_tag(&mut client).await);
+        }
+        assert_eq!(tags.len(), 1, "{name} went to {tags:?}");
+        seen_tags.extend(tags);
+    }
+    assert!(!seen_tags.is_empty());
+    proxy.assert_drained().await;
+}
