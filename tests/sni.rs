@@ -355,3 +355,73 @@ async fn hash_key_sni_keeps_one_server_name_on_one_backend_whoever_asks() {
     assert!(!seen_tags.is_empty());
     proxy.assert_drained().await;
 }
+
+#[tokio::test]
+async fn routes_show_in_metrics_and_status_have_health_checks_and_reload_as_a_diff() {
+    let fallback = TestBackend::start("fallback", Behaviour::Tagged).await;
+    let first = TestBackend::start("first", Behaviour::Tagged).await;
+    let second = TestBackend::start("second", Behaviour::Tagged).await;
+    let config = |route_backend: std::net::SocketAddr| {
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n{}\
+             [service.route.health]\ninterval = \"100ms\"\ntimeout = \"50ms\"\n",
+            routed_service(
+                &fallback.addr.to_string(),
+                &[("\"db1.example.com\"", &route_backend.to_string())],
+                "",
+            )
+        )
+    };
+    let proxy = TestProxy::start(&config(first.addr)).await;
+    let (addr, admin) = (proxy.addr("tls"), proxy.admin.expect("admin"));
+    let hello = client_hello(Some("db1.example.com"), 16384);
+    let mut client = TcpStream::connect(addr).await.expect("connect");
+    client.write_all(&hello).await.expect("write");
+    assert_eq!(read_tag(&mut client).await, "first");
+
+    let scrape = common::get_ok(admin, "/metrics").await;
+    common::assert_promtool_accepts(&scrape);
+    let routed = |route| {
+        common::samples(
+            &scrape,
+            "l4lb_route_connections_total",
+            &[("route", route), ("service", "tls")],
+        )
+    };
+    assert_eq!(routed("db1.example.com").first().map(|s| s.1), Some(1.0));
+    assert_eq!(routed("default").first().map(|s| s.1), Some(0.0));
+    let rejected = common::samples(
+        &scrape,
+        "l4lb_rejected_connections_total",
+        &[("reason", "tls_preread")],
+    );
+    assert_eq!(rejected.first().map(|s| s.1), Some(0.0));
+    // The route's own check probes its backend (and only its backend).
+    common::wait_until("the route's backend is probed", || {
+        proxy.current("tls").backends()[1]
+            .health_snapshot(std::time::Instant::now())
+            .passed
+            > 0
+    })
+    .await;
+    let status: serde_json::Value =
+        serde_json::from_str(&common::get_ok(admin, "/status").await).expect("JSON");
+    let service = &status["services"][0];
+    assert_eq!(service["backends"][0]["route"], "default");
+    assert_eq!(service["backends"][1]["route"], "db1.example.com");
+    assert!(service["backends"][0]["health"].is_null());
+    assert!(service["backends"][1]["health"].is_object());
+    assert_eq!(service["routes"][1]["sni"][0], "db1.example.com");
+    assert_eq!(service["routes"][1]["routed_connections"], 1);
+
+    // A reload moves the route to another backend: new clients go there, the
+    // open session stays where it is, and the route's count carries on.
+    proxy.reload(&config(second.addr)).await.expect("reload");
+    let mut next = TcpStream::connect(addr).await.expect("connect");
+    next.write_all(&hello).await.expect("write");
+    assert_eq!(read_tag(&mut next).await, "second");
+    common::echo_round_trip(&mut client, b"still here").await;
+    assert_eq!(proxy.current("tls").pool(1).routed(), 2);
+    drop((client, next));
+    proxy.assert_drained().await;
+}
