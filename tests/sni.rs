@@ -425,3 +425,96 @@ async fn routes_show_in_metrics_and_status_have_health_checks_and_reload_as_a_di
     drop((client, next));
     proxy.assert_drained().await;
 }
+
+#[test]
+fn l4lb_check_summarises_routes_and_reports_bad_ones_with_their_lines() {
+    let dir = ScratchDir::new("sni-check");
+    let check = |text: &str| {
+        let path = dir.path().join("lb.toml");
+        std::fs::write(&path, text).expect("write config");
+        std::process::Command::new(env!("CARGO_BIN_EXE_l4lb"))
+            .arg("check")
+            .arg(&path)
+            .output()
+            .expect("run l4lb check")
+    };
+    let good = routed_service(
+        "127.0.0.1:9443",
+        &[
+            ("\"db1.example.com\"", "127.0.0.1:9444"),
+            ("\"*.example.com\"", "127.0.0.1:9445"),
+        ],
+        "",
+    );
+    let out = check(&good);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("service \"tls\": tcp 127.0.0.1:0 -> 1 backend (round_robin), 2 routes by TLS server name (2 backends)"),
+        "{stdout}"
+    );
+
+    let bad = format!(
+        "{}\n[[service]]\nname = \"udp\"\nprotocol = \"udp\"\nlisten = \"127.0.0.1:0\"\n\
+         [[service.backend]]\naddress = \"127.0.0.1:9446\"\n[[service.route]]\nsni = [\"u.example.com\"]\n\
+         [[service.route.backend]]\naddress = \"127.0.0.1:9447\"\n",
+        routed_service(
+            "127.0.0.1:9443",
+            &[
+                ("\"db1.example.com\"", "127.0.0.1:9444"),
+                ("\"DB1.example.com\"", "127.0.0.1:9445"),
+                ("\"*.*.example.com\"", "127.0.0.1:9448"),
+            ],
+            "",
+        )
+    );
+    let out = check(&bad);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for (place, what) in [
+        (
+            "lb.toml:12:8: service \"tls\".route[1].sni[0]",
+            "already routed by route \"db1.example.com\"",
+        ),
+        (
+            "lb.toml:16:8: service \"tls\".route[2].sni[0]",
+            "invalid wildcard \"*.*.example.com\"",
+        ),
+        (
+            "lb.toml:26:1: service \"udp\".route[0]",
+            "routes apply to tcp services only",
+        ),
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(place) && l.contains(what)),
+            "missing {place}: {what} in:\n{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn behind_a_proxy_header_the_client_hello_that_follows_it_routes() {
+    let fallback = TestBackend::start("fallback", Behaviour::Tagged).await;
+    let routed = TestBackend::start("routed", Behaviour::Tagged).await;
+    let toml = routed_service(
+        &fallback.addr.to_string(),
+        &[("\"db1.example.com\"", &routed.addr.to_string())],
+        "accept_proxy_protocol = true",
+    );
+    let proxy = TestProxy::start(&toml).await;
+    let mut client = TcpStream::connect(proxy.addr("tls"))
+        .await
+        .expect("connect");
+    let mut bytes = b"PROXY TCP4 192.0.2.7 192.0.2.1 40000 443\r\n".to_vec();
+    bytes.extend(client_hello(Some("db1.example.com"), 16384));
+    client.write_all(&bytes).await.expect("write");
+    assert_eq!(read_tag(&mut client).await, "routed");
+    drop(client);
+    proxy.assert_drained().await;
+}
