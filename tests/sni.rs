@@ -518,3 +518,57 @@ async fn behind_a_proxy_header_the_client_hello_that_follows_it_routes() {
     drop(client);
     proxy.assert_drained().await;
 }
+
+#[tokio::test]
+async fn the_access_log_names_the_route_and_the_server_name() {
+    let echo = TestBackend::start("echo", Behaviour::Echo).await;
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], common::servers::free_port().await));
+    let dir = ScratchDir::new("sni-log");
+    let path = dir.path().join("lb.toml");
+    let toml = routed_service(
+        "127.0.0.1:9",
+        &[("\"*.example.com\"", &echo.addr.to_string())],
+        "",
+    )
+    .replace("127.0.0.1:0", &listen.to_string());
+    std::fs::write(&path, toml).expect("write config");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_l4lb"))
+        .args(["--log-format", "json", "run"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn l4lb run");
+    common::servers::wait_for_tcp(listen).await;
+    let hello = client_hello(Some("Db1.Example.com"), 16384);
+    let mut client = TcpStream::connect(listen).await.expect("connect");
+    common::echo_round_trip(&mut client, &hello).await;
+    drop(client);
+    let stderr = tokio::task::spawn_blocking(move || {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + common::PATIENCE;
+        while child.try_wait().expect("wait").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("l4lb did not exit after SIGTERM");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().expect("logs");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    })
+    .await
+    .expect("stop l4lb");
+    // The session line is written as the session ends, the connection-probe
+    // lines of wait_for_tcp included: pick the one that relayed the hello.
+    let line = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "session closed" && l["route"] == "*.example.com")
+        .unwrap_or_else(|| panic!("no routed access line in:\n{stderr}"));
+    assert_eq!(line["sni"], "db1.example.com");
+    assert_eq!(line["backend"], echo.addr.to_string());
+    assert_eq!(line["bytes_up"], hello.len() as u64);
+}
