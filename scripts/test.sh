@@ -4,7 +4,9 @@
 # real /metrics scrape; PostgreSQL, Redis, MariaDB and dnsmasq are the real servers
 # the protocol health checks are tested against (tests/health_protocols.rs starts
 # its own instances on loopback ports); dig (`dnsutils`) and dnsperf query DNS
-# through UDP services (tests/udp_flows.rs). tests/transparent.rs builds network
+# through UDP services (tests/udp_flows.rs); openssl (s_server backends with their
+# own certificates, s_client) and curl route TLS by server name through l4lb
+# (tests/sni.rs). tests/transparent.rs builds network
 # namespaces (`ip` from iproute2, `sysctl` from procps), lets
 # scripts/transparent-setup.sh add its nftables rule, counts marked packets with
 # nft, and drops capabilities with capsh (`libcap2-bin`). Extra arguments go to
@@ -25,6 +27,8 @@ has ip || missing+=(iproute2)
 has sysctl || missing+=(procps)
 has nft || missing+=(nftables)
 has capsh || missing+=(libcap2-bin)
+has openssl || missing+=(openssl)
+has curl || missing+=(curl)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   apt-get update -qq

@@ -42,6 +42,28 @@ pub struct PickContext {
     pub client: SocketAddr,
     /// A fresh random number from the caller (random and power-of-two strategies).
     pub random: u64,
+    /// `sni_hash` of the TLS server name the client asked for, when it was read.
+    pub server_name: Option<u64>,
+}
+
+impl PickContext {
+    /// The hash a hashing strategy places for this client: the server name's
+    /// for `HashKey::Sni` (a client without one hashes by its IP), else
+    /// `client_key_hash`.
+    #[inline]
+    pub fn key_hash(&self, key: HashKey) -> u64 {
+        match (key, self.server_name) {
+            (HashKey::Sni, Some(hash)) => hash,
+            (HashKey::Sni, None) => client_key_hash(self.client, HashKey::SourceIp),
+            (key, _) => client_key_hash(self.client, key),
+        }
+    }
+}
+
+/// The hash of a (lower-cased) TLS server name for `hash_key = "sni"`:
+/// SipHash-1-3 with the module's fixed keys over the name's bytes.
+pub fn sni_hash(server_name: &str) -> u64 {
+    keyed_hash(&[server_name.as_bytes()])
 }
 
 /// Chooses one backend for one client.
@@ -215,7 +237,11 @@ pub(crate) mod testing {
 
     /// A context for `client` with random number `random`.
     pub fn ctx(client: SocketAddr, random: u64) -> PickContext {
-        PickContext { client, random }
+        PickContext {
+            client,
+            random,
+            server_name: None,
+        }
     }
 
     /// A deterministic client address derived from `seed`.

@@ -18,6 +18,7 @@ mod health_rules;
 pub mod model;
 mod paths;
 mod report;
+mod routes;
 mod source;
 mod source_rules;
 mod strategy;

@@ -10,6 +10,7 @@ mod messages;
 mod mistakes;
 mod properties;
 mod source_keys;
+mod routes;
 mod structure;
 mod udp_keys;
 

@@ -10,6 +10,7 @@
 pub mod activity;
 pub mod backend_socket;
 pub mod buffer_pool;
+pub mod client_hello;
 pub mod listener;
 pub mod preamble;
 pub mod proxy_protocol;
@@ -18,4 +19,5 @@ pub mod socket_queues;
 pub mod source_check;
 pub mod splice;
 pub mod tcp;
+pub mod tls_preread;
 pub mod udp;

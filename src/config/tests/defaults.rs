@@ -29,6 +29,7 @@ fn default_backend(address: &str) -> BackendConfig {
         backup: false,
         slow_start: Duration::ZERO,
         health: None,
+        route: 0,
     }
 }
 
@@ -69,6 +70,9 @@ fn a_minimal_service_gets_every_default() {
             on_all_down: OnAllDown::Reject,
             close_on_down: false,
             source: BackendSource::default(),
+            routes: Vec::new(),
+            no_sni: NoSni::Default,
+            preread_timeout: secs(5),
             health: None,
             outlier: None,
             backends: vec![default_backend("127.0.0.1:5432")],
@@ -239,6 +243,9 @@ fn expected_dns_service() -> ServiceConfig {
         on_all_down: OnAllDown::UseAll,
         close_on_down: false,
         source: BackendSource::default(),
+        routes: Vec::new(),
+        no_sni: NoSni::Default,
+        preread_timeout: secs(5),
         health: Some(HealthConfig {
             check: Check::Udp(UdpCheck {
                 send: b"ping".to_vec(),
@@ -296,6 +303,9 @@ fn expected_ring_service(localhost: SocketAddr) -> ServiceConfig {
         on_all_down: OnAllDown::Reject,
         close_on_down: true,
         source: BackendSource::default(),
+        routes: Vec::new(),
+        no_sni: NoSni::Default,
+        preread_timeout: secs(5),
         health: None,
         outlier: None,
         backends: vec![BackendConfig {

@@ -238,7 +238,7 @@ fn hash_key_must_be_known() {
             "hash_key = \"dest_ip\""
         ])),
         "lb.toml:5:12: service \"pg\".hash_key: must be one of \"source_ip\", \
-         \"source_ip_port\"; got \"dest_ip\""
+         \"source_ip_port\", \"sni\"; got \"dest_ip\""
     );
 }
 
