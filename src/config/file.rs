@@ -80,6 +80,7 @@ pub struct RawService {
     pub hash_key: Field<String>,
     pub virtual_nodes: Field<Int>,
     pub table_size: Field<Int>,
+    pub hash_version: Field<Int>,
     pub max_connections: Field<Int>,
     pub max_connections_per_source: Field<Int>,
     pub connect_timeout: Field<DurationText>,

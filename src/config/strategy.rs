@@ -1,12 +1,12 @@
 //! The `strategy` of a service and the keys that belong to particular
-//! strategies (`hash_key`, `virtual_nodes`, `table_size`).
+//! strategies (`hash_key`, `hash_version`, `virtual_nodes`, `table_size`).
 //!
 //! This file owns the rules tying those keys together. Checking single values
 //! is `values.rs`; the other service keys are `validate.rs`.
 
 use super::checker::Checker;
 use super::file::{Field, RawService};
-use super::model::{HashKey, StrategyConfig, StrategyKind};
+use super::model::{HashKey, HashVersion, StrategyConfig, StrategyKind};
 use super::values::{as_u32, check_table_size};
 
 const HASH_KEYS: &[(&str, HashKey)] = &[
@@ -22,6 +22,7 @@ impl Checker<'_, '_> {
         let kind = self.choice("strategy", &raw.strategy, &choices, defaults.kind);
         let hash_key = self.choice("hash_key", &raw.hash_key, HASH_KEYS, defaults.hash_key);
         let virtual_nodes = self.int("virtual_nodes", &raw.virtual_nodes, 1..=1000, 160);
+        let hash_version = self.hash_version(raw);
         let mut table_size = defaults.table_size;
         if let Some(kind) = kind {
             let applies = StrategyApplies {
@@ -32,6 +33,12 @@ impl Checker<'_, '_> {
                 &applies,
                 "hash_key",
                 &raw.hash_key,
+                StrategyKind::is_hashing,
+            );
+            self.only_for(
+                &applies,
+                "hash_version",
+                &raw.hash_version,
                 StrategyKind::is_hashing,
             );
             self.only_for(&applies, "virtual_nodes", &raw.virtual_nodes, |k| {
@@ -49,7 +56,27 @@ impl Checker<'_, '_> {
             hash_key: hash_key.unwrap_or(defaults.hash_key),
             virtual_nodes: as_u32(virtual_nodes),
             table_size,
+            hash_version,
         }
+    }
+
+    /// `hash_version`: one this l4lb knows, the default (1) when absent.
+    fn hash_version(&mut self, raw: &RawService) -> HashVersion {
+        let default = StrategyConfig::default().hash_version;
+        let Some(value) = &raw.hash_version else {
+            return default;
+        };
+        let number = value.get_ref().0;
+        HashVersion::from_number(number).unwrap_or_else(|| {
+            let known: Vec<String> = HashVersion::ALL.map(|v| v.number().to_string()).into();
+            let message = format!(
+                "unknown hash version {number}; this l4lb knows {} (the client-to-backend \
+                 mapping of each is frozen)",
+                known.join(", ")
+            );
+            self.fail(&value.span(), "hash_version", message);
+            default
+        })
     }
 
     /// Reports `key` set although the service's strategy does not use it.
