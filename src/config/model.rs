@@ -41,6 +41,9 @@ pub struct GlobalConfig {
     pub max_connections: usize,
     /// How long SIGTERM waits for open connections to finish.
     pub shutdown_grace: Duration,
+    /// On SIGTERM, how long `/ready` and `/healthz` say 503 while the listeners
+    /// still accept, before they close (time for routers to withdraw the route).
+    pub drain_delay: Duration,
 }
 
 impl Default for GlobalConfig {
@@ -49,6 +52,7 @@ impl Default for GlobalConfig {
             workers: 0,
             max_connections: 0,
             shutdown_grace: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
         }
     }
 }

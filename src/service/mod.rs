@@ -273,6 +273,13 @@ impl Service {
         }
     }
 
+    /// Whether any backend (a primary, or else a backup) can take a new client
+    /// now: what `/ready` asks of every service.
+    pub fn has_available_backend(&self) -> bool {
+        let now = Instant::now();
+        self.primaries.any_available(now) || self.backups.any_available(now)
+    }
+
     /// Counts one rejected client.
     pub fn count_rejection(&self, reason: RejectReason) {
         self.counters.count_rejection(reason);

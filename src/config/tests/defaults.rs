@@ -42,6 +42,7 @@ fn a_minimal_service_gets_every_default() {
             workers: 0,
             max_connections: 0,
             shutdown_grace: secs(30),
+            drain_delay: Duration::ZERO,
         },
         services: vec![ServiceConfig {
             name: "pg".to_string(),
@@ -157,6 +158,7 @@ token = "s3cret"
 workers = 4
 max_connections = 50000
 shutdown_grace = "1m30s"
+drain_delay = "5s"
 
 [[service]]
 name = "dns.udp-1"
@@ -320,6 +322,7 @@ fn a_file_with_every_key_parses_to_the_expected_config() {
             workers: 4,
             max_connections: 50_000,
             shutdown_grace: secs(90),
+            drain_delay: secs(5),
         },
         services: vec![expected_dns_service(), expected_ring_service(localhost)],
     };
