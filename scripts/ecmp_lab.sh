@@ -44,8 +44,9 @@ CLIENTS=200
 SESSIONS=30
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
-note() { echo "== $*"; }
 now_ms() { date +%s%3N; }
+LAB_START=$(now_ms)
+note() { echo "== [$(( ($(now_ms) - LAB_START) / 1000 )) s] $*"; }
 
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
 for tool in bird birdc socat curl ip nft; do
@@ -281,11 +282,11 @@ probe() {
 
 all_clients() { seq 1 "$CLIENTS"; }
 
-# A session from 10.200.0.$1 to the VIP sending 60 lines over 6 s; it survived
-# when every line came back.
+# A session from 10.200.0.$1 to the VIP sending $LINES lines, one per 100 ms;
+# it survived when every line came back.
 start_session() {
   local i=$1 out=$2
-  in_ns cli bash -c "for n in \$(seq 1 60); do echo p\$n; sleep 0.1; done |
+  in_ns cli bash -c "for n in \$(seq 1 $LINES); do echo p\$n; sleep 0.1; done |
     socat -t 5 -T 5 - TCP:$VIP:7000,bind=10.200.0.$i,connect-timeout=5 > $out 2>/dev/null" &
   echo $! > "$out.pid"; disown $!
 }
@@ -301,7 +302,7 @@ session_report() {
     [[ $out == *.pid ]] && continue
     total=$((total + 1))
     local instance; instance=$(head -1 "$out" | awk '{print $2}')
-    local survived=0; [ "$(tail -1 "$out")" = "p60" ] && survived=1
+    local survived=0; [ "$(tail -1 "$out")" = "p$LINES" ] && survived=1
     if [ "$instance" = "10.99.$victim.2" ]; then
       on=$((on + 1)); [ $survived -eq 1 ] || lost_on=$((lost_on + 1))
     else
@@ -358,6 +359,7 @@ for svc in maglev:7000 source_hash:7001; do
 done
 
 note "B. SIGKILL lb3 with $SESSIONS sessions open"
+LINES=60
 start_sessions "$WORK/b" 1
 killed=$(now_ms)
 kill -9 "$(cat "$WORK/l4lb-lb3.pid")"
@@ -380,6 +382,7 @@ start_l4lb 3
 wait_nexthops "$(lb_addrs 1 2 3)" 20
 
 note "C. SIGTERM lb2 (drain_delay 5s) with $SESSIONS sessions open and a stream of new connections"
+LINES=100  # 10 s: they outlive the drain delay and finish while lb2 drains
 start_sessions "$WORK/c" 31
 touch "$WORK/stream.run"
 in_ns cli bash -c "for ((k = 0; k < 3000; k++)); do

@@ -4,7 +4,9 @@
 # real /metrics scrape; PostgreSQL, Redis, MariaDB and dnsmasq are the real servers
 # the protocol health checks are tested against (tests/health_protocols.rs starts
 # its own instances on loopback ports); dig (`dnsutils`) and dnsperf query DNS
-# through UDP services (tests/udp_flows.rs). Extra arguments go to `cargo test`.
+# through UDP services (tests/udp_flows.rs); bird2, socat, curl, nftables and
+# iproute2 run the ECMP lab (tests/ecmp_lab.rs runs scripts/ecmp_lab.sh: network
+# namespaces, a BGP router and three l4lb instances). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,11 @@ has mariadbd || missing+=(mariadb-server)
 has dnsmasq || missing+=(dnsmasq)
 has dig || missing+=(dnsutils)
 has dnsperf || missing+=(dnsperf)
+has bird || missing+=(bird2)
+has socat || missing+=(socat)
+has curl || missing+=(curl)
+has nft || missing+=(nftables)
+has ip || missing+=(iproute2)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   apt-get update -qq

@@ -209,10 +209,7 @@ async fn ready_needs_no_token_and_names_unknown_services() {
     assert_eq!(typo.status, 400);
     server.state.draining.store(true, Ordering::SeqCst);
     let draining = request(server.addr, "GET", "/ready").await;
-    assert_eq!(
-        (draining.status, draining.body_text()),
-        (503, "draining\n")
-    );
+    assert_eq!((draining.status, draining.body_text()), (503, "draining\n"));
     server.stop().await;
 }
 
