@@ -349,9 +349,10 @@ impl Server {
     }
 
     /// Serves until `ServerHandle::shutdown`, applying reloads meanwhile; then
-    /// waits up to the grace period for open sessions, closes what remains, and
-    /// reports how the drain went. The admin endpoint answers until the drain is
-    /// over (`/healthz` says 503 meanwhile).
+    /// keeps accepting for `drain_delay` (with `/ready` and `/healthz` saying
+    /// 503), stops accepting, waits up to the grace period for open sessions,
+    /// closes what remains, and reports how the drain went. The admin endpoint
+    /// answers until the drain is over.
     pub async fn serve(mut self) -> DrainReport {
         self.admin
             .start(Arc::clone(&self.live) as Arc<dyn crate::admin::AdminState>);
