@@ -65,6 +65,17 @@ L4LB=$(realpath "$L4LB")
 WORK=$(mktemp -d /tmp/l4ecmp.XXXXXX)
 NAMESPACES=("$P-rtr" "$P-be" "$P-cli" "$P-lb1" "$P-lb2" "$P-lb3")
 
+# Ends every process still running inside this lab's namespaces, then deletes
+# the namespaces (their veths go with them).
+remove_namespaces() {
+  for ns in "${NAMESPACES[@]}"; do
+    if ip netns list | grep -qw "$ns"; then
+      ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+      ip netns del "$ns"
+    fi
+  done
+}
+
 # Removes what this script created, by name: its processes (by recorded PID,
 # then anything still running inside its namespaces), then the namespaces
 # (their veths go with them).
@@ -73,19 +84,13 @@ cleanup() {
   for pidfile in "$WORK"/*.pid; do
     [ -f "$pidfile" ] && kill -9 "$(cat "$pidfile")" 2>/dev/null
   done
-  for ns in "${NAMESPACES[@]}"; do
-    if ip netns list | grep -qw "$ns"; then
-      ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
-      ip netns del "$ns"
-    fi
-  done
+  remove_namespaces
   [ -n "${LAB_KEEP_LOGS:-}" ] && cp -r "$WORK" "$LAB_KEEP_LOGS"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-cleanup_leftovers() { for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done; }
-cleanup_leftovers
+remove_namespaces # left over by a run that was killed (SIGKILL skips the trap)
 mkdir -p "$WORK"
 
 in_ns() { local ns=$1; shift; ip netns exec "$P-$ns" "$@"; }
