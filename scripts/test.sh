@@ -10,7 +10,9 @@
 # namespaces (`ip` from iproute2, `sysctl` from procps), lets
 # scripts/transparent-setup.sh add its nftables rule, counts marked packets with
 # nft, and drops capabilities with capsh (`libcap2-bin`). Extra arguments go to
-# `cargo test`.
+# `cargo test`. bird2, socat, curl, nftables and iproute2 run the ECMP lab
+# (tests/ecmp_lab.rs runs scripts/ecmp_lab.sh: network namespaces, a BGP router and
+# three l4lb instances).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +31,8 @@ has nft || missing+=(nftables)
 has capsh || missing+=(libcap2-bin)
 has openssl || missing+=(openssl)
 has curl || missing+=(curl)
+has bird || missing+=(bird2)
+has socat || missing+=(socat)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   apt-get update -qq

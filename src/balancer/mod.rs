@@ -14,7 +14,7 @@ use std::sync::Arc;
 use siphasher::sip::SipHasher13;
 
 use crate::backend::Backend;
-use crate::config::{HashKey, StrategyConfig, StrategyKind};
+use crate::config::{HashKey, HashVersion, StrategyConfig, StrategyKind};
 
 mod consistent_hash;
 mod least_connections;
@@ -96,7 +96,13 @@ pub const HASH_KEY_1: u64 = u64::from_be_bytes(*b"siphash1");
 /// Weights come from `Backend::weight()`; the hashing strategies identify a backend
 /// by `Backend::address()`, so two instances built for the same addresses choose
 /// alike.
+///
+/// `config.hash_version` names the mapping of the hashing strategies. Version 1
+/// is the only one; its picks are frozen in `tests/data/hash_vectors.json`. A
+/// changed mapping must be a new `HashVersion` variant dispatched on here, never
+/// an edit of the version-1 code.
 pub fn build(config: &StrategyConfig, backends: &[Arc<Backend>]) -> Box<dyn Strategy> {
+    let HashVersion::V1 = config.hash_version;
     let backends = indexed(backends);
     match config.kind {
         StrategyKind::RoundRobin => Box::new(RoundRobin::new(backends)),
@@ -276,6 +282,7 @@ pub(crate) mod testing {
             hash_key,
             virtual_nodes: 160,
             table_size: 65537,
+            hash_version: HashVersion::V1,
         }
     }
 
@@ -557,6 +564,7 @@ mod tests {
             },
             virtual_nodes,
             table_size: table,
+            hash_version: HashVersion::V1,
         }
     }
 

@@ -67,6 +67,7 @@ pub struct RawGlobal {
     pub workers: Field<Int>,
     pub max_connections: Field<Int>,
     pub shutdown_grace: Field<DurationText>,
+    pub drain_delay: Field<DurationText>,
 }
 
 /// A `[[service]]`'s own keys; its nested tables are read separately.
@@ -80,6 +81,7 @@ pub struct RawService {
     pub hash_key: Field<String>,
     pub virtual_nodes: Field<Int>,
     pub table_size: Field<Int>,
+    pub hash_version: Field<Int>,
     pub max_connections: Field<Int>,
     pub max_connections_per_source: Field<Int>,
     pub connect_timeout: Field<DurationText>,
@@ -121,6 +123,7 @@ pub struct RawRoute {
     pub hash_key: Field<String>,
     pub virtual_nodes: Field<Int>,
     pub table_size: Field<Int>,
+    pub hash_version: Field<Int>,
     pub max_connections: Field<Int>,
     pub allow: Field<StringList>,
     pub deny: Field<StringList>,

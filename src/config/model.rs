@@ -42,6 +42,9 @@ pub struct GlobalConfig {
     pub max_connections: usize,
     /// How long SIGTERM waits for open connections to finish.
     pub shutdown_grace: Duration,
+    /// On SIGTERM, how long `/ready` and `/healthz` say 503 while the listeners
+    /// still accept, before they close (time for routers to withdraw the route).
+    pub drain_delay: Duration,
 }
 
 impl Default for GlobalConfig {
@@ -50,6 +53,7 @@ impl Default for GlobalConfig {
             workers: 0,
             max_connections: 0,
             shutdown_grace: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
         }
     }
 }
@@ -185,6 +189,8 @@ pub struct StrategyConfig {
     pub virtual_nodes: u32,
     /// `maglev`: lookup table size, a prime.
     pub table_size: usize,
+    /// Hashing strategies only: which frozen client-to-backend mapping to use.
+    pub hash_version: HashVersion,
 }
 
 impl Default for StrategyConfig {
@@ -194,7 +200,37 @@ impl Default for StrategyConfig {
             hash_key: HashKey::SourceIp,
             virtual_nodes: 160,
             table_size: 65537,
+            hash_version: HashVersion::V1,
         }
+    }
+}
+
+/// A frozen mapping of the hashing strategies (`hash_version` in `lb.toml`).
+///
+/// A version's picks never change: `tests/data/hash_vectors.json` records them
+/// and a test fails if any moves. A different mapping is a new variant, chosen
+/// by setting `hash_version`; the default stays `V1`, so upgrading l4lb never
+/// moves a hashed client unless the operator asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashVersion {
+    V1,
+}
+
+impl HashVersion {
+    pub const ALL: [HashVersion; 1] = [HashVersion::V1];
+
+    /// The number written in `lb.toml`.
+    pub fn number(self) -> u32 {
+        match self {
+            HashVersion::V1 => 1,
+        }
+    }
+
+    /// The version `number` names, if this l4lb knows it.
+    pub fn from_number(number: i64) -> Option<HashVersion> {
+        HashVersion::ALL
+            .into_iter()
+            .find(|v| i64::from(v.number()) == number)
     }
 }
 

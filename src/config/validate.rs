@@ -143,6 +143,9 @@ impl<'a> Validation<'_, 'a> {
                     true,
                 )
                 .unwrap_or(defaults.shutdown_grace),
+            drain_delay: c
+                .duration("drain_delay", &raw.drain_delay, defaults.drain_delay, true)
+                .unwrap_or(defaults.drain_delay),
         }
     }
 

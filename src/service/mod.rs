@@ -312,6 +312,13 @@ impl Service {
         self.pools.get(route).unwrap_or(&self.pools[0])
     }
 
+    /// Whether any backend (a primary, or else a backup) of any route can take
+    /// a new client now: what `/ready` asks of every service.
+    pub fn has_available_backend(&self) -> bool {
+        let now = std::time::Instant::now();
+        self.pools.iter().any(|pool| pool.any_available(now))
+    }
+
     /// Counts one rejected client.
     pub fn count_rejection(&self, reason: RejectReason) {
         self.counters.count_rejection(reason);

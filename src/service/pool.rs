@@ -67,6 +67,11 @@ impl Pool {
         }
     }
 
+    /// Whether a primary or a backup of this pool is available at `now`.
+    pub fn any_available(&self, now: std::time::Instant) -> bool {
+        self.primaries.any_available(now) || self.backups.any_available(now)
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

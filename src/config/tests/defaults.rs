@@ -43,6 +43,7 @@ fn a_minimal_service_gets_every_default() {
             workers: 0,
             max_connections: 0,
             shutdown_grace: secs(30),
+            drain_delay: Duration::ZERO,
         },
         services: vec![ServiceConfig {
             name: "pg".to_string(),
@@ -53,6 +54,7 @@ fn a_minimal_service_gets_every_default() {
                 hash_key: HashKey::SourceIp,
                 virtual_nodes: 160,
                 table_size: 65537,
+                hash_version: HashVersion::V1,
             },
             max_connections: 0,
             max_connections_per_source: 0,
@@ -161,6 +163,7 @@ token = "s3cret"
 workers = 4
 max_connections = 50000
 shutdown_grace = "1m30s"
+drain_delay = "5s"
 
 [[service]]
 name = "dns.udp-1"
@@ -226,6 +229,7 @@ fn expected_dns_service() -> ServiceConfig {
             hash_key: HashKey::SourceIpPort,
             virtual_nodes: 160,
             table_size: 251,
+            hash_version: HashVersion::V1,
         },
         max_connections: 0,
         max_connections_per_source: 0,
@@ -331,6 +335,7 @@ fn a_file_with_every_key_parses_to_the_expected_config() {
             workers: 4,
             max_connections: 50_000,
             shutdown_grace: secs(90),
+            drain_delay: secs(5),
         },
         services: vec![expected_dns_service(), expected_ring_service(localhost)],
     };
