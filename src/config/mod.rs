@@ -16,12 +16,12 @@ mod health_keys;
 mod health_rules;
 pub mod model;
 mod paths;
-mod report;
+pub(crate) mod report;
 mod source;
 mod strategy;
 mod suggest;
 mod validate;
-mod values;
+pub(crate) mod values;
 
 #[cfg(test)]
 mod tests;

@@ -32,6 +32,14 @@ pub use counters::{DropReason, RejectReason, ServiceCounters};
 pub use key_index::{KeyIndex, KeyMatch};
 use tier::Tier;
 
+/// The random numbers one backend choice uses: one for the strategy (random and
+/// power-of-two picks), one for slow-start and agent-weight admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PickDraws {
+    pub pick: u64,
+    pub admission: u64,
+}
+
 /// Everything a service holds for an admitted client until its session ends.
 #[derive(Debug)]
 pub struct Admission {
@@ -250,14 +258,29 @@ impl Service {
     /// any but the last one tried may be offered again, so one client never hits
     /// the same backend twice in a row. Full backends are never offered.
     pub fn choose_backend(&self, client: SocketAddr, tried: &[usize]) -> Option<usize> {
-        let now = Instant::now();
+        let draws = PickDraws {
+            pick: random::next_u64(),
+            admission: random::next_u64(),
+        };
+        self.choose_backend_at(client, tried, Instant::now(), draws)
+    }
+
+    /// `choose_backend` at `now` with the random numbers `draws`: the pure core,
+    /// which the simulator drives on its virtual clock with a seeded generator.
+    pub fn choose_backend_at(
+        &self,
+        client: SocketAddr,
+        tried: &[usize],
+        now: Instant,
+        draws: PickDraws,
+    ) -> Option<usize> {
         let ctx = PickContext {
             client,
-            random: random::next_u64(),
+            random: draws.pick,
         };
         for tier in [&self.primaries, &self.backups] {
             if tier.any_available(now) {
-                return pick_in_rotation(tier, &ctx, now, tried);
+                return pick_in_rotation(tier, &ctx, now, tried, draws.admission);
             }
         }
         match self.config.on_all_down {
@@ -301,8 +324,8 @@ fn pick_in_rotation(
     ctx: &PickContext,
     now: Instant,
     tried: &[usize],
+    admission: u64,
 ) -> Option<usize> {
-    let admission = random::next_u64();
     let ready = |b: &Backend| b.has_capacity() && b.is_available(now);
     let admitted = |b: &Backend| ready(b) && b.admits(now, admission);
     tier.pick(ctx, &admitted, tried)
