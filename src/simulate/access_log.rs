@@ -113,11 +113,13 @@ mod tests {
         .join("\n");
         let sessions = parse(&text, "log", "web").unwrap();
         assert_eq!(sessions.len(), 2);
-        assert_eq!(sessions[0].client, "192.0.2.2:4001".parse().unwrap());
-        assert_eq!(sessions[0].start, Duration::from_millis(0));
-        assert_eq!(sessions[1].backend, "a");
+        // a: ended at 2s after 1.5s, so started at 0.5s; b: 1s - 0.2505s = 0.7495s.
+        assert_eq!(sessions[0].client, "192.0.2.1:4000".parse().unwrap());
+        assert_eq!(sessions[0].start, Duration::ZERO);
+        assert_eq!(sessions[0].backend, "a");
+        assert_eq!(sessions[0].duration, Duration::from_millis(1500));
+        assert_eq!(sessions[1].backend, "b");
         assert_eq!(sessions[1].start, Duration::from_micros(249_500));
-        assert_eq!(sessions[1].duration, Duration::from_millis(1500));
     }
 
     #[test]

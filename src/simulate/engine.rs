@@ -418,8 +418,8 @@ impl<'a> Engine<'a> {
     }
 }
 
-/// The backend a kill, blackhole or maint event takes out, whose clients must move.
-fn event_target(event: &ScriptedEvent<usize>) -> Option<usize> {
+/// The backend a kill, blackhole, drain or maint event takes out, whose clients must move.
+pub fn event_target(event: &ScriptedEvent<usize>) -> Option<usize> {
     match event.action {
         Action::Kill(b) | Action::Blackhole(b) | Action::Maint(b) | Action::Drain(b) => Some(b),
         _ => None,

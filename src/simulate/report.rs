@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::engine::event_target;
 use super::outcome::{EventOutcome, RunOutcome};
 use super::script::ScriptedEvent;
 use crate::config::ServiceConfig;
@@ -157,11 +158,7 @@ fn event_line(
         outcome.seen,
         share(outcome.moved)
     );
-    if let Some(b) = event
-        .action
-        .target()
-        .and_then(|&b| context.config.backends.get(b))
-    {
+    if let Some(b) = event_target(event).and_then(|b| context.config.backends.get(b)) {
         let _ = write!(
             line,
             "; {} of them had been on {}",

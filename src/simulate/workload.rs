@@ -163,8 +163,19 @@ struct RawModel {
 #[serde(deny_unknown_fields)]
 struct RawBackend {
     address: Spanned<String>,
-    #[serde(flatten)]
-    model: RawModel,
+    capacity: Field<i64>,
+    when_full: Field<String>,
+    connect_latency: Field<String>,
+}
+
+impl RawBackend {
+    fn model(&self) -> RawModel {
+        RawModel {
+            capacity: self.capacity.clone(),
+            when_full: self.when_full.clone(),
+            connect_latency: self.connect_latency.clone(),
+        }
+    }
 }
 
 /// Reads and checks the workload file at `path`.
@@ -382,7 +393,7 @@ impl Checker<'_, '_> {
                 value: raw.address.get_ref().clone(),
                 place: self.place(&raw.address.span()),
             },
-            model: self.model(&raw.model, &path, Some(defaults)),
+            model: self.model(&raw.model(), &path, Some(defaults)),
         }
     }
 
@@ -463,7 +474,7 @@ mod tests {
         assert_eq!((model.capacity, model.when_full), (10, WhenFull::Refuse));
         let own = &workload.backend_overrides[0];
         assert_eq!(own.address.value, "10.0.0.1:80");
-        assert_eq!(own.address.place, "w.toml:17:11");
+        assert_eq!(own.address.place, "w.toml:16:11");
         assert_eq!(
             (own.model.capacity, own.model.when_full),
             (3, WhenFull::Refuse)
