@@ -22,6 +22,9 @@ pub mod script;
 pub mod server;
 pub mod workload;
 
+#[cfg(test)]
+mod scenarios;
+
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, ServiceConfig, StrategyKind};
