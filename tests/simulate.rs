@@ -419,3 +419,39 @@ fn a_replayed_access_log_reproduces_the_recorded_counts_for_round_robin() {
     assert_eq!(recorded, 31);
     assert_eq!(run["arrived"], 31);
 }
+
+#[test]
+fn the_shipped_example_workload_runs_on_the_shipped_config_as_the_readme_shows() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = root.join("lb.toml");
+    let workload = root.join("examples/simulate.toml");
+    let out = l4lb(&[
+        "simulate",
+        config.to_str().expect("utf-8"),
+        "--service",
+        "pg",
+        "--workload",
+        workload.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = String::from_utf8(out.stdout).expect("utf-8 report");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let section = readme
+        .split("$ l4lb simulate lb.toml --service pg --workload examples/simulate.toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the README's example run");
+    for line in section
+        .lines()
+        .filter(|l| !l.trim().is_empty() && l.trim() != "...")
+    {
+        assert!(
+            report.contains(line),
+            "README line {line:?} is not in\n{report}"
+        );
+    }
+}
