@@ -28,7 +28,7 @@ use crate::limit::{ConnectionLimit, LimitPermit};
 use crate::log_throttle::LogThrottle;
 use crate::proxy::preamble::{ClientOrigin, backend_preamble, header_version, read_header};
 use crate::proxy::relay::{RelayOutcome, SessionEnd, relay};
-use crate::service::{RejectReason, Service, ServiceSlot};
+use crate::service::{ConnectAttempts, RejectReason, Service, ServiceSlot};
 
 /// First pause after an accept error such as EMFILE; doubles up to `ACCEPT_BACKOFF_MAX`.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
@@ -269,21 +269,14 @@ impl Session {
         // The generation read at accept; `follow_reload` moves to the live one
         // if a reload came since.
         let mut service = Arc::clone(&self.service);
-        // Inline for the usual few attempts: no allocation per client.
-        let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
-        let mut failures = 0;
-        // Each round either fails a connect or skips a backend that just filled up.
-        let mut rounds = 0;
+        let mut attempts = ConnectAttempts::default();
         loop {
-            service = follow_reload(&self.listener.slot, service, &mut tried);
+            service = follow_reload(&self.listener.slot, service, attempts.tried_mut());
             let config = service.config();
-            if failures >= config.connect_attempts
-                || rounds >= config.connect_attempts as usize + service.backends().len()
-            {
+            if !attempts.next_round(config.connect_attempts, service.backends().len()) {
                 break;
             }
-            rounds += 1;
-            let Some(index) = service.choose_backend(peer, &tried) else {
+            let Some(index) = service.choose_backend(peer, attempts.tried()) else {
                 if Arc::ptr_eq(&service, &self.listener.slot.current()) {
                     break;
                 }
@@ -291,7 +284,7 @@ impl Session {
                 // its backends): choose again from the live one.
                 continue;
             };
-            tried.push(index);
+            attempts.offered(index);
             let backend = &service.backends()[index];
             let Some(guard) = backend.try_acquire() else {
                 continue;
@@ -311,7 +304,7 @@ impl Session {
                     return Err(RejectReason::BackendConnect);
                 }
                 Err(e) => {
-                    failures += 1;
+                    attempts.failed();
                     self.log_connect_failure(peer, backend, &e);
                     if backend.record_connect_failure(Instant::now().into_std()) {
                         let stop = self.listener.lifecycle.stop_accepting.clone();
@@ -320,11 +313,7 @@ impl Session {
                 }
             }
         }
-        Err(if failures == 0 {
-            RejectReason::NoBackend
-        } else {
-            RejectReason::BackendConnect
-        })
+        Err(attempts.give_up_reason())
     }
 
     fn log_connect_failure(&self, peer: SocketAddr, backend: &Backend, error: &io::Error) {

@@ -7,6 +7,7 @@
 //! caps and counts rejections by reason. It does no I/O: sockets belong to `proxy`,
 //! probes to `health`, wiring to `runtime`.
 
+mod attempts;
 mod counters;
 mod key_index;
 mod tier;
@@ -28,6 +29,7 @@ use crate::limit::{ConnectionLimit, LimitPermit, SourceLimit, SourcePermit};
 use crate::metrics::Metrics;
 use crate::random;
 
+pub use attempts::ConnectAttempts;
 pub use counters::{DropReason, RejectReason, ServiceCounters};
 pub use key_index::{KeyIndex, KeyMatch};
 use tier::Tier;

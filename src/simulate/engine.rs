@@ -5,9 +5,9 @@
 //! served or queued and end; health probes, scripted events and samples for
 //! the plot happen on the same virtual clock.
 //!
-//! The connect loop mirrors `proxy::tcp`'s: up to `connect_attempts` failures,
-//! backends already tried skipped, a full backend (`max_connections`) passed
-//! over. Every random number comes from generators seeded from the run's seed.
+//! The connect loop follows `proxy::tcp`'s rules through the same
+//! `ConnectAttempts` budget: up to `connect_attempts` failures, backends already
+//! tried skipped, a full backend (`max_connections`) passed over. Every random number comes from generators seeded from the run's seed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,7 +27,7 @@ use crate::config::{HashKey, ServiceConfig};
 use crate::health::checker::INTERVAL_JITTER;
 use crate::metrics::Metrics;
 use crate::random::jitter_with;
-use crate::service::{Admission, PickDraws, Service};
+use crate::service::{Admission, ConnectAttempts, PickDraws, RejectReason, Service};
 
 /// Everything one run needs.
 #[derive(Debug)]
@@ -68,9 +68,7 @@ enum Task {
 struct Session {
     _admission: Admission,
     guard: Option<ConnectionGuard>,
-    tried: Vec<usize>,
-    failures: u32,
-    rounds: usize,
+    attempts: ConnectAttempts,
 }
 
 /// How many samples of concurrency the plot gets over the arrival period.
@@ -192,15 +190,13 @@ impl<'a> Engine<'a> {
         self.outcome.arrived += 1;
         let client = self.scenario.arrivals[index].client;
         let Some(admission) = self.service.admit(client) else {
-            self.outcome.rejected.max_connections += 1;
+            self.outcome.rejected.count(RejectReason::MaxConnections);
             return;
         };
         let session = Session {
             _admission: admission,
             guard: None,
-            tried: Vec::new(),
-            failures: 0,
-            rounds: 0,
+            attempts: ConnectAttempts::default(),
         };
         self.sessions.insert(index, session);
         self.try_connect(index);
@@ -215,19 +211,16 @@ impl<'a> Engine<'a> {
         let Some(session) = self.sessions.get_mut(&index) else {
             return;
         };
-        while session.failures < attempts && session.rounds < attempts as usize + backends {
-            session.rounds += 1;
+        while session.attempts.next_round(attempts, backends) {
             let draws = PickDraws {
                 pick: self.picks.u64(..),
                 admission: self.picks.u64(..),
             };
-            let Some(backend) = self
-                .service
-                .choose_backend_at(client, &session.tried, now, draws)
-            else {
+            let tried = session.attempts.tried();
+            let Some(backend) = self.service.choose_backend_at(client, tried, now, draws) else {
                 break;
             };
-            session.tried.push(backend);
+            session.attempts.offered(backend);
             let Some(guard) = self.service.backends()[backend].try_acquire() else {
                 continue;
             };
@@ -246,12 +239,9 @@ impl<'a> Engine<'a> {
             self.agenda.schedule(self.now + took, task);
             return;
         }
-        let failed = session.failures > 0;
+        let reason = session.attempts.give_up_reason();
         self.sessions.remove(&index);
-        match failed {
-            true => self.outcome.rejected.backend_connect += 1,
-            false => self.outcome.rejected.no_backend += 1,
-        }
+        self.outcome.rejected.count(reason);
     }
 
     fn connected(&mut self, index: usize, backend: usize, timed_out: bool, took: Duration) {
@@ -266,7 +256,7 @@ impl<'a> Engine<'a> {
         let live = &self.service.backends()[backend];
         if answer == Answer::Refuse {
             drop(guard);
-            session.failures += 1;
+            session.attempts.failed();
             self.servers[backend].figures.refused += 1;
             live.record_connect_failure(self.clock.at(self.now));
             return self.try_connect(index);
@@ -297,7 +287,7 @@ impl<'a> Engine<'a> {
         let Some(session) = self.sessions.remove(&index) else {
             return; // cut by an event meanwhile
         };
-        let Some(backend) = session.tried.last().copied() else {
+        let Some(backend) = session.attempts.tried().last().copied() else {
             return;
         };
         drop(session);

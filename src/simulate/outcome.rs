@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::server::Figures;
 use crate::config::StrategyKind;
+use crate::service::RejectReason;
 
 /// Clients turned away, by the reason l4lb would count.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -16,6 +17,17 @@ pub struct Rejections {
 }
 
 impl Rejections {
+    /// Counts one client turned away for `reason`.
+    pub fn count(&mut self, reason: RejectReason) {
+        match reason {
+            RejectReason::NoBackend => self.no_backend += 1,
+            RejectReason::MaxConnections => self.max_connections += 1,
+            RejectReason::BackendConnect => self.backend_connect += 1,
+            // Not simulated: every simulated client is allowed and sends no header.
+            RejectReason::Acl | RejectReason::ProxyProtocol => {}
+        }
+    }
+
     pub fn total(&self) -> u64 {
         self.no_backend + self.max_connections + self.backend_connect
     }
