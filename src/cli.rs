@@ -37,6 +37,33 @@ pub enum Command {
         #[arg(default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Run a service's real strategy and health logic against simulated backends.
+    Simulate(SimulateArgs),
+}
+
+/// `l4lb simulate CONFIG --service NAME [--workload FILE] ...`
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Path of the configuration file.
+    pub config: PathBuf,
+    /// The service to simulate.
+    #[arg(long)]
+    pub service: String,
+    /// Workload file (TOML: arrivals, durations, backends, events); default: 100/s for 60s.
+    #[arg(long)]
+    pub workload: Option<PathBuf>,
+    /// Seed of every random draw (overrides the workload's `seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Strategies to run side by side on the same workload, e.g. `round_robin,maglev`.
+    #[arg(long, value_delimiter = ',')]
+    pub compare: Vec<String>,
+    /// Write an SVG plot of open sessions per backend over time.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// Print the report as one JSON document.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -19,6 +19,8 @@
 //! - [`random`]: fast per-thread pseudo-random numbers and jitter (not for secrets).
 //! - [`lifecycle`]: the withdraw / stop-accepting / close-sessions signals and the session tracker.
 //! - [`log_throttle`]: rate limit for repeated warnings.
+//! - [`simulate`]: `l4lb simulate`: the real service logic against simulated backends on a
+//!   virtual clock (arrivals, capacities, outages, reloads), reported per backend.
 //! - [`runtime`]: wiring config to services and tasks on per-core worker runtimes;
 //!   serving and draining.
 //!
@@ -43,4 +45,5 @@ pub mod proxy;
 pub mod random;
 pub mod runtime;
 pub mod service;
+pub mod simulate;
 pub mod status;

@@ -25,6 +25,31 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Check { config } => check(config),
         Command::Run { config } => run(config),
+        Command::Simulate(args) => simulate(args),
+    }
+}
+
+fn simulate(args: &l4lb::cli::SimulateArgs) -> ExitCode {
+    let options = l4lb::simulate::Options {
+        config: args.config.clone(),
+        service: args.service.clone(),
+        workload: args.workload.clone(),
+        seed: args.seed,
+        compare: args.compare.clone(),
+        plot: args.plot.clone(),
+        json: args.json,
+    };
+    match l4lb::simulate::run(&options) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for line in errors {
+                eprintln!("{line}");
+            }
+            ExitCode::FAILURE
+        }
     }
 }
 

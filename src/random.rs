@@ -22,7 +22,12 @@ pub fn next_u64() -> u64 {
 
 /// `base` stretched or shrunk by up to ±`spread` (0.0..1.0), at random.
 pub fn jitter(base: std::time::Duration, spread: f64) -> std::time::Duration {
-    let unit = next_u64() as f64 / u64::MAX as f64; // 0.0..=1.0
+    jitter_with(base, spread, next_u64())
+}
+
+/// `jitter` with the random number `draw` given: the pure core.
+pub fn jitter_with(base: std::time::Duration, spread: f64, draw: u64) -> std::time::Duration {
+    let unit = draw as f64 / u64::MAX as f64; // 0.0..=1.0
     let seconds = base.as_secs_f64() * (1.0 + spread * (2.0 * unit - 1.0));
     std::time::Duration::try_from_secs_f64(seconds).unwrap_or(std::time::Duration::MAX)
 }

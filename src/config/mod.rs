@@ -17,14 +17,14 @@ mod health_keys;
 mod health_rules;
 pub mod model;
 mod paths;
-mod report;
+pub(crate) mod report;
 mod routes;
 mod source;
 mod source_rules;
 mod strategy;
 mod suggest;
 mod validate;
-mod values;
+pub(crate) mod values;
 
 #[cfg(test)]
 mod tests;

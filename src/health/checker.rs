@@ -17,7 +17,7 @@ use crate::health::probe::{ProbeOutcome, probe};
 use crate::random;
 
 /// Spread of the probe interval: each wait is `interval` ± this fraction.
-const INTERVAL_JITTER: f64 = 0.1;
+pub const INTERVAL_JITTER: f64 = 0.1;
 
 #[derive(Debug, Clone)]
 pub struct HealthChecker {

@@ -32,7 +32,7 @@ use crate::proxy::client_hello::ClientHello;
 use crate::proxy::preamble::{ClientOrigin, backend_preamble, header_version, read_header};
 use crate::proxy::relay::{RelayOutcome, SessionEnd, relay};
 use crate::proxy::tls_preread::{PrereadOutcome, preread};
-use crate::service::{RejectReason, Service, ServiceSlot};
+use crate::service::{ConnectAttempts, RejectReason, Service, ServiceSlot};
 
 /// First pause after an accept error such as EMFILE; doubles up to `ACCEPT_BACKOFF_MAX`.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
@@ -327,23 +327,17 @@ impl Session {
         // The generation read at accept; `follow_reload` moves to the live one
         // if a reload came since.
         let mut service = Arc::clone(&self.service);
-        // Inline for the usual few attempts: no allocation per client.
-        let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
-        let mut failures = 0;
-        // Each round either fails a connect or skips a backend that just filled up.
-        let mut rounds = 0;
+        let mut attempts = ConnectAttempts::default();
         loop {
-            service = follow_reload(&self.listener.slot, service, &mut tried);
+            service = follow_reload(&self.listener.slot, service, attempts.tried_mut());
             let config = service.config();
-            if failures >= config.connect_attempts
-                || rounds >= config.connect_attempts as usize + service.backends().len()
-            {
+            if !attempts.next_round(config.connect_attempts, service.backends().len()) {
                 break;
             }
-            rounds += 1;
             // Per generation: a reload may have moved the client's name to another route.
             let route = routing.route_in(&service);
-            let Some(index) = service.choose_backend_in(route, peer, routing.server_hash, &tried)
+            let Some(index) =
+                service.choose_backend_in(route, peer, routing.server_hash, attempts.tried())
             else {
                 if Arc::ptr_eq(&service, &self.listener.slot.current()) {
                     break;
@@ -352,7 +346,7 @@ impl Session {
                 // its backends): choose again from the live one.
                 continue;
             };
-            tried.push(index);
+            attempts.offered(index);
             let backend = &service.backends()[index];
             let Some(guard) = backend.try_acquire() else {
                 continue;
@@ -373,7 +367,7 @@ impl Session {
                     return Err(RejectReason::BackendConnect);
                 }
                 Err(e) => {
-                    failures += 1;
+                    attempts.failed();
                     self.log_connect_failure(peer, backend, &e);
                     if backend.record_connect_failure(Instant::now().into_std()) {
                         let stop = self.listener.lifecycle.stop_accepting.clone();
@@ -382,11 +376,7 @@ impl Session {
                 }
             }
         }
-        Err(if failures == 0 {
-            RejectReason::NoBackend
-        } else {
-            RejectReason::BackendConnect
-        })
+        Err(attempts.give_up_reason())
     }
 
     fn log_connect_failure(&self, peer: SocketAddr, backend: &Backend, error: &io::Error) {

@@ -7,6 +7,7 @@
 //! caps and counts rejections by reason. It does no I/O: sockets belong to `proxy`,
 //! probes to `health`, wiring to `runtime`.
 
+mod attempts;
 mod counters;
 mod key_index;
 mod pool;
@@ -15,7 +16,7 @@ mod tier;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use prometheus::Histogram;
@@ -30,10 +31,19 @@ use crate::limit::{ConnectionLimit, LimitPermit, SourceLimit, SourcePermit};
 use crate::metrics::Metrics;
 use crate::random;
 
+pub use attempts::ConnectAttempts;
 pub use counters::{DropReason, RejectReason, ServiceCounters};
 pub use key_index::{KeyIndex, KeyMatch};
 pub use pool::Pool;
 use router::Router;
+
+/// The random numbers one backend choice uses: one for the strategy (random and
+/// power-of-two picks), one for slow-start and agent-weight admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PickDraws {
+    pub pick: u64,
+    pub admission: u64,
+}
 
 /// Everything a service holds for an admitted client until its session ends.
 #[derive(Debug)]
@@ -282,13 +292,42 @@ impl Service {
         server_name: Option<u64>,
         tried: &[usize],
     ) -> Option<usize> {
+        let draws = PickDraws {
+            pick: random::next_u64(),
+            admission: random::next_u64(),
+        };
+        self.choose_backend_in_at(route, client, server_name, tried, Instant::now(), draws)
+    }
+
+    /// `choose_backend` at `now` with the random numbers `draws`: the pure core,
+    /// which the simulator drives on its virtual clock with a seeded generator.
+    pub fn choose_backend_at(
+        &self,
+        client: SocketAddr,
+        tried: &[usize],
+        now: Instant,
+        draws: PickDraws,
+    ) -> Option<usize> {
+        self.choose_backend_in_at(0, client, None, tried, now, draws)
+    }
+
+    /// `choose_backend_in` at `now` with the random numbers `draws`.
+    pub fn choose_backend_in_at(
+        &self,
+        route: usize,
+        client: SocketAddr,
+        server_name: Option<u64>,
+        tried: &[usize],
+        now: Instant,
+        draws: PickDraws,
+    ) -> Option<usize> {
         let ctx = PickContext {
             client,
-            random: random::next_u64(),
+            random: draws.pick,
             server_name,
         };
         let pool = self.pools.get(route).unwrap_or(&self.pools[0]);
-        pool.choose(&ctx, self.config.on_all_down, tried)
+        pool.choose(&ctx, self.config.on_all_down, tried, now, draws.admission)
     }
 
     /// Whether each client's ClientHello is read before a backend is chosen.
@@ -315,7 +354,7 @@ impl Service {
     /// Whether any backend (a primary, or else a backup) of any route can take
     /// a new client now: what `/ready` asks of every service.
     pub fn has_available_backend(&self) -> bool {
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         self.pools.iter().any(|pool| pool.any_available(now))
     }
 

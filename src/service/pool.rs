@@ -13,7 +13,6 @@ use crate::backend::Backend;
 use crate::balancer::PickContext;
 use crate::config::{OnAllDown, ServiceConfig};
 use crate::limit::{ConnectionLimit, LimitPermit};
-use crate::random;
 
 use super::counters::RejectReason;
 use super::tier::Tier;
@@ -68,7 +67,7 @@ impl Pool {
     }
 
     /// Whether a primary or a backup of this pool is available at `now`.
-    pub fn any_available(&self, now: std::time::Instant) -> bool {
+    pub fn any_available(&self, now: Instant) -> bool {
         self.primaries.any_available(now) || self.backups.any_available(now)
     }
 
@@ -102,11 +101,12 @@ impl Pool {
         ctx: &PickContext,
         on_all_down: OnAllDown,
         tried: &[usize],
+        now: Instant,
+        admission: u64,
     ) -> Option<usize> {
-        let now = Instant::now();
         for tier in [&self.primaries, &self.backups] {
             if tier.any_available(now) {
-                return pick_in_rotation(tier, ctx, now, tried);
+                return pick_in_rotation(tier, ctx, now, tried, admission);
             }
         }
         match on_all_down {
@@ -131,8 +131,8 @@ fn pick_in_rotation(
     ctx: &PickContext,
     now: Instant,
     tried: &[usize],
+    admission: u64,
 ) -> Option<usize> {
-    let admission = random::next_u64();
     let ready = |b: &Backend| b.has_capacity() && b.is_available(now);
     let admitted = |b: &Backend| ready(b) && b.admits(now, admission);
     tier.pick(ctx, &admitted, tried)
