@@ -101,6 +101,8 @@ pub struct RawService {
     _outlier: Option<IgnoredAny>,
     #[serde(rename = "backend")]
     _backend: Option<IgnoredAny>,
+    #[serde(rename = "discover")]
+    _discover: Option<IgnoredAny>,
 }
 
 /// `[service.health]`, and a backend's `[service.backend.health]` overrides.
@@ -171,6 +173,24 @@ pub struct RawBackend {
     pub health: Option<Section<RawHealth>>,
 }
 
+/// A `[[service.discover]]`: backends found in DNS.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscover {
+    pub dns: Field<String>,
+    pub srv: Field<String>,
+    pub port: Field<Int>,
+    pub resolvers: Field<StringList>,
+    pub refresh: Field<DurationText>,
+    pub max_ttl: Field<DurationText>,
+    pub timeout: Field<DurationText>,
+    pub weight: Field<Int>,
+    pub max_backends: Field<Int>,
+    pub empty_after: Field<Int>,
+    pub backup: Field<bool>,
+    pub slow_start: Field<DurationText>,
+}
+
 /// One table of the file, read into `T`.
 pub struct Section<T> {
     /// Key path of the table, e.g. `service "pg".health`.
@@ -197,6 +217,10 @@ pub struct ServiceEntry {
     pub backends: Vec<Section<RawBackend>>,
     /// Whether a non-empty `backend` value was written (even if unreadable).
     pub backend_written: bool,
+    /// `[[service.discover]]` groups.
+    pub discover: Vec<Section<RawDiscover>>,
+    /// Whether a non-empty `discover` value was written (even if unreadable).
+    pub discover_written: bool,
 }
 
 /// The whole file, read but not yet validated.
@@ -283,12 +307,18 @@ fn read_service(
         .get("backend")
         .map(|v| read_backends(v, path, report))
         .unwrap_or_default();
+    let discover = table
+        .get("discover")
+        .map(|v| read_discover(v, path, report))
+        .unwrap_or_default();
     Some(ServiceEntry {
         fields: fields?,
         health,
         outlier,
         backends,
         backend_written: is_written(table.get("backend")),
+        discover,
+        discover_written: is_written(table.get("discover")),
     })
 }
 
@@ -314,6 +344,26 @@ fn read_backends(
                 read_table(v, &health_path, "[service.backend.health]", report)
             });
             Some(section)
+        })
+        .collect()
+}
+
+fn read_discover(
+    value: &Spanned<DeValue>,
+    service_path: &str,
+    report: &mut Report,
+) -> Vec<Section<RawDiscover>> {
+    let group_path = paths::join(service_path, "discover");
+    let Some(items) = array_of_tables(value, &group_path, "[[service.discover]]", report) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| {
+            let (span, table) = item.as_ref()?;
+            let path = paths::indexed(service_path, "discover", i);
+            read_section(table, span, &path, &[], report)
         })
         .collect()
 }
@@ -410,7 +460,7 @@ fn read_section<T: DeserializeOwned>(
 /// Keys of the top level and of a `[[service]]` whose values are tables read
 /// on their own (`T` only notes that they may be there).
 const ROOT_TABLES: &[&str] = &["admin", "global", "service"];
-const SERVICE_TABLES: &[&str] = &["health", "outlier", "backend"];
+const SERVICE_TABLES: &[&str] = &["health", "outlier", "backend", "discover"];
 const BACKEND_TABLES: &[&str] = &["health"];
 
 /// A copy of `table` in which the value of each `nested` key is a stand-in:

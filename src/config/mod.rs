@@ -9,6 +9,7 @@
 
 mod address;
 mod checker;
+mod discover;
 mod error;
 mod file;
 mod health_check;

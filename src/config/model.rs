@@ -89,6 +89,64 @@ pub struct ServiceConfig {
     pub outlier: Option<OutlierConfig>,
     /// At least one.
     pub backends: Vec<BackendConfig>,
+    /// `[[service.discover]]`: backend groups found in DNS at run time.
+    pub discover: Vec<DiscoverConfig>,
+}
+
+/// What a discovery group asks DNS for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DiscoverQuery {
+    /// A/AAAA records of `name`: every address is a backend on `port`.
+    Dns { name: String, port: u16 },
+    /// SRV records of `name`: targets and ports, weights and priorities.
+    Srv { name: String },
+}
+
+/// How often a discovery group asks again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refresh {
+    /// When the answer's TTL runs out (at least 1 s, at most `max`).
+    Ttl { max: Duration },
+    /// At a fixed interval, whatever the TTL.
+    Every(Duration),
+}
+
+/// One `[[service.discover]]` group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DiscoverConfig {
+    pub query: DiscoverQuery,
+    /// Name servers to ask; empty: those of `/etc/resolv.conf`.
+    pub resolvers: Vec<SocketAddr>,
+    pub refresh: Refresh,
+    /// How long one lookup may take before it counts as a resolver error.
+    pub timeout: Duration,
+    /// Weight of every discovered address (SRV: the default for weight 0).
+    pub weight: u32,
+    /// At most this many backends from the group.
+    pub max_backends: usize,
+    /// Consecutive authoritative empty answers (NXDOMAIN, no records) that empty the group.
+    pub empty_after: u32,
+    /// The group's backends are backups (SRV: on top of priorities).
+    pub backup: bool,
+    /// A discovered backend's ramp after it comes up (as a backend's `slow_start`).
+    pub slow_start: Duration,
+}
+
+impl DiscoverConfig {
+    /// The name asked for, as written.
+    pub fn name(&self) -> &str {
+        match &self.query {
+            DiscoverQuery::Dns { name, .. } | DiscoverQuery::Srv { name } => name,
+        }
+    }
+
+    /// `dns` or `srv`.
+    pub fn kind(&self) -> &'static str {
+        match self.query {
+            DiscoverQuery::Dns { .. } => "dns",
+            DiscoverQuery::Srv { .. } => "srv",
+        }
+    }
 }
 
 /// How a service picks a backend: the strategy and its parameters.

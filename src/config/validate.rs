@@ -17,6 +17,7 @@ use toml::Spanned;
 
 use super::address::{Listener, LoopFinder, Resolve, check_conflicts, loop_message};
 use super::checker::{Checker, flag, text};
+use super::discover;
 use super::file::{
     Listen, RawAdmin, RawBackend, RawDocument, RawGlobal, RawHealth, RawOutlier, RawService,
     Section, ServiceEntry,
@@ -230,10 +231,16 @@ impl<'a> Validation<'_, 'a> {
             health: None,
             outlier: None,
             backends: Vec::new(),
+            discover: Vec::new(),
         };
         self.listeners.extend(listeners);
         service.health = entry.health.as_ref().map(|s| self.health(s, protocol));
         service.outlier = entry.outlier.as_ref().map(|s| self.outlier(s));
+        service.discover = entry
+            .discover
+            .iter()
+            .filter_map(|s| discover::discover_group(&mut self.checker(&s.path), s))
+            .collect();
         self.keys_of_the_other_protocol(section, protocol);
         if service.strategy.kind.is_hashing() {
             self.no_slow_start_with_hashing(entry, service.strategy.kind);
@@ -299,8 +306,16 @@ impl<'a> Validation<'_, 'a> {
     /// Slow start admits a ramping backend for only part of the picks, which would
     /// bounce hashed clients between backends: refuse the combination.
     fn no_slow_start_with_hashing(&mut self, entry: &ServiceEntry, kind: StrategyKind) {
-        for section in &entry.backends {
-            let Some(text) = &section.value.slow_start else {
+        let backends = entry
+            .backends
+            .iter()
+            .map(|s| (&s.value.slow_start, s.key_path("slow_start")));
+        let groups = entry
+            .discover
+            .iter()
+            .map(|s| (&s.value.slow_start, s.key_path("slow_start")));
+        for (field, key_path) in backends.chain(groups) {
+            let Some(text) = field else {
                 continue;
             };
             let is_set = humantime::parse_duration(&text.get_ref().0).is_ok_and(|d| !d.is_zero());
@@ -309,8 +324,7 @@ impl<'a> Validation<'_, 'a> {
                     "slow_start cannot be used with strategy \"{kind}\", which must keep each \
                      client on its backend; use a non-hashing strategy or remove slow_start"
                 );
-                self.report
-                    .at(&text.span(), &section.key_path("slow_start"), message);
+                self.report.at(&text.span(), &key_path, message);
             }
         }
     }
@@ -388,9 +402,11 @@ impl<'a> Validation<'_, 'a> {
         protocol: Protocol,
         loops: &LoopFinder,
     ) -> Vec<BackendConfig> {
-        if entry.backends.is_empty() && !entry.backend_written {
+        let no_discovery = entry.discover.is_empty() && !entry.discover_written;
+        if entry.backends.is_empty() && !entry.backend_written && no_discovery {
             let fields = &entry.fields;
-            let message = "no backends: add at least one [[service.backend]] table with an address";
+            let message = "no backends: add at least one [[service.backend]] table with an \
+                           address, or a [[service.discover]] group";
             self.report.at(&fields.span, &fields.path, message);
         }
         let mut first_seen: HashMap<SocketAddr, (String, Span)> = HashMap::new();

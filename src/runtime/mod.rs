@@ -15,6 +15,7 @@
 //! `flow_cap` applies.
 
 mod admin_endpoint;
+mod discovery_groups;
 mod fd_budget;
 mod flow_cap;
 mod listeners;
@@ -43,6 +44,7 @@ use crate::proxy::udp::flow_budget::FlowBudget;
 use crate::service::Service;
 
 use admin_endpoint::AdminEndpoint;
+use discovery_groups::DiscoveryGroups;
 use listeners::{ListenerSet, LoopContext, PendingSocket};
 use live::{LiveState, Snapshot};
 use probes::ProbeSet;
@@ -207,7 +209,11 @@ impl ServerHandle {
 /// Every service of a configuration, bound and ready to serve.
 #[derive(Debug)]
 pub struct Server {
+    /// What is applied: the file's configuration with the discovered backends.
     config: Config,
+    /// The configuration as read from the file.
+    declared: Config,
+    discovery: DiscoveryGroups,
     live: Arc<LiveState>,
     /// The current generation of every service, by name.
     services: HashMap<String, Arc<Service>>,
@@ -240,6 +246,11 @@ impl Server {
         let admin = AdminEndpoint::bind(config.admin.as_ref())?;
         let listeners = ListenerSet::default();
         let pending = listeners.bind_missing(config, workers.len())?;
+        let mut discovery = DiscoveryGroups::new();
+        let planned = discovery.plan(config, &metrics);
+        let declared = config.clone();
+        let config = &DiscoveryGroups::compose(config, &planned);
+        discovery.commit(planned, &metrics);
         let services: HashMap<String, Arc<Service>> = config
             .services
             .iter()
@@ -261,6 +272,8 @@ impl Server {
         let process_limit = Arc::new(ConnectionLimit::new(0));
         let mut server = Server {
             config: config.clone(),
+            declared,
+            discovery,
             services,
             listeners,
             pending,
@@ -364,8 +377,14 @@ impl Server {
                 Some((config, reply)) = self.reloads.recv() => {
                     let _ = reply.send(self.apply(config));
                 }
+                Some(_service) = self.discovery.changed() => {
+                    // Several groups may have changed at once: one diff for all.
+                    while self.discovery.try_changed().is_some() {}
+                    self.rediscover();
+                }
             }
         }
+        self.discovery.stop_all();
         self.ctx.loops.close();
         if tokio::time::timeout(CLOSE_PATIENCE, self.ctx.loops.wait())
             .await
@@ -397,6 +416,12 @@ impl Server {
             .into_iter()
             .map(|service| crate::status::ServiceView {
                 listen: self.local_addrs(service.name()),
+                discovery: self
+                    .discovery
+                    .running()
+                    .get(service.name())
+                    .cloned()
+                    .unwrap_or_default(),
                 service,
             })
             .collect();
