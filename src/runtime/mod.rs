@@ -15,6 +15,7 @@
 //! `flow_cap` applies.
 
 mod admin_endpoint;
+mod backend_edits;
 mod discovery_groups;
 mod fd_budget;
 mod flow_cap;
@@ -44,6 +45,7 @@ use crate::proxy::udp::flow_budget::FlowBudget;
 use crate::service::Service;
 
 use admin_endpoint::AdminEndpoint;
+use backend_edits::BackendEdits;
 use discovery_groups::DiscoveryGroups;
 use listeners::{ListenerSet, LoopContext, PendingSocket};
 use live::{LiveState, Snapshot};
@@ -214,6 +216,9 @@ pub struct Server {
     /// The configuration as read from the file.
     declared: Config,
     discovery: DiscoveryGroups,
+    /// Runtime-API backend changes, until the next reload.
+    edits: BackendEdits,
+    edit_requests: mpsc::Receiver<live::EditRequest>,
     live: Arc<LiveState>,
     /// The current generation of every service, by name.
     services: HashMap<String, Arc<Service>>,
@@ -261,11 +266,13 @@ impl Server {
             services: Vec::new(),
             token: admin_token(config),
         };
+        let (edit_tx, edit_requests) = mpsc::channel(16);
         let live = Arc::new(LiveState::new(
             snapshot,
             lifecycle.clone(),
             Arc::clone(&metrics),
             Arc::clone(&heartbeats),
+            edit_tx,
         ));
         metrics.register_source(Arc::clone(&live) as Arc<dyn SampleSource>)?;
         let (reload_tx, reload_rx) = mpsc::channel(4);
@@ -274,6 +281,8 @@ impl Server {
             config: config.clone(),
             declared,
             discovery,
+            edits: BackendEdits::default(),
+            edit_requests,
             services,
             listeners,
             pending,
@@ -376,6 +385,9 @@ impl Server {
                 () = stop.cancelled() => break,
                 Some((config, reply)) = self.reloads.recv() => {
                     let _ = reply.send(self.apply(config));
+                }
+                Some((edit, reply)) = self.edit_requests.recv() => {
+                    let _ = reply.send(self.edit_backends(edit));
                 }
                 Some(_service) = self.discovery.changed() => {
                     // Several groups may have changed at once: one diff for all.

@@ -16,11 +16,13 @@ use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
-use crate::admin::AdminState;
+use crate::admin::edits::BackendEdit;
+use crate::admin::{AdminState, ApiError};
 use crate::backend::Backend;
 use crate::config::Config;
 use crate::service::Service;
 
+use super::backend_edits::BackendEdits;
 use super::discovery_groups::DiscoveryGroups;
 use super::{ReloadError, Server};
 
@@ -70,6 +72,7 @@ impl Server {
         let composed = DiscoveryGroups::compose(&config, &planned);
         let report = self.apply_effective(composed, true)?;
         self.declared = config;
+        self.edits = BackendEdits::default();
         self.discovery.commit(planned, &self.live.metrics);
         self.publish(report.generation);
         Ok(report)
@@ -79,7 +82,7 @@ impl Server {
     /// sets: the same diff as a reload, but operator states (drain, maint) stay.
     pub(super) fn rediscover(&mut self) {
         let composed = DiscoveryGroups::compose(&self.declared, self.discovery.running());
-        match self.apply_effective(composed, false) {
+        match self.apply_effective(self.edits.apply_to(composed), false) {
             Ok(report) => info!(
                 generation = report.generation,
                 added = report.backends_added,
@@ -88,6 +91,39 @@ impl Server {
             ),
             Err(e) => error!(error = %e, "discovered backends could not be applied"),
         }
+    }
+
+    /// Applies one runtime-API backend edit on top of everything else; the
+    /// JSON answer. Operator states stay; the next reload undoes the edit.
+    pub(super) fn edit_backends(&mut self, edit: BackendEdit) -> Result<String, ApiError> {
+        let mut edits = self.edits.clone();
+        edits.record(&edit, &self.config)?;
+        let composed = DiscoveryGroups::compose(&self.declared, self.discovery.running());
+        let report = self
+            .apply_effective(edits.apply_to(composed), false)
+            .map_err(|e| ApiError {
+                status: 500,
+                message: e.to_string(),
+            })?;
+        self.edits = edits;
+        let (action, backend) = match &edit {
+            BackendEdit::SetWeight {
+                backend, weight, ..
+            } => (format!("weight {weight}"), backend.clone()),
+            BackendEdit::Add { backend, .. } => ("added".to_string(), backend.address.to_string()),
+            BackendEdit::Remove { backend, .. } => {
+                ("removed (draining)".to_string(), backend.clone())
+            }
+        };
+        warn!(service = edit.service(), backend = %backend, change = %action,
+            generation = report.generation, "runtime API: backend changed until the next reload");
+        Ok(serde_json::json!({
+            "service": edit.service(),
+            "backend": backend,
+            "change": action,
+            "config_generation": report.generation,
+        })
+        .to_string())
     }
 
     /// Applies a complete configuration (file + discovered backends) as a diff.
