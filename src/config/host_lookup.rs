@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::ResolverConfig;
+use hickory_resolver::config::{LookupIpStrategy, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 
 /// How long one host-name lookup may take, retries included.
@@ -44,6 +44,10 @@ fn lookup_first(host: &str, port: u16) -> io::Result<Option<SocketAddr>> {
                 io::ErrorKind::TimedOut,
                 format!("no answer within {}s", LOOKUP_TIMEOUT.as_secs()),
             )),
+            Ok(Err(e)) if e.is_nx_domain() => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "no such host (NXDOMAIN)",
+            )),
             Ok(Err(e)) if e.is_no_records_found() => Ok(None),
             Ok(Err(e)) => Err(io::Error::other(e.to_string())),
             Ok(Ok(answer)) => Ok(answer.iter().next().map(|ip| SocketAddr::new(ip, port))),
@@ -60,5 +64,8 @@ fn system_resolver() -> io::Result<TokioResolver> {
             TokioRuntimeProvider::default(),
         )
     });
+    let mut builder = builder;
+    // The first address is used: prefer IPv4, as getaddrinfo's defaults do.
+    builder.options_mut().ip_strategy = LookupIpStrategy::Ipv4thenIpv6;
     builder.build().map_err(|e| io::Error::other(e.to_string()))
 }

@@ -357,6 +357,9 @@ impl ServiceConfig {
         if backups > 0 {
             line.push_str(&format!(" + {}", count(backups, "backup")));
         }
+        for group in &self.discover {
+            line.push_str(&format!(" + {} {}", group.kind(), group.name()));
+        }
         line.push_str(&format!(" ({})", self.strategy.kind));
         if let Some(health) = &self.health {
             let kind = health.kind().as_str();
