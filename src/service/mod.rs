@@ -384,7 +384,12 @@ impl Lineage<'_> {
                 })
             }
         };
-        Arc::new(build_backend(config, wanted, identity))
+        let backend = build_backend(config, wanted, identity);
+        if !self.reset_admin_states {
+            // Joined a running service (discovery, runtime API): ramp up.
+            backend.begin_slow_start(std::time::Instant::now());
+        }
+        Arc::new(backend)
     }
 }
 
