@@ -367,6 +367,7 @@ async fn a_ttl_of_zero_is_clamped_to_one_second() {
     let start = relay.queries();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let asked = relay.queries() - start;
+    eprintln!("TTL 0: {asked} DNS queries in 3 s");
     // dnsmasq answers with TTL 0; one lookup (A + AAAA) per second is about 6
     // queries in 3 s, and a lookup loop that honoured TTL 0 would ask thousands.
     assert!(asked >= 2, "the group kept asking: {asked}");
@@ -404,5 +405,39 @@ async fn a_slow_resolver_never_delays_healthz() {
     );
     // The slow answers still arrive and are used.
     wait_for_set(&proxy, &set_of(port, &[2])).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_keeps_a_groups_set_and_static_backends_mix_with_it() {
+    let port = free_port().await;
+    let _backends = backends_on(port, &[2, 3, 4]).await;
+    let zone = Zone::start(&hosts("pg.test", &[2, 3]), &[]).await;
+    let relay = DnsRelay::start(zone.addr).await;
+    // The static backend is also in DNS: it is listed once.
+    let text = format!(
+        "{}\n[[service.backend]]\naddress = \"127.0.0.3:{port}\"\n\
+         [[service.backend]]\naddress = \"127.0.0.4:{port}\"\n",
+        config(&format!(
+            "dns = \"pg.test\"\nport = {port}\nresolvers = [\"{}\"]\nrefresh = \"1s\"",
+            relay.addr
+        ))
+    );
+    let proxy = TestProxy::start(&text).await;
+    let all = set_of(port, &[2, 3, 4]);
+    wait_for_set(&proxy, &all).await;
+
+    // With DNS down, a reload of the same file keeps the discovered address.
+    relay.set_down(true);
+    proxy.reload(&text).await.expect("reload");
+    assert_eq!(listed(&proxy).await, all, "the reload kept the group's set");
+    let status = status(&proxy).await;
+    let listed_twice = status["services"][0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["address"] == format!("127.0.0.3:{port}"))
+        .count();
+    assert_eq!(listed_twice, 1);
     proxy.stop().await;
 }
