@@ -442,3 +442,39 @@ async fn a_reload_keeps_a_groups_set_and_static_backends_mix_with_it() {
     assert_eq!(listed_twice, 1);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_hashing_strategy_moves_only_the_clients_of_a_vanished_address() {
+    let port = free_port().await;
+    let _backends = backends_on(port, &[2, 3, 4]).await;
+    let zone = Zone::start(&hosts("pg.test", &[2, 3, 4]), &[]).await;
+    let group = format!(
+        "dns = \"pg.test\"\nport = {port}\nresolvers = [\"{}\"]\nrefresh = \"1s\"",
+        zone.addr
+    );
+    let text = config(&group).replace("name = \"pg\"\n", "name = \"pg\"\nstrategy = \"maglev\"\n");
+    let proxy = TestProxy::start(&text).await;
+    wait_for_set(&proxy, &set_of(port, &[2, 3, 4])).await;
+    let to = proxy.addr("pg");
+    let clients: Vec<[u8; 4]> = (1..=40).map(|i| [127, 1, 0, i]).collect();
+    let mut before = HashMap::new();
+    for &source in &clients {
+        let mut stream = common::connect_from(source, to).await;
+        before.insert(source, common::read_tag(&mut stream).await);
+    }
+    let removed = format!("127.0.0.4:{port}");
+    assert!(before.values().any(|t| *t == removed), "{before:?}");
+
+    zone.set_hosts(&hosts("pg.test", &[2, 3]));
+    wait_for_set(&proxy, &set_of(port, &[2, 3])).await;
+    for &source in &clients {
+        let mut stream = common::connect_from(source, to).await;
+        let now = common::read_tag(&mut stream).await;
+        if before[&source] == removed {
+            assert_ne!(now, removed, "{source:?} moved off the vanished address");
+        } else {
+            assert_eq!(now, before[&source], "{source:?} stayed on its backend");
+        }
+    }
+    proxy.stop().await;
+}
