@@ -48,13 +48,14 @@ fn query(c: &mut Checker, section: &Section<RawDiscover>) -> Option<DiscoverQuer
     match (&raw.dns, &raw.srv) {
         (Some(dns), None) => {
             let name = checked_name(c, "dns", dns.get_ref(), &dns.span())?;
-            let Some(port) = port else {
-                let message = "missing required key \"port\": a dns group needs the port its \
-                               addresses serve on, e.g. port = 5432";
-                c.report.at(&section.span, c.path, message.to_string());
+            if port.is_none() {
+                if !section.broken.contains("port") {
+                    let message = "missing required key \"port\": a dns group needs the port \
+                                   its addresses serve on, e.g. port = 5432";
+                    c.report.at(&section.span, c.path, message.to_string());
+                }
                 return None;
-            };
-            let _ = port;
+            }
             let port = c.int("port", &raw.port, 1..=65535, 0);
             let port = u16::try_from(port).ok().filter(|&p| p != 0)?;
             Some(DiscoverQuery::Dns { name, port })

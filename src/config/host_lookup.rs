@@ -58,13 +58,12 @@ fn lookup_first(host: &str, port: u16) -> io::Result<Option<SocketAddr>> {
 /// The resolver of `/etc/resolv.conf`; without a readable one, `/etc/hosts`
 /// alone (no name server is assumed).
 fn system_resolver() -> io::Result<TokioResolver> {
-    let builder = TokioResolver::builder_tokio().unwrap_or_else(|_| {
+    let mut builder = TokioResolver::builder_tokio().unwrap_or_else(|_| {
         TokioResolver::builder_with_config(
             ResolverConfig::from_parts(None, Vec::new(), Vec::new()),
             TokioRuntimeProvider::default(),
         )
     });
-    let mut builder = builder;
     // The first address is used: prefer IPv4, as getaddrinfo's defaults do.
     builder.options_mut().ip_strategy = LookupIpStrategy::Ipv4thenIpv6;
     builder.build().map_err(|e| io::Error::other(e.to_string()))

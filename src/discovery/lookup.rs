@@ -34,7 +34,7 @@ pub struct GroupResolver {
 impl GroupResolver {
     /// A resolver for `config`'s name servers (or `/etc/resolv.conf`'s).
     pub fn new(config: &DiscoverConfig) -> Result<GroupResolver, String> {
-        let builder = if config.resolvers.is_empty() {
+        let mut builder = if config.resolvers.is_empty() {
             TokioResolver::builder_tokio().map_err(|e| format!("/etc/resolv.conf: {e}"))?
         } else {
             let servers = config.resolvers.iter().map(|&addr| name_server(addr));
@@ -45,7 +45,6 @@ impl GroupResolver {
             builder.options_mut().use_hosts_file = ResolveHosts::Never;
             builder
         };
-        let mut builder = builder;
         tune(builder.options_mut(), config.timeout);
         let resolver = builder.build().map_err(|e| e.to_string())?;
         Ok(GroupResolver {
