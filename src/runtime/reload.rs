@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, warn};
 
 use crate::admin::edits::BackendEdit;
 use crate::admin::{AdminState, ApiError};
@@ -83,7 +83,8 @@ impl Server {
     pub(super) fn rediscover(&mut self) {
         let composed = DiscoveryGroups::compose(&self.declared, self.discovery.running());
         match self.apply_effective(self.edits.apply_to(composed), false) {
-            Ok(report) => info!(
+            // The group's own line already listed what was added and removed.
+            Ok(report) => debug!(
                 generation = report.generation,
                 added = report.backends_added,
                 removed = report.backends_removed,
