@@ -4,6 +4,7 @@
 //! - [`cli`]: command-line definitions (clap).
 //! - [`logging`]: the checked log filter and the stderr subscriber (colour only on a terminal).
 //! - [`config`]: `lb.toml` → raw structs → validated [`config::Config`], every error collected.
+//! - [`discovery`]: backends found in DNS (`[[service.discover]]`): policy, lookups, group loops.
 //! - [`backend`]: one backend's identity and live counters; the RAII connection guard.
 //! - [`balancer`]: the `Strategy` trait and the eight strategies; pure, no I/O.
 //! - [`acl`]: allow / deny CIDR lists.
@@ -34,6 +35,7 @@ pub mod backend;
 pub mod balancer;
 pub mod cli;
 pub mod config;
+pub mod discovery;
 pub mod health;
 pub mod lifecycle;
 pub mod limit;

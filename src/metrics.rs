@@ -12,7 +12,10 @@ use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
+};
 
 mod families;
 
@@ -79,6 +82,7 @@ pub struct Metrics {
     registry: Registry,
     connect_duration: HistogramVec,
     session_duration: HistogramVec,
+    discovery_errors: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -109,6 +113,14 @@ impl Metrics {
         )?;
         registry.register(Box::new(connect_duration.clone()))?;
         registry.register(Box::new(session_duration.clone()))?;
+        let discovery_errors = IntCounterVec::new(
+            Opts::new(
+                "l4lb_discovery_errors_total",
+                "DNS discovery lookups that failed or timed out (the last known set was kept).",
+            ),
+            &["service"],
+        )?;
+        registry.register(Box::new(discovery_errors.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -117,6 +129,7 @@ impl Metrics {
             registry,
             connect_duration,
             session_duration,
+            discovery_errors,
         })
     }
 
@@ -143,9 +156,20 @@ impl Metrics {
             .remove_label_values(&[service, backend]);
     }
 
+    /// The discovery error counter of one service (its series starts at 0).
+    pub fn discovery_errors(&self, service: &str) -> IntCounter {
+        self.discovery_errors.with_label_values(&[service])
+    }
+
+    /// Drops the discovery error series of a service that discovers no more.
+    pub fn forget_discovery(&self, service: &str) {
+        let _ = self.discovery_errors.remove_label_values(&[service]);
+    }
+
     /// Drops the histogram series of a service that no longer exists.
     pub fn forget_service(&self, service: &str) {
         let _ = self.session_duration.remove_label_values(&[service]);
+        self.forget_discovery(service);
     }
 
     /// Everything, in the Prometheus text format.

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::backend::Backend;
 use crate::config::Protocol;
+use crate::discovery::{Group, GroupStatus};
 use crate::metrics::{BackendSample, ProxySample, ServiceSample, UdpSample};
 use crate::service::{DropReason, RejectReason, Service};
 
@@ -21,6 +22,8 @@ use crate::service::{DropReason, RejectReason, Service};
 pub struct ServiceView {
     pub service: Arc<Service>,
     pub listen: Vec<SocketAddr>,
+    /// The service's `[[service.discover]]` groups.
+    pub discovery: Vec<Arc<Group>>,
 }
 
 /// The `/status` document.
@@ -42,6 +45,9 @@ pub struct ServiceStatus {
     pub active_connections: usize,
     pub udp_flows: usize,
     pub backends: Vec<BackendStatus>,
+    /// Each `[[service.discover]]` group's set and history (absent without any).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub discovery: Vec<GroupStatus>,
     /// Services with `[[service.route]]`: every route, `default` first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteStatus>,
@@ -172,6 +178,7 @@ fn service_status(view: &ServiceView, retired: &[&Backend], now: Instant) -> Ser
         } else {
             Vec::new()
         },
+        discovery: view.discovery.iter().map(|g| g.status(now)).collect(),
     }
 }
 

@@ -1,6 +1,8 @@
 //! The admin HTTP/1.1 endpoint: Prometheus metrics, the `/status` document, the
-//! `/healthz` probe, the `/ready` route-announcer check and the runtime API (`POST /services/{name}/backends/{address}/
-//! drain|maint|ready`, behind a bearer token when one is configured).
+//! `/healthz` probe, the `/ready` route-announcer check and the runtime API
+//! (`POST /services/{name}/backends/{address}/drain|maint|ready`, and
+//! `PUT`/`DELETE /services/{name}/backends/{address}`, `POST /services/{name}/backends`,
+//! behind a bearer token when one is configured).
 //!
 //! Owns the public surface of the admin server: the [`AdminState`] trait the
 //! runtime implements and the [`serve`] entry point. It does not own the live
@@ -10,6 +12,7 @@
 mod body;
 mod budget;
 mod documents;
+pub mod edits;
 mod limits;
 mod ready;
 mod response;
@@ -52,7 +55,20 @@ pub trait AdminState: Send + Sync + 'static {
         backend: &str,
         action: &str,
     ) -> Result<String, ApiError>;
+    /// Applies a backend edit (weight, add, remove); the JSON body of the answer.
+    fn edit_backends(&self, edit: edits::BackendEdit) -> EditReply {
+        let _ = edit;
+        Box::pin(async {
+            Err(ApiError {
+                status: 503,
+                message: "backend edits are not available".into(),
+            })
+        })
+    }
 }
+
+/// The answer to a backend edit, when the runtime has applied it.
+pub type EditReply = std::pin::Pin<Box<dyn Future<Output = Result<String, ApiError>> + Send>>;
 
 /// A refused runtime-API request.
 #[derive(Debug, Clone, PartialEq, Eq)]

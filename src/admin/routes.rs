@@ -23,6 +23,10 @@ pub(crate) enum Endpoint {
     Ready,
     /// `/services/{name}/backends/{address}/{action}`.
     BackendAction,
+    /// `/services/{name}/backends`: add one.
+    Backends,
+    /// `/services/{name}/backends/{address}`: change its weight, or remove it.
+    Backend,
 }
 
 /// The set of methods an endpoint answers.
@@ -32,6 +36,8 @@ pub(crate) enum AllowedMethods {
     GetOrHead,
     /// Actions.
     Post,
+    /// Changes to one backend.
+    PutOrDelete,
 }
 
 /// Where a request goes.
@@ -51,14 +57,18 @@ impl Endpoint {
             "/healthz" => Some(Self::Healthz),
             "/ready" => Some(Self::Ready),
             _ if BackendActionPath::parse(path).is_some() => Some(Self::BackendAction),
-            _ => None,
+            _ => match BackendPath::parse(path)?.backend {
+                Some(_) => Some(Self::Backend),
+                None => Some(Self::Backends),
+            },
         }
     }
 
     fn allowed(self) -> AllowedMethods {
         match self {
             Self::Metrics | Self::Status | Self::Healthz | Self::Ready => AllowedMethods::GetOrHead,
-            Self::BackendAction => AllowedMethods::Post,
+            Self::BackendAction | Self::Backends => AllowedMethods::Post,
+            Self::Backend => AllowedMethods::PutOrDelete,
         }
     }
 }
@@ -68,6 +78,7 @@ impl AllowedMethods {
         match self {
             Self::GetOrHead => method == Method::GET || method == Method::HEAD,
             Self::Post => method == Method::POST,
+            Self::PutOrDelete => method == Method::PUT || method == Method::DELETE,
         }
     }
 
@@ -76,6 +87,7 @@ impl AllowedMethods {
         match self {
             Self::GetOrHead => "GET, HEAD",
             Self::Post => "POST",
+            Self::PutOrDelete => "PUT, DELETE",
         }
     }
 }
@@ -96,6 +108,17 @@ pub(crate) enum Reply {
     Ready(AdminResponse),
     /// A large document, rendered within the memory budget (`documents`).
     Document(Document),
+    /// A backend edit (authorized): its body is read, then the runtime applies it.
+    Edit(EditTarget),
+}
+
+/// What a backend edit request names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EditTarget {
+    pub method: Method,
+    pub service: String,
+    /// `None` for `POST /services/{name}/backends`.
+    pub backend: Option<String>,
 }
 
 /// Answers one request. The request body is never read.
@@ -110,6 +133,9 @@ pub(crate) fn handle<B>(request: &Request<B>, state: &dyn AdminState) -> Reply {
         Route::Serve(Endpoint::Healthz) => healthz(state),
         Route::Serve(Endpoint::Ready) => super::ready::ready(request.uri().query(), state),
         Route::Serve(Endpoint::BackendAction) => backend_action(request, path, state),
+        Route::Serve(Endpoint::Backends | Endpoint::Backend) => {
+            return edit_target(request, path, state);
+        }
         Route::MethodNotAllowed(endpoint) => {
             response::method_not_allowed(endpoint.allowed().header_value())
         }
@@ -155,6 +181,51 @@ impl BackendActionPath {
             backend,
             action,
         })
+    }
+}
+
+/// The parts of `/services/{name}/backends[/{address}]` (percent-decoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BackendPath {
+    service: String,
+    backend: Option<String>,
+}
+
+impl BackendPath {
+    fn parse(path: &str) -> Option<BackendPath> {
+        let mut parts = path.strip_prefix("/services/")?.split('/');
+        let service = percent_decode(parts.next()?)?;
+        if parts.next()? != "backends" || service.is_empty() {
+            return None;
+        }
+        let backend = match parts.next() {
+            None => None,
+            Some(text) => Some(percent_decode(text).filter(|b| !b.is_empty())?),
+        };
+        parts
+            .next()
+            .is_none()
+            .then_some(BackendPath { service, backend })
+    }
+}
+
+/// Checks the token of a backend edit and names what it changes.
+fn edit_target<B>(request: &Request<B>, path: &str, state: &dyn AdminState) -> Reply {
+    let authorization = request
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !state.authorize(authorization) {
+        let refused = response::error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        return Reply::Ready(refused);
+    }
+    match BackendPath::parse(path) {
+        Some(target) => Reply::Edit(EditTarget {
+            method: request.method().clone(),
+            service: target.service,
+            backend: target.backend,
+        }),
+        None => Reply::Ready(response::not_found(path)),
     }
 }
 
@@ -269,9 +340,36 @@ mod tests {
             "/services/pg/nodes/a/drain",
             "/services//backends/a/drain",
             "/services/pg/backends/%zz/drain",
+            "/services//backends",
+            "/services/pg/backends/%zz",
         ] {
             assert_eq!(route(&Method::POST, bad), Route::NotFound, "{bad}");
         }
+    }
+
+    #[test]
+    fn backend_paths_route_for_edits() {
+        assert_eq!(
+            route(&Method::POST, "/services/pg/backends"),
+            Route::Serve(Endpoint::Backends)
+        );
+        for method in [Method::PUT, Method::DELETE] {
+            assert_eq!(
+                route(&method, "/services/pg/backends/10.0.0.1:5432"),
+                Route::Serve(Endpoint::Backend)
+            );
+        }
+        assert_eq!(
+            route(&Method::POST, "/services/pg/backends/10.0.0.1:5432"),
+            Route::MethodNotAllowed(Endpoint::Backend)
+        );
+        assert_eq!(
+            BackendPath::parse("/services/pg/backends/%5B%3A%3A1%5D%3A80"),
+            Some(BackendPath {
+                service: "pg".into(),
+                backend: Some("[::1]:80".into())
+            })
+        );
     }
 
     /// A process whose first worker stopped running its loop.

@@ -11,10 +11,10 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper::Request;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -23,8 +23,10 @@ use tokio_util::task::TaskTracker;
 use super::AdminState;
 use super::budget::BodyBudget;
 use super::documents::Documents;
+use super::edits::{self, BackendEdit, MAX_EDIT_BODY};
 use super::limits::Limits;
-use super::routes::{self, Reply};
+use super::response::{self, AdminResponse, JSON};
+use super::routes::{self, EditTarget, Reply};
 use super::slots::{Admitted, ConnectionSlots, Slot};
 
 const FIRST_ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
@@ -177,6 +179,43 @@ enum Ended {
     Closing,
 }
 
+/// Reads a backend edit's body (bounded), has the runtime apply it, and
+/// answers with its result.
+async fn edit(target: EditTarget, body: Incoming, state: &dyn AdminState) -> AdminResponse {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(body, MAX_EDIT_BODY);
+    let bytes = match limited.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            let message =
+                format!("cannot read the request body (at most {MAX_EDIT_BODY} bytes): {e}");
+            return response::error(StatusCode::BAD_REQUEST, &message);
+        }
+    };
+    let EditTarget {
+        method,
+        service,
+        backend,
+    } = target;
+    let parsed = match (method, backend) {
+        (Method::PUT, Some(backend)) => edits::set_weight(service, backend, &bytes),
+        (Method::DELETE, Some(backend)) => Ok(BackendEdit::Remove { service, backend }),
+        (_, None) => edits::add(service, &bytes),
+        (_, Some(backend)) => Ok(BackendEdit::Remove { service, backend }),
+    };
+    let outcome = match parsed {
+        Ok(edit) => state.edit_backends(edit).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(body) => response::with_body(StatusCode::OK, JSON, body),
+        Err(e) => {
+            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+            response::error(status, &e.message)
+        }
+    }
+}
+
 /// Serves HTTP/1.1 on one connection until the client leaves, the connection's
 /// lifetime runs out, `stop` is cancelled or it is evicted. At the end of its
 /// lifetime or on `stop`, in-flight responses get `limits.close_grace` to
@@ -202,6 +241,7 @@ async fn serve_connection(
                 Reply::Document(document) => {
                     documents.serve(document, state.as_ref(), &tracker).await
                 }
+                Reply::Edit(target) => edit(target, request.into_body(), state.as_ref()).await,
             };
             Ok::<_, Infallible>(response)
         }

@@ -91,6 +91,14 @@ impl Backend {
     }
 
     /// Ramps the backend's share up over `window` each time it comes back up.
+    /// Starts the slow-start ramp at `now` (a backend that joins a running
+    /// service); nothing without `slow_start`.
+    pub fn begin_slow_start(&self, now: Instant) {
+        if let Some(slow_start) = &self.slow_start {
+            slow_start.begin(now);
+        }
+    }
+
     pub fn with_slow_start(mut self, window: Duration) -> Backend {
         self.slow_start = (!window.is_zero()).then(|| SlowStart::new(window));
         self

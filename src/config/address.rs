@@ -6,18 +6,13 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use super::model::Protocol;
 use super::report::{Report, Span};
 
 /// Resolves a host name and port to its first address (`None`: no address).
 pub type Resolve = fn(&str, u16) -> io::Result<Option<SocketAddr>>;
-
-/// The system resolver (`getaddrinfo`), first address wins.
-pub fn system_resolve(host: &str, port: u16) -> io::Result<Option<SocketAddr>> {
-    Ok((host, port).to_socket_addrs()?.next())
-}
 
 const EXPECTED_FORMS: &str = "expected IP:port, [IPv6]:port or host:port";
 

@@ -110,6 +110,8 @@ pub struct RawService {
     _backend: Option<IgnoredAny>,
     #[serde(rename = "route")]
     _route: Option<IgnoredAny>,
+    #[serde(rename = "discover")]
+    _discover: Option<IgnoredAny>,
 }
 
 /// A `[[service.route]]`'s own keys; its health and backends are read separately.
@@ -210,6 +212,24 @@ pub struct RawBackend {
     pub health: Option<Section<RawHealth>>,
 }
 
+/// A `[[service.discover]]`: backends found in DNS.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscover {
+    pub dns: Field<String>,
+    pub srv: Field<String>,
+    pub port: Field<Int>,
+    pub resolvers: Field<StringList>,
+    pub refresh: Field<DurationText>,
+    pub max_ttl: Field<DurationText>,
+    pub timeout: Field<DurationText>,
+    pub weight: Field<Int>,
+    pub max_backends: Field<Int>,
+    pub empty_after: Field<Int>,
+    pub backup: Field<bool>,
+    pub slow_start: Field<DurationText>,
+}
+
 /// One table of the file, read into `T`.
 pub struct Section<T> {
     /// Key path of the table, e.g. `service "pg".health`.
@@ -237,6 +257,10 @@ pub struct ServiceEntry {
     /// Whether a non-empty `backend` value was written (even if unreadable).
     pub backend_written: bool,
     pub routes: Vec<RouteEntry>,
+    /// `[[service.discover]]` groups.
+    pub discover: Vec<Section<RawDiscover>>,
+    /// Whether a non-empty `discover` value was written (even if unreadable).
+    pub discover_written: bool,
 }
 
 /// The whole file, read but not yet validated.
@@ -327,6 +351,10 @@ fn read_service(
         .get("route")
         .map(|v| read_routes(v, path, report))
         .unwrap_or_default();
+    let discover = table
+        .get("discover")
+        .map(|v| read_discover(v, path, report))
+        .unwrap_or_default();
     Some(ServiceEntry {
         fields: fields?,
         health,
@@ -334,6 +362,8 @@ fn read_service(
         backends,
         backend_written: is_written(table.get("backend")),
         routes,
+        discover,
+        discover_written: is_written(table.get("discover")),
     })
 }
 
@@ -397,6 +427,26 @@ fn read_backends(
                 read_table(v, &health_path, "[service.backend.health]", report)
             });
             Some(section)
+        })
+        .collect()
+}
+
+fn read_discover(
+    value: &Spanned<DeValue>,
+    service_path: &str,
+    report: &mut Report,
+) -> Vec<Section<RawDiscover>> {
+    let group_path = paths::join(service_path, "discover");
+    let Some(items) = array_of_tables(value, &group_path, "[[service.discover]]", report) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| {
+            let (span, table) = item.as_ref()?;
+            let path = paths::indexed(service_path, "discover", i);
+            read_section(table, span, &path, &[], report)
         })
         .collect()
 }
@@ -493,7 +543,7 @@ fn read_section<T: DeserializeOwned>(
 /// Keys of the top level and of a `[[service]]` whose values are tables read
 /// on their own (`T` only notes that they may be there).
 const ROOT_TABLES: &[&str] = &["admin", "global", "service"];
-const SERVICE_TABLES: &[&str] = &["health", "outlier", "backend", "route"];
+const SERVICE_TABLES: &[&str] = &["health", "outlier", "backend", "route", "discover"];
 const ROUTE_TABLES: &[&str] = &["health", "backend"];
 const BACKEND_TABLES: &[&str] = &["health"];
 

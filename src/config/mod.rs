@@ -10,11 +10,13 @@
 mod address;
 pub mod backend_source;
 mod checker;
+mod discover;
 mod error;
 mod file;
 mod health_check;
 mod health_keys;
 mod health_rules;
+mod host_lookup;
 pub mod model;
 mod paths;
 pub(crate) mod report;
@@ -51,9 +53,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 }
 
 /// Checks configuration `text`; `source` names it in messages and becomes
-/// [`Config::source`]. Host names are resolved with the system resolver.
+/// [`Config::source`]. Host names are resolved with the asynchronous resolver
+/// of `host_lookup` (on a thread of its own), never with `getaddrinfo`.
 pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigErrors> {
-    parse_with(text, source, address::system_resolve)
+    parse_with(text, source, host_lookup::system_resolve)
 }
 
 /// Risky but valid settings worth a loud warning, one line each.

@@ -103,6 +103,8 @@ pub struct ServiceConfig {
     pub no_sni: NoSni,
     /// tcp: how long the ClientHello may take to arrive when it is read ahead.
     pub preread_timeout: Duration,
+    /// `[[service.discover]]`: backend groups found in DNS at run time.
+    pub discover: Vec<DiscoverConfig>,
 }
 
 /// The name of the route made of a service's own `[[service.backend]]` list.
@@ -175,6 +177,62 @@ impl ServiceConfig {
         match route.checked_sub(1).and_then(|i| self.routes.get(i)) {
             Some(r) => &r.name,
             None => DEFAULT_ROUTE,
+        }
+    }
+}
+
+/// What a discovery group asks DNS for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DiscoverQuery {
+    /// A/AAAA records of `name`: every address is a backend on `port`.
+    Dns { name: String, port: u16 },
+    /// SRV records of `name`: targets and ports, weights and priorities.
+    Srv { name: String },
+}
+
+/// How often a discovery group asks again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refresh {
+    /// When the answer's TTL runs out (at least 1 s, at most `max`).
+    Ttl { max: Duration },
+    /// At a fixed interval, whatever the TTL.
+    Every(Duration),
+}
+
+/// One `[[service.discover]]` group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DiscoverConfig {
+    pub query: DiscoverQuery,
+    /// Name servers to ask; empty: those of `/etc/resolv.conf`.
+    pub resolvers: Vec<SocketAddr>,
+    pub refresh: Refresh,
+    /// How long one lookup may take before it counts as a resolver error.
+    pub timeout: Duration,
+    /// Weight of every discovered address (SRV: the default for weight 0).
+    pub weight: u32,
+    /// At most this many backends from the group.
+    pub max_backends: usize,
+    /// Consecutive authoritative empty answers (NXDOMAIN, no records) that empty the group.
+    pub empty_after: u32,
+    /// The group's backends are backups (SRV: on top of priorities).
+    pub backup: bool,
+    /// A discovered backend's ramp after it comes up (as a backend's `slow_start`).
+    pub slow_start: Duration,
+}
+
+impl DiscoverConfig {
+    /// The name asked for, as written.
+    pub fn name(&self) -> &str {
+        match &self.query {
+            DiscoverQuery::Dns { name, .. } | DiscoverQuery::Srv { name } => name,
+        }
+    }
+
+    /// `dns` or `srv`.
+    pub fn kind(&self) -> &'static str {
+        match self.query {
+            DiscoverQuery::Dns { .. } => "dns",
+            DiscoverQuery::Srv { .. } => "srv",
         }
     }
 }
@@ -425,6 +483,9 @@ impl ServiceConfig {
         );
         if backups > 0 {
             line.push_str(&format!(" + {}", count(backups, "backup")));
+        }
+        for group in &self.discover {
+            line.push_str(&format!(" + {} {}", group.kind(), group.name()));
         }
         line.push_str(&format!(" ({})", self.strategy.kind));
         if !self.routes.is_empty() {

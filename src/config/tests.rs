@@ -5,6 +5,7 @@
 //! they never depend on real DNS.
 
 mod defaults;
+mod discover;
 mod features;
 mod messages;
 mod mistakes;

@@ -17,9 +17,10 @@ use toml::Spanned;
 
 use super::address::{Listener, LoopFinder, Resolve, check_conflicts, loop_message};
 use super::checker::{Checker, flag, text};
+use super::discover;
 use super::file::{
-    Listen, RawAdmin, RawBackend, RawDocument, RawGlobal, RawHealth, RawOutlier, RawService,
-    Section, ServiceEntry,
+    Listen, RawAdmin, RawBackend, RawDiscover, RawDocument, RawGlobal, RawHealth, RawOutlier,
+    RawService, Section, ServiceEntry,
 };
 use super::health_rules;
 use super::model::*;
@@ -247,18 +248,28 @@ impl<'a> Validation<'_, 'a> {
                 &raw.preread_timeout,
                 PREREAD_TIMEOUT,
             ),
+            discover: Vec::new(),
         };
         self.listeners.extend(listeners);
         service.routes = self.routes(entry, &service);
         service.health = entry.health.as_ref().map(|s| self.health(s, protocol));
         service.outlier = entry.outlier.as_ref().map(|s| self.outlier(s));
+        service.discover = entry
+            .discover
+            .iter()
+            .filter_map(|s| discover::discover_group(&mut self.checker(&s.path), s))
+            .collect();
         self.keys_of_the_other_protocol(section, protocol);
         if service.strategy.kind.is_hashing() {
-            self.no_slow_start_with_hashing(&entry.backends, service.strategy.kind);
+            self.no_slow_start_with_hashing(
+                &entry.backends,
+                &entry.discover,
+                service.strategy.kind,
+            );
         }
         for (route, config) in entry.routes.iter().zip(&service.routes) {
             if config.strategy.kind.is_hashing() {
-                self.no_slow_start_with_hashing(&route.backends, config.strategy.kind);
+                self.no_slow_start_with_hashing(&route.backends, &[], config.strategy.kind);
             }
         }
         service
@@ -380,9 +391,20 @@ impl<'a> Validation<'_, 'a> {
 
     /// Slow start admits a ramping backend for only part of the picks, which would
     /// bounce hashed clients between backends: refuse the combination.
-    fn no_slow_start_with_hashing(&mut self, backends: &[Section<RawBackend>], kind: StrategyKind) {
-        for section in backends {
-            let Some(text) = &section.value.slow_start else {
+    fn no_slow_start_with_hashing(
+        &mut self,
+        backends: &[Section<RawBackend>],
+        groups: &[Section<RawDiscover>],
+        kind: StrategyKind,
+    ) {
+        let backends = backends
+            .iter()
+            .map(|s| (&s.value.slow_start, s.key_path("slow_start")));
+        let groups = groups
+            .iter()
+            .map(|s| (&s.value.slow_start, s.key_path("slow_start")));
+        for (field, key_path) in backends.chain(groups) {
+            let Some(text) = field else {
                 continue;
             };
             let is_set = humantime::parse_duration(&text.get_ref().0).is_ok_and(|d| !d.is_zero());
@@ -391,8 +413,7 @@ impl<'a> Validation<'_, 'a> {
                     "slow_start cannot be used with strategy \"{kind}\", which must keep each \
                      client on its backend; use a non-hashing strategy or remove slow_start"
                 );
-                self.report
-                    .at(&text.span(), &section.key_path("slow_start"), message);
+                self.report.at(&text.span(), &key_path, message);
             }
         }
     }
@@ -467,9 +488,15 @@ impl<'a> Validation<'_, 'a> {
         loops: &LoopFinder,
     ) -> Vec<BackendConfig> {
         let protocol = service.protocol;
-        if entry.backends.is_empty() && !entry.backend_written && entry.routes.is_empty() {
+        let no_discovery = entry.discover.is_empty() && !entry.discover_written;
+        if entry.backends.is_empty()
+            && !entry.backend_written
+            && entry.routes.is_empty()
+            && no_discovery
+        {
             let fields = &entry.fields;
-            let message = "no backends: add at least one [[service.backend]] table with an address";
+            let message = "no backends: add at least one [[service.backend]] table with an \
+                           address, or a [[service.discover]] group";
             self.report.at(&fields.span, &fields.path, message);
         }
         let mut list = BackendList {

@@ -12,7 +12,10 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use subtle_compare::constant_time_eq;
 
-use crate::admin::{AdminState, ApiError};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::admin::edits::BackendEdit;
+use crate::admin::{AdminState, ApiError, EditReply};
 use crate::backend::Backend;
 use crate::backend::admin_state::AdminState as BackendState;
 use crate::backend::identity::Identity;
@@ -45,7 +48,12 @@ pub struct LiveState {
     pub lifecycle: Lifecycle,
     pub metrics: Arc<Metrics>,
     heartbeats: Arc<Heartbeats>,
+    /// Backend edits from the runtime API, to the server's loop.
+    edits: mpsc::Sender<EditRequest>,
 }
+
+/// A backend edit and where its answer goes.
+pub type EditRequest = (BackendEdit, oneshot::Sender<Result<String, ApiError>>);
 
 impl LiveState {
     pub fn new(
@@ -53,6 +61,7 @@ impl LiveState {
         lifecycle: Lifecycle,
         metrics: Arc<Metrics>,
         heartbeats: Arc<Heartbeats>,
+        edits: mpsc::Sender<EditRequest>,
     ) -> LiveState {
         LiveState {
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -63,6 +72,7 @@ impl LiveState {
             lifecycle,
             metrics,
             heartbeats,
+            edits,
         }
     }
 
@@ -165,6 +175,19 @@ impl SampleSource for LiveState {
 }
 
 impl AdminState for LiveState {
+    fn edit_backends(&self, edit: BackendEdit) -> EditReply {
+        let edits = self.edits.clone();
+        Box::pin(async move {
+            let stopped = || ApiError {
+                status: 503,
+                message: "the server is shutting down".into(),
+            };
+            let (reply, answer) = oneshot::channel();
+            edits.send((edit, reply)).await.map_err(|_| stopped())?;
+            answer.await.unwrap_or_else(|_| Err(stopped()))
+        })
+    }
+
     fn metrics_text(&self) -> String {
         self.metrics.render()
     }

@@ -15,6 +15,8 @@
 //! `flow_cap` applies.
 
 mod admin_endpoint;
+mod backend_edits;
+mod discovery_groups;
 mod fd_budget;
 mod flow_cap;
 mod listeners;
@@ -43,6 +45,8 @@ use crate::proxy::udp::flow_budget::FlowBudget;
 use crate::service::Service;
 
 use admin_endpoint::AdminEndpoint;
+use backend_edits::BackendEdits;
+use discovery_groups::DiscoveryGroups;
 use listeners::{ListenerSet, LoopContext, PendingSocket};
 use live::{LiveState, Snapshot};
 use probes::ProbeSet;
@@ -213,7 +217,14 @@ impl ServerHandle {
 /// Every service of a configuration, bound and ready to serve.
 #[derive(Debug)]
 pub struct Server {
+    /// What is applied: the file's configuration with the discovered backends.
     config: Config,
+    /// The configuration as read from the file.
+    declared: Config,
+    discovery: DiscoveryGroups,
+    /// Runtime-API backend changes, until the next reload.
+    edits: BackendEdits,
+    edit_requests: mpsc::Receiver<live::EditRequest>,
     live: Arc<LiveState>,
     /// The current generation of every service, by name.
     services: HashMap<String, Arc<Service>>,
@@ -247,6 +258,11 @@ impl Server {
         let admin = AdminEndpoint::bind(config.admin.as_ref())?;
         let listeners = ListenerSet::default();
         let pending = listeners.bind_missing(config, workers.len())?;
+        let mut discovery = DiscoveryGroups::new();
+        let planned = discovery.plan(config, &metrics);
+        let declared = config.clone();
+        let config = &DiscoveryGroups::compose(config, &planned);
+        discovery.commit(planned, &metrics);
         let services: HashMap<String, Arc<Service>> = config
             .services
             .iter()
@@ -257,17 +273,23 @@ impl Server {
             services: Vec::new(),
             token: admin_token(config),
         };
+        let (edit_tx, edit_requests) = mpsc::channel(16);
         let live = Arc::new(LiveState::new(
             snapshot,
             lifecycle.clone(),
             Arc::clone(&metrics),
             Arc::clone(&heartbeats),
+            edit_tx,
         ));
         metrics.register_source(Arc::clone(&live) as Arc<dyn SampleSource>)?;
         let (reload_tx, reload_rx) = mpsc::channel(4);
         let process_limit = Arc::new(ConnectionLimit::new(0));
         let mut server = Server {
             config: config.clone(),
+            declared,
+            discovery,
+            edits: BackendEdits::default(),
+            edit_requests,
             services,
             listeners,
             pending,
@@ -374,8 +396,17 @@ impl Server {
                 Some((config, reply)) = self.reloads.recv() => {
                     let _ = reply.send(self.apply(config));
                 }
+                Some((edit, reply)) = self.edit_requests.recv() => {
+                    let _ = reply.send(self.edit_backends(edit));
+                }
+                Some(_service) = self.discovery.changed() => {
+                    // Several groups may have changed at once: one diff for all.
+                    while self.discovery.try_changed().is_some() {}
+                    self.rediscover();
+                }
             }
         }
+        self.discovery.stop_all();
         withdraw_then_stop_accepting(&self.ctx.lifecycle, self.config.global.drain_delay).await;
         self.ctx.loops.close();
         if tokio::time::timeout(CLOSE_PATIENCE, self.ctx.loops.wait())
@@ -408,6 +439,12 @@ impl Server {
             .into_iter()
             .map(|service| crate::status::ServiceView {
                 listen: self.local_addrs(service.name()),
+                discovery: self
+                    .discovery
+                    .running()
+                    .get(service.name())
+                    .cloned()
+                    .unwrap_or_default(),
                 service,
             })
             .collect();

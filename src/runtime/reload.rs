@@ -14,13 +14,16 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use tracing::warn;
+use tracing::{debug, error, warn};
 
-use crate::admin::AdminState;
+use crate::admin::edits::BackendEdit;
+use crate::admin::{AdminState, ApiError};
 use crate::backend::Backend;
 use crate::config::Config;
 use crate::service::Service;
 
+use super::backend_edits::BackendEdits;
+use super::discovery_groups::DiscoveryGroups;
 use super::{ReloadError, Server};
 
 /// What a reload changed.
@@ -61,17 +64,83 @@ struct NextGeneration {
 }
 
 impl Server {
-    /// Applies `config` (already validated); on error the running configuration
-    /// is untouched.
+    /// Applies `config` (already validated, as read from the file) with the
+    /// last known sets of its discovery groups; on error the running
+    /// configuration is untouched. Operator states start over.
     pub(super) fn apply(&mut self, config: Config) -> Result<ReloadReport, ReloadError> {
         super::check_sources(&config)?;
+        let planned = self.discovery.plan(&config, &self.live.metrics);
+        let composed = DiscoveryGroups::compose(&config, &planned);
+        let report = self.apply_effective(composed, true)?;
+        self.declared = config;
+        self.edits = BackendEdits::default();
+        self.discovery.commit(planned, &self.live.metrics);
+        self.publish(report.generation);
+        Ok(report)
+    }
+
+    /// Applies the file's configuration again with the discovery groups' current
+    /// sets: the same diff as a reload, but operator states (drain, maint) stay.
+    pub(super) fn rediscover(&mut self) {
+        let composed = DiscoveryGroups::compose(&self.declared, self.discovery.running());
+        match self.apply_effective(self.edits.apply_to(composed), false) {
+            // The group's own line already listed what was added and removed.
+            Ok(report) => debug!(
+                generation = report.generation,
+                added = report.backends_added,
+                removed = report.backends_removed,
+                "discovered backends applied"
+            ),
+            Err(e) => error!(error = %e, "discovered backends could not be applied"),
+        }
+    }
+
+    /// Applies one runtime-API backend edit on top of everything else; the
+    /// JSON answer. Operator states stay; the next reload undoes the edit.
+    pub(super) fn edit_backends(&mut self, edit: BackendEdit) -> Result<String, ApiError> {
+        let mut edits = self.edits.clone();
+        edits.record(&edit, &self.config)?;
+        let composed = DiscoveryGroups::compose(&self.declared, self.discovery.running());
+        let report = self
+            .apply_effective(edits.apply_to(composed), false)
+            .map_err(|e| ApiError {
+                status: 500,
+                message: e.to_string(),
+            })?;
+        self.edits = edits;
+        let (action, backend) = match &edit {
+            BackendEdit::SetWeight {
+                backend, weight, ..
+            } => (format!("weight {weight}"), backend.clone()),
+            BackendEdit::Add { backend, .. } => ("added".to_string(), backend.address.to_string()),
+            BackendEdit::Remove { backend, .. } => {
+                ("removed (draining)".to_string(), backend.clone())
+            }
+        };
+        warn!(service = edit.service(), backend = %backend, change = %action,
+            generation = report.generation, "runtime API: backend changed until the next reload");
+        Ok(serde_json::json!({
+            "service": edit.service(),
+            "backend": backend,
+            "change": action,
+            "config_generation": report.generation,
+        })
+        .to_string())
+    }
+
+    /// Applies a complete configuration (file + discovered backends) as a diff.
+    fn apply_effective(
+        &mut self,
+        config: Config,
+        reset_admin_states: bool,
+    ) -> Result<ReloadReport, ReloadError> {
         let bound = self
             .listeners
             .bind_missing(&config, self.ctx.workers.len())?;
         let admin_change = self.admin.prepare(config.admin.as_ref())?;
         // Nothing below can fail.
         let mut report = ReloadReport::default();
-        let next = self.next_generation(&config, &mut report);
+        let next = self.next_generation(&config, &mut report, reset_admin_states);
         if config.global.workers != self.config.global.workers {
             warn!("[global] workers changes only take effect after a restart");
         }
@@ -101,7 +170,12 @@ impl Server {
     /// The next generation of `config`'s services, each matched against its
     /// previous one by backend identity (linear in the number of backends); new
     /// services are fresh. Nothing is published or retired here.
-    fn next_generation(&mut self, config: &Config, report: &mut ReloadReport) -> NextGeneration {
+    fn next_generation(
+        &mut self,
+        config: &Config,
+        report: &mut ReloadReport,
+        reset_admin_states: bool,
+    ) -> NextGeneration {
         let metrics = Arc::clone(&self.live.metrics);
         let mut previous = std::mem::take(&mut self.services);
         let mut next = NextGeneration {
@@ -121,6 +195,7 @@ impl Server {
                 &metrics,
                 prior.as_deref(),
                 &mut draining,
+                reset_admin_states,
             );
             report.backends_added += changes.added;
             report.backends_changed += changes.changed;

@@ -109,7 +109,7 @@ impl Service {
     /// Builds the service's backends and strategies from its checked configuration,
     /// with their histograms in `metrics`.
     pub fn new(config: ServiceConfig, metrics: &Metrics) -> Service {
-        Service::build(config, metrics, None, &mut |_| None).0
+        Service::build(config, metrics, None, &mut |_| None, true).0
     }
 
     /// The next generation of `previous` (if the service existed) after a
@@ -118,14 +118,18 @@ impl Service {
     /// configuration of the same identity (counters, health history and open
     /// sessions carry on); a new address gets a fresh identity, unless `draining`
     /// hands back the one of a backend removed earlier that still drains. Limits
-    /// keep counting the clients already admitted; counters carry on.
+    /// keep counting the clients already admitted; counters carry on. With
+    /// `reset_admin_states` (a reload) kept backends go back in rotation;
+    /// without it (a discovery or runtime-API change) they keep the operator's
+    /// state.
     pub fn reloaded(
         config: ServiceConfig,
         metrics: &Metrics,
         previous: Option<&Service>,
         draining: &mut dyn FnMut(&str) -> Option<Arc<Identity>>,
+        reset_admin_states: bool,
     ) -> (Service, BackendChanges) {
-        Service::build(config, metrics, previous, draining)
+        Service::build(config, metrics, previous, draining, reset_admin_states)
     }
 
     fn build(
@@ -133,6 +137,7 @@ impl Service {
         metrics: &Metrics,
         previous: Option<&Service>,
         draining: &mut dyn FnMut(&str) -> Option<Arc<Identity>>,
+        reset_admin_states: bool,
     ) -> (Service, BackendChanges) {
         let addresses = || config.backends.iter().map(|b| b.address.as_str());
         let matched = previous.map(|p| p.positions.match_next(addresses()));
@@ -140,6 +145,7 @@ impl Service {
             metrics,
             draining,
             changes: BackendChanges::default(),
+            reset_admin_states,
         };
         let backends: Vec<Arc<Backend>> = (0..config.backends.len())
             .map(|i| {
@@ -407,6 +413,7 @@ struct Lineage<'a> {
     metrics: &'a Metrics,
     draining: &'a mut dyn FnMut(&str) -> Option<Arc<Identity>>,
     changes: BackendChanges,
+    reset_admin_states: bool,
 }
 
 impl Lineage<'_> {
@@ -422,12 +429,19 @@ impl Lineage<'_> {
         let identity = match prior {
             Some((p, j)) if p.keeps_unchanged(config, j, wanted) => {
                 let kept = Arc::clone(&p.backends[j]);
-                kept.set_admin_state(AdminState::Ready);
+                if self.reset_admin_states {
+                    kept.set_admin_state(AdminState::Ready);
+                }
                 return kept;
             }
             Some((p, j)) => {
                 self.changes.changed += 1;
-                Arc::clone(p.backends[j].identity())
+                let identity = Arc::clone(p.backends[j].identity());
+                let backend = build_backend(config, wanted, identity);
+                if !self.reset_admin_states {
+                    backend.set_admin_state(p.backends[j].admin_state());
+                }
+                return Arc::new(backend);
             }
             None => {
                 self.changes.added += 1;
@@ -439,7 +453,12 @@ impl Lineage<'_> {
                 })
             }
         };
-        Arc::new(build_backend(config, wanted, identity))
+        let backend = build_backend(config, wanted, identity);
+        if !self.reset_admin_states {
+            // Joined a running service (discovery, runtime API): ramp up.
+            backend.begin_slow_start(std::time::Instant::now());
+        }
+        Arc::new(backend)
     }
 }
 

@@ -376,7 +376,13 @@ impl<'a> Engine<'a> {
             }
         }
         let previous = Some(self.service.as_ref());
-        let next = Service::reloaded(self.config.clone(), &self.metrics, previous, &mut |_| None);
+        let next = Service::reloaded(
+            self.config.clone(),
+            &self.metrics,
+            previous,
+            &mut |_| None,
+            true,
+        );
         self.service = Arc::new(next.0);
     }
 

@@ -4,6 +4,7 @@
 //! served it. Nothing here is a mock: every byte crosses real loopback sockets.
 #![allow(dead_code)]
 
+pub mod dns_relay;
 pub mod dnsmasq;
 pub mod mariadb;
 pub mod postgres;

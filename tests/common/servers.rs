@@ -39,6 +39,11 @@ impl ChildServer {
             .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
         ChildServer { child }
     }
+
+    /// The process id (to send it signals).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for ChildServer {

@@ -78,6 +78,7 @@ fn a_minimal_service_gets_every_default() {
             health: None,
             outlier: None,
             backends: vec![default_backend("127.0.0.1:5432")],
+            discover: Vec::new(),
         }],
     };
     assert_eq!(config, expected);
@@ -277,6 +278,7 @@ fn expected_dns_service() -> ServiceConfig {
                 ..default_backend("[::1]:5302")
             },
         ],
+        discover: Vec::new(),
     }
 }
 
@@ -317,6 +319,7 @@ fn expected_ring_service(localhost: SocketAddr) -> ServiceConfig {
             resolved: localhost,
             ..default_backend("127.0.0.1:7001")
         }],
+        discover: Vec::new(),
     }
 }
 

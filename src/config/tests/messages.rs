@@ -547,7 +547,7 @@ fn health_timeout_longer_than_interval() {
 fn a_service_needs_a_backend() {
     let text = lines(&["[[service]]", "name = \"pg\"", "listen = \"127.0.0.1:0\""]);
     let expected = "lb.toml:1:1: service \"pg\": no backends: add at least one \
-                    [[service.backend]] table with an address";
+                    [[service.backend]] table with an address, or a [[service.discover]] group";
     assert_eq!(error(&text), expected);
     assert_eq!(error(&(text + "backend = []\n")), expected);
 }
