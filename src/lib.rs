@@ -44,3 +44,4 @@ pub mod random;
 pub mod runtime;
 pub mod service;
 pub mod status;
+pub mod upgrade;

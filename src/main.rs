@@ -14,7 +14,10 @@ use l4lb::cli::{Cli, Command};
 use l4lb::config::{self, Config};
 use l4lb::logging;
 use l4lb::notify::{Notifier, run_watchdog};
-use l4lb::runtime::{Server, ServerHandle};
+use l4lb::runtime::control;
+use l4lb::runtime::inherited::InheritedSockets;
+use l4lb::runtime::takeover::{Takeover, UpgradeMode};
+use l4lb::runtime::{HandedFlows, Server, ServerHandle, StartError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -24,7 +27,7 @@ fn main() -> ExitCode {
     }
     match &cli.command {
         Command::Check { config } => check(config),
-        Command::Run { config } => run(config),
+        Command::Run { config, upgrade } => run(config, *upgrade),
     }
 }
 
@@ -62,7 +65,7 @@ fn check(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(path: &Path) -> ExitCode {
+fn run(path: &Path, upgrade: bool) -> ExitCode {
     let Some(config) = load_or_report(path) else {
         return ExitCode::FAILURE;
     };
@@ -73,7 +76,11 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config))
+    let mode = match upgrade {
+        true => UpgradeMode::Required,
+        false => UpgradeMode::Auto,
+    };
+    runtime.block_on(serve(config, mode))
 }
 
 /// The runtime of the control plane (signals, admin endpoint, health probes,
@@ -85,8 +92,50 @@ fn build_control_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-async fn serve(config: Config) -> ExitCode {
-    let server = match Server::bind(&config) {
+/// Binds every listener — taking a predecessor's sockets and UDP flows when
+/// there is one — and, once serving, tells the predecessor to stop accepting.
+fn start(config: &Config, mode: UpgradeMode) -> Result<Server, String> {
+    let control = &config.global.control_socket;
+    let mut takeover =
+        Takeover::connect(control, &config.source, mode).map_err(|e| format!("upgrade: {e}"))?;
+    let inherited = match takeover.as_mut() {
+        Some(t) => t.receive_sockets(),
+        None => Ok(InheritedSockets::default()),
+    };
+    let bound = inherited.map_err(|e| e.to_string()).and_then(|inherited| {
+        Server::bind_inheriting(config, inherited, || match takeover.as_mut() {
+            Some(t) => t
+                .receive_flows()
+                .map_err(|e| StartError::Upgrade(e.to_string())),
+            None => Ok(HandedFlows::new()),
+        })
+        .map_err(|e| e.to_string())
+    });
+    let mut server = match (bound, takeover) {
+        (Ok(server), None) => server,
+        (Ok(server), Some(t)) => {
+            // Serving already: giving up now could leave nobody serving.
+            match t.ready() {
+                Ok(report) => server.record_predecessor(report),
+                Err(e) => error!(error = %e, "upgrade: the previous process did not confirm \
+                    it stopped accepting; serving anyway (stop it with SIGTERM if it still runs)"),
+            }
+            server
+        }
+        (Err(e), Some(t)) => {
+            t.fail(&e);
+            return Err(format!("{e}; the running l4lb keeps serving"));
+        }
+        (Err(e), None) => return Err(e),
+    };
+    if let Err(e) = server.open_control_socket() {
+        control::warn_unavailable(control, &e);
+    }
+    Ok(server)
+}
+
+async fn serve(config: Config, mode: UpgradeMode) -> ExitCode {
+    let server = match start(&config, mode) {
         Ok(server) => server,
         Err(e) => {
             error!("{e}");

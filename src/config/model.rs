@@ -32,6 +32,9 @@ pub struct AdminConfig {
     pub token: String,
 }
 
+/// Where `[global] control_socket` is when not configured.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/l4lb/control.sock";
+
 /// `[global]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GlobalConfig {
@@ -41,6 +44,8 @@ pub struct GlobalConfig {
     pub max_connections: usize,
     /// How long SIGTERM waits for open connections to finish.
     pub shutdown_grace: Duration,
+    /// The unix socket a successor asks for this process's sockets on.
+    pub control_socket: PathBuf,
 }
 
 impl Default for GlobalConfig {
@@ -49,6 +54,7 @@ impl Default for GlobalConfig {
             workers: 0,
             max_connections: 0,
             shutdown_grace: Duration::from_secs(30),
+            control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
         }
     }
 }
@@ -114,7 +120,8 @@ impl Default for StrategyConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
     Udp,

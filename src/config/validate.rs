@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::RangeInclusive;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
@@ -18,7 +18,7 @@ use toml::Spanned;
 use super::address::{Listener, LoopFinder, Resolve, check_conflicts, loop_message};
 use super::checker::{Checker, flag, text};
 use super::file::{
-    Listen, RawAdmin, RawBackend, RawDocument, RawGlobal, RawHealth, RawOutlier, RawService,
+    Field, Listen, RawAdmin, RawBackend, RawDocument, RawGlobal, RawHealth, RawOutlier, RawService,
     Section, ServiceEntry,
 };
 use super::health_rules;
@@ -139,6 +139,8 @@ impl<'a> Validation<'_, 'a> {
                     true,
                 )
                 .unwrap_or(defaults.shutdown_grace),
+            control_socket: control_socket(&mut c, &raw.control_socket)
+                .unwrap_or(defaults.control_socket),
         }
     }
 
@@ -545,4 +547,32 @@ impl Checker<'_, '_> {
         );
         self.fail(&span, "timeout", message);
     }
+}
+
+/// The most bytes a unix socket path may have (`sun_path`, with its NUL).
+const UNIX_PATH_MAX: usize = 107;
+
+/// `[global] control_socket`: an absolute path short enough for a unix socket.
+fn control_socket(c: &mut Checker<'_, '_>, field: &Field<String>) -> Option<PathBuf> {
+    let text = field.as_ref()?;
+    let path = text.get_ref();
+    let problem = if !path.starts_with('/') {
+        Some(format!("must be an absolute path, got \"{path}\""))
+    } else if path.ends_with('/') {
+        Some(format!(
+            "must name a socket file, not a directory, got \"{path}\""
+        ))
+    } else if path.len() > UNIX_PATH_MAX {
+        Some(format!(
+            "a unix socket path has at most {UNIX_PATH_MAX} bytes, got {}",
+            path.len()
+        ))
+    } else {
+        None
+    };
+    if let Some(message) = problem {
+        c.fail(&text.span(), "control_socket", message);
+        return None;
+    }
+    Some(PathBuf::from(path))
 }

@@ -120,7 +120,26 @@ const RELOADS: Spec = spec(
     &["result"],
 );
 
-const ALL: [&Spec; 14] = [
+const UPGRADE_SOCKETS: Spec = spec(
+    "l4lb_upgrade_sockets_handed_over_total",
+    "Listening sockets the previous process handed over to this one in a binary upgrade.",
+    COUNTER,
+    &[],
+);
+const UPGRADE_FLOWS: Spec = spec(
+    "l4lb_upgrade_flows_handed_over_total",
+    "UDP flows the previous process handed over to this one in a binary upgrade.",
+    COUNTER,
+    &[],
+);
+const UPGRADE_FAILURES: Spec = spec(
+    "l4lb_upgrade_failures_total",
+    "Binary upgrades from this process that failed before the new one was ready.",
+    COUNTER,
+    &[],
+);
+
+const ALL: [&Spec; 17] = [
     &BUILD_INFO,
     &CONNECTIONS,
     &ACTIVE,
@@ -135,6 +154,9 @@ const ALL: [&Spec; 14] = [
     &UDP_DATAGRAMS,
     &UDP_DROPPED,
     &RELOADS,
+    &UPGRADE_SOCKETS,
+    &UPGRADE_FLOWS,
+    &UPGRADE_FAILURES,
 ];
 
 /// The descriptions of every family, for registering the collector.
@@ -198,6 +220,11 @@ pub fn families(sample: &ProxySample) -> Vec<MetricFamily> {
     let (succeeded, failed) = sample.reloads;
     f.reloads.push(&["failure"], failed as f64);
     f.reloads.push(&["success"], succeeded as f64);
+    let upgrade = &sample.upgrade;
+    f.upgrade_sockets
+        .push(&[], upgrade.sockets_handed_over as f64);
+    f.upgrade_flows.push(&[], upgrade.flows_handed_over as f64);
+    f.upgrade_failures.push(&[], upgrade.failed_attempts as f64);
     let mut services: Vec<&ServiceSample> = sample.services.iter().collect();
     services.sort_by(|a, b| a.name.cmp(&b.name));
     f.services(&services);
@@ -232,6 +259,9 @@ struct Families {
     udp_datagrams: Series,
     udp_dropped: Series,
     reloads: Series,
+    upgrade_sockets: Series,
+    upgrade_flows: Series,
+    upgrade_failures: Series,
 }
 
 impl Families {
@@ -255,6 +285,9 @@ impl Families {
             udp_datagrams: series(&UDP_DATAGRAMS),
             udp_dropped: series(&UDP_DROPPED),
             reloads: series(&RELOADS),
+            upgrade_sockets: series(&UPGRADE_SOCKETS),
+            upgrade_flows: series(&UPGRADE_FLOWS),
+            upgrade_failures: series(&UPGRADE_FAILURES),
         }
     }
 
@@ -344,6 +377,9 @@ impl Families {
             self.udp_datagrams,
             self.udp_dropped,
             self.reloads,
+            self.upgrade_sockets,
+            self.upgrade_flows,
+            self.upgrade_failures,
         ]
         .into_iter()
         .map(Series::family)
