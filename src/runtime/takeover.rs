@@ -87,23 +87,22 @@ impl Takeover {
             path: path.to_path_buf(),
             source,
         };
-        let state = match control_path::probe(path) {
-            Ok(state) => state,
+        let (state, stream) = match control_path::connect(path) {
+            Ok(connected) => connected,
             Err(e) if mode == UpgradeMode::Auto => {
                 info!(path = %path.display(), error = %e, "control socket unusable; no upgrade");
                 return Ok(None);
             }
             Err(e) => return Err(connect_error(e)),
         };
-        match (state, mode) {
-            (PathState::Live, _) => {}
-            (_, UpgradeMode::Auto) => return Ok(None),
-            (PathState::Free, UpgradeMode::Required) => return Err(missing("no such socket")),
-            (PathState::Stale, UpgradeMode::Required) => {
+        let stream = match (state, stream, mode) {
+            (PathState::Live, Some(stream), _) => stream,
+            (_, _, UpgradeMode::Auto) => return Ok(None),
+            (PathState::Stale, _, UpgradeMode::Required) => {
                 return Err(missing("a stale socket file, its process is gone"));
             }
-        }
-        let stream = UnixStream::connect(path).map_err(connect_error)?;
+            (_, _, UpgradeMode::Required) => return Err(missing("no such socket")),
+        };
         stream
             .set_read_timeout(Some(STEP_TIMEOUT))
             .and_then(|()| stream.set_write_timeout(Some(STEP_TIMEOUT)))

@@ -21,9 +21,15 @@ pub enum PathState {
 
 /// Looks at `path` without changing anything.
 pub fn probe(path: &Path) -> io::Result<PathState> {
+    connect(path).map(|(state, _)| state)
+}
+
+/// Connects to the process accepting on `path`, if one does (the connection
+/// comes with `PathState::Live`).
+pub fn connect(path: &Path) -> io::Result<(PathState, Option<UnixStream>)> {
     let metadata = match std::fs::symlink_metadata(path) {
         Ok(metadata) => metadata,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(PathState::Free),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((PathState::Free, None)),
         Err(e) => return Err(e),
     };
     if !metadata.file_type().is_socket() {
@@ -33,8 +39,8 @@ pub fn probe(path: &Path) -> io::Result<PathState> {
         ));
     }
     match UnixStream::connect(path) {
-        Ok(_) => Ok(PathState::Live),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(PathState::Stale),
+        Ok(stream) => Ok((PathState::Live, Some(stream))),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok((PathState::Stale, None)),
         Err(e) => Err(e),
     }
 }
