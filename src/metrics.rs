@@ -229,6 +229,7 @@ mod tests {
                 }],
             }],
             reloads: (2, 1),
+            upgrade: UpgradeSample::default(),
         }
     }
 

@@ -148,6 +148,9 @@ impl Setup {
     }
 }
 
+/// Every source address each UDP flow reached the backend from, by flow.
+type Sources = Mutex<HashMap<String, HashSet<SocketAddr>>>;
+
 /// A TCP backend echoing everything back.
 fn tcp_echo() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("backend");
@@ -169,10 +172,10 @@ fn tcp_echo() -> SocketAddr {
 
 /// A UDP backend echoing datagrams, remembering every source address of
 /// each flow (a datagram starts with its flow's number and a colon).
-fn udp_echo() -> (SocketAddr, Arc<Mutex<HashMap<String, HashSet<SocketAddr>>>>) {
+fn udp_echo() -> (SocketAddr, Arc<Sources>) {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("udp backend");
     let addr = socket.local_addr().expect("address");
-    let seen: Arc<Mutex<HashMap<String, HashSet<SocketAddr>>>> = Arc::default();
+    let seen: Arc<Sources> = Arc::default();
     let record = Arc::clone(&seen);
     std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
@@ -188,13 +191,7 @@ fn udp_echo() -> (SocketAddr, Arc<Mutex<HashMap<String, HashSet<SocketAddr>>>>) 
     (addr, seen)
 }
 
-fn setup(
-    name: &str,
-) -> (
-    Scratch,
-    Setup,
-    Arc<Mutex<HashMap<String, HashSet<SocketAddr>>>>,
-) {
+fn setup(name: &str) -> (Scratch, Setup, Arc<Sources>) {
     let scratch = Scratch::new(name);
     let (udp_backend, seen) = udp_echo();
     let setup = Setup {
@@ -231,10 +228,8 @@ fn status(admin: SocketAddr) -> Option<serde_json::Value> {
 fn wait_upgraded(admin: SocketAddr, from: u32, new: &mut Lb) -> serde_json::Value {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        if let Some(status) = status(admin) {
-            if status["upgrade"]["predecessor"]["pid"] == from {
-                return status;
-            }
+        if let Some(status) = status(admin).filter(|s| s["upgrade"]["predecessor"]["pid"] == from) {
+            return status;
         }
         if let Some(code) = new.exited() {
             panic!("the new l4lb exited with {code}: {}", new.log());
@@ -458,7 +453,7 @@ fn assert_nothing_dropped(load: &Load, intact: usize, long: usize) {
 }
 
 /// Each UDP flow reached its backend from exactly one source address:port.
-fn assert_one_source_per_flow(seen: &Mutex<HashMap<String, HashSet<SocketAddr>>>, flows: usize) {
+fn assert_one_source_per_flow(seen: &Sources, flows: usize) {
     let seen = seen.lock().expect("lock");
     assert_eq!(seen.len(), flows, "every flow reached the backend");
     for (flow, sources) in seen.iter() {

@@ -390,6 +390,7 @@ impl Families {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::UpgradeSample;
 
     fn backend(address: &str) -> BackendSample {
         BackendSample {
@@ -425,6 +426,11 @@ mod tests {
                 service("api", &["10.0.0.5:80", "10.0.0.1:80"]),
             ],
             reloads: (3, 1),
+            upgrade: UpgradeSample {
+                sockets_handed_over: 4,
+                flows_handed_over: 7,
+                failed_attempts: 1,
+            },
         };
         let families = families(&sample);
         for family in &families {
@@ -446,5 +452,6 @@ mod tests {
         assert_eq!(count("l4lb_rejected_connections_total"), 4);
         assert_eq!(count("l4lb_udp_datagrams_total"), 0);
         assert_eq!(count("l4lb_config_reloads_total"), 2);
+        assert_eq!(count("l4lb_upgrade_flows_handed_over_total"), 1);
     }
 }

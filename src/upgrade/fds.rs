@@ -117,13 +117,15 @@ mod tests {
         let sockets: Vec<std::net::UdpSocket> = (0..300)
             .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("socket"))
             .collect();
-        let fds: Vec<BorrowedFd<'_>> = sockets.iter().map(|s| s.as_fd()).collect();
-        let sender = std::thread::spawn(move || {
-            let result = send_all(&a, &fds);
-            (result.is_ok(), a)
+        let received = std::thread::scope(|scope| {
+            let sender = scope.spawn(|| {
+                let fds: Vec<BorrowedFd<'_>> = sockets.iter().map(|s| s.as_fd()).collect();
+                send_all(&a, &fds).is_ok()
+            });
+            let received = recv_all(&b, 300).expect("received");
+            assert!(sender.join().expect("sender"));
+            received
         });
-        let received = recv_all(&b, 300).expect("received");
-        assert!(sender.join().expect("sender").0);
         for (socket, fd) in sockets.iter().zip(received) {
             let got = std::net::UdpSocket::from(fd).local_addr().expect("address");
             assert_eq!(got, socket.local_addr().expect("address"));
