@@ -20,7 +20,9 @@
 //! - [`lifecycle`]: the stop-accepting / close-sessions signals and the session tracker.
 //! - [`log_throttle`]: rate limit for repeated warnings.
 //! - [`runtime`]: wiring config to services and tasks on per-core worker runtimes;
-//!   serving and draining.
+//!   serving and draining; binary upgrades (handing sockets and UDP flows over).
+//! - [`upgrade`]: the binary-upgrade wire: versioned messages, descriptor passing
+//!   (SCM_RIGHTS), the control socket's file, what an upgrade would reuse.
 //!
 //! Dependencies point one way: `runtime` uses everything; `proxy` uses `service`,
 //! `backend`, `limit`; `service` uses `balancer`, `backend`, `limit`; `balancer` uses

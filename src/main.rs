@@ -16,8 +16,10 @@ use l4lb::logging;
 use l4lb::notify::{Notifier, run_watchdog};
 use l4lb::runtime::control;
 use l4lb::runtime::inherited::InheritedSockets;
-use l4lb::runtime::takeover::{Takeover, UpgradeMode};
+use l4lb::runtime::takeover::{self, Takeover, UpgradeMode};
 use l4lb::runtime::{HandedFlows, Server, ServerHandle, StartError};
+use l4lb::upgrade::plan::plan;
+use l4lb::upgrade::protocol::Message;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -61,8 +63,46 @@ fn check(path: &Path) -> ExitCode {
     for service in &config.services {
         println!("{}", service.summary());
     }
+    print_upgrade_plan(&config);
     println!("{}: configuration is valid", path.display());
     ExitCode::SUCCESS
+}
+
+/// What `l4lb run` of this configuration would take over from the l4lb
+/// running on its control socket, if one does.
+fn print_upgrade_plan(config: &Config) {
+    let control = &config.global.control_socket;
+    match takeover::describe(control, &config.source) {
+        Ok(None) => println!(
+            "control socket {}: no l4lb runs there; `run` binds every address itself",
+            control.display()
+        ),
+        Ok(Some((
+            Message::Hello {
+                pid,
+                version,
+                config: theirs,
+                ..
+            },
+            Message::Description { sockets, udp_flows },
+        ))) => {
+            println!(
+                "control socket {}: l4lb {version} (pid {pid}, {}) runs there; `run --upgrade` \
+                 takes over {} socket(s) and up to {udp_flows} udp flow(s):",
+                control.display(),
+                theirs.display(),
+                sockets.len()
+            );
+            for line in plan(config, &sockets) {
+                println!("  {line}");
+            }
+        }
+        Ok(Some((_, other))) => println!(
+            "control socket {}: unexpected answer {other:?}",
+            control.display()
+        ),
+        Err(e) => println!("control socket {}: {e}", control.display()),
+    }
 }
 
 fn run(path: &Path, upgrade: bool) -> ExitCode {

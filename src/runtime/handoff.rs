@@ -94,7 +94,7 @@ pub async fn serve_control(
         let live = Arc::clone(&live);
         tokio::spawn(async move {
             let _permit = permit;
-            match session.run().await {
+            match session.run(&live).await {
                 Ok(_) => {}
                 Err(reason) => {
                     live.update_upgrade(|u| u.failed_attempts += 1);
@@ -133,7 +133,7 @@ struct Session {
 impl Session {
     /// `Ok(true)` once the successor took over; `Ok(false)` when it left
     /// before asking for anything; the reason of a failed attempt otherwise.
-    async fn run(mut self) -> Result<bool, String> {
+    async fn run(mut self, live: &LiveState) -> Result<bool, String> {
         let hello = match self.read().await {
             Ok(hello) => hello,
             // A liveness probe (`control_path::probe`) connects and closes.
@@ -176,6 +176,7 @@ impl Session {
             };
             asked = true;
             match message {
+                Message::Describe => return self.describe(live).await.map(|()| false),
                 Message::SendSockets => self.send_sockets().await?,
                 Message::SendFlows => self.send_flows().await?,
                 Message::Ready { .. } => return self.commit().await.map(|()| true),
@@ -204,6 +205,22 @@ impl Session {
         answer
             .await
             .map_err(|_| "the server is stopping".to_string())
+    }
+
+    /// What a successor would get, without descriptors (`l4lb check`).
+    async fn describe(&mut self, live: &LiveState) -> Result<(), String> {
+        let sockets = self.ask(HandoffCommand::Sockets).await?;
+        let sockets = sockets.into_iter().map(|(record, _)| record).collect();
+        let snapshot = live.snapshot();
+        let udp_flows = snapshot
+            .services
+            .iter()
+            .map(|v| v.service.udp_flows())
+            .sum();
+        let description = Message::Description { sockets, udp_flows };
+        write(&mut self.stream, &description)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn send_sockets(&mut self) -> Result<(), String> {

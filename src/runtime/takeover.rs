@@ -207,6 +207,39 @@ impl Takeover {
     }
 }
 
+/// What the l4lb on `path` would hand over (`l4lb check`): its `Hello` and
+/// its description; `Ok(None)` when none runs there.
+pub fn describe(path: &Path, config: &Path) -> Result<Option<(Message, Message)>, UpgradeError> {
+    let connect_error = |source| UpgradeError::Connect {
+        path: path.to_path_buf(),
+        source,
+    };
+    let (_, stream) = control_path::connect(path).map_err(connect_error)?;
+    let Some(stream) = stream else {
+        return Ok(None);
+    };
+    stream
+        .set_read_timeout(Some(STEP_TIMEOUT))
+        .and_then(|()| stream.set_write_timeout(Some(STEP_TIMEOUT)))
+        .map_err(connect_error)?;
+    protocol::write(&stream, &protocol::hello(config))?;
+    let hello = protocol::read(&stream)?;
+    match &hello {
+        Message::Hello {
+            protocol_version, ..
+        } if *protocol_version != PROTOCOL_VERSION => {
+            return Err(UpgradeError::Version {
+                theirs: *protocol_version,
+            });
+        }
+        Message::Hello { .. } => {}
+        Message::Refused { reason } => return Err(UpgradeError::Refused(reason.clone())),
+        other => return Err(unexpected("hello", other)),
+    }
+    protocol::write(&stream, &Message::Describe)?;
+    Ok(Some((hello, protocol::read(&stream)?)))
+}
+
 fn unexpected(expected: &'static str, got: &Message) -> UpgradeError {
     UpgradeError::Unexpected {
         expected,

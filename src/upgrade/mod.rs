@@ -9,4 +9,5 @@
 
 pub mod control_path;
 pub mod fds;
+pub mod plan;
 pub mod protocol;
