@@ -21,6 +21,8 @@ use l4lb::runtime::{HandedFlows, Server, ServerHandle, StartError};
 use l4lb::upgrade::plan::plan;
 use l4lb::upgrade::protocol::Message;
 
+mod successor;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(message) = logging::init(cli.log_format, cli.log_level.as_deref()) {
@@ -134,7 +136,8 @@ fn build_control_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Binds every listener — taking a predecessor's sockets and UDP flows when
 /// there is one — and, once serving, tells the predecessor to stop accepting.
-fn start(config: &Config, mode: UpgradeMode) -> Result<Server, String> {
+/// The server, and whether it took over from a predecessor.
+fn start(config: &Config, mode: UpgradeMode) -> Result<(Server, bool), String> {
     let control = &config.global.control_socket;
     let mut takeover =
         Takeover::connect(control, &config.source, mode).map_err(|e| format!("upgrade: {e}"))?;
@@ -151,6 +154,7 @@ fn start(config: &Config, mode: UpgradeMode) -> Result<Server, String> {
         })
         .map_err(|e| e.to_string())
     });
+    let upgraded = takeover.is_some();
     let mut server = match (bound, takeover) {
         (Ok(server), None) => server,
         (Ok(server), Some(t)) => {
@@ -171,12 +175,12 @@ fn start(config: &Config, mode: UpgradeMode) -> Result<Server, String> {
     if let Err(e) = server.open_control_socket() {
         control::warn_unavailable(control, &e);
     }
-    Ok(server)
+    Ok((server, upgraded))
 }
 
 async fn serve(config: Config, mode: UpgradeMode) -> ExitCode {
-    let server = match start(&config, mode) {
-        Ok(server) => server,
+    let (server, upgraded) = match start(&config, mode) {
+        Ok(started) => started,
         Err(e) => {
             error!("{e}");
             return ExitCode::FAILURE;
@@ -201,7 +205,10 @@ async fn serve(config: Config, mode: UpgradeMode) -> ExitCode {
     tokio::spawn(signals.handle(handle.clone(), Arc::clone(&notifier), config.source.clone()));
     info!(version = env!("CARGO_PKG_VERSION"), config = %config.source.display(),
         services = config.services.len(), "l4lb started");
-    notifier.ready(&handle.summary());
+    match upgraded {
+        true => notifier.ready_as_main(&handle.summary()),
+        false => notifier.ready(&handle.summary()),
+    }
     let report = server.serve().await;
     watchdog_stop.cancel();
     info!(
@@ -213,11 +220,13 @@ async fn serve(config: Config, mode: UpgradeMode) -> ExitCode {
 }
 
 /// The signals l4lb acts on, installed before it reports ready (an unhandled
-/// SIGHUP would otherwise end the process).
+/// SIGHUP would otherwise end the process). SIGUSR2 starts a binary upgrade
+/// (see `successor`).
 struct Signals {
     term: Signal,
     int: Signal,
     hup: Signal,
+    usr2: Signal,
 }
 
 impl Signals {
@@ -226,6 +235,7 @@ impl Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
+            usr2: signal(SignalKind::user_defined2())?,
         })
     }
 
@@ -238,6 +248,7 @@ impl Signals {
                 _ = self.hup.recv() => "SIGHUP",
                 _ = self.term.recv() => "SIGTERM",
                 _ = self.int.recv() => "SIGINT",
+                _ = self.usr2.recv() => "SIGUSR2",
             };
             match (name, stopping) {
                 ("SIGHUP", false) => {
@@ -247,6 +258,8 @@ impl Signals {
                     notifier.ready(&handle.summary());
                 }
                 ("SIGHUP", true) => warn!("SIGHUP while stopping: ignored"),
+                ("SIGUSR2", false) => successor::start(),
+                ("SIGUSR2", true) => warn!("SIGUSR2 while stopping: ignored"),
                 (_, false) => {
                     stopping = true;
                     info!(

@@ -697,3 +697,107 @@ fn run_upgrade_without_a_predecessor_fails_and_plain_run_starts_fresh() {
         "its own socket file is removed at exit"
     );
 }
+
+/// Notification datagrams until one satisfies `done`; every one seen.
+fn notifications_until(
+    socket: &std::os::unix::net::UnixDatagram,
+    done: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok(len) = socket.recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+            let finished = done(&text);
+            seen.push(text);
+            if finished {
+                return seen;
+            }
+        }
+    }
+    panic!("no such notification; saw {seen:?}");
+}
+
+#[test]
+fn sigusr2_starts_the_new_binary_which_takes_over_and_becomes_the_main_pid() {
+    let (scratch, setup, seen) = setup("usr2");
+    let config = scratch.path("lb.toml");
+    std::fs::write(&config, setup.config(1, "")).expect("config");
+    let notify_path = scratch.path("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let child = Command::new(BIN)
+        .args(["run", config.to_str().expect("utf-8 path")])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(scratch.path("old.log")).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let mut old = Lb {
+        child,
+        log: scratch.path("old.log"),
+    };
+    notifications_until(&notify, |t| t.lines().any(|l| l == "READY=1"));
+    let client = udp_client(setup.udp);
+    udp_ping(&client, "f:1");
+
+    let sent = Command::new("kill")
+        .args(["-USR2", &old.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let main_pid = |t: &str| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("MAINPID="))
+            .and_then(|p| p.parse::<u32>().ok())
+    };
+    let seen_notes = notifications_until(&notify, |t| main_pid(t).is_some());
+    let ready = seen_notes.last().expect("a notification");
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
+    let new_pid = main_pid(ready).expect("MAINPID");
+    assert_ne!(new_pid, old.pid());
+    let _new = KillPid(new_pid);
+    assert_eq!(old.wait_exit(PATIENCE), 0, "{}", old.log());
+
+    let status = status(setup.admin).expect("the new process answers /status");
+    assert_eq!(
+        status["upgrade"]["predecessor"]["pid"],
+        old.pid(),
+        "{status}"
+    );
+    udp_ping(&client, "f:2");
+    round_trip(setup.tcp).expect("tcp served by the new process");
+    assert_one_source_per_flow(&seen, 1);
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &new_pid.to_string()])
+        .status();
+    let proc_dir = PathBuf::from(format!("/proc/{new_pid}"));
+    let deadline = Instant::now() + PATIENCE;
+    while proc_dir.exists() && status_of(&proc_dir) != Some('Z') {
+        assert!(Instant::now() < deadline, "the new process did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills a process that is not this test's child when dropped (a failed test
+/// leaves nothing running).
+struct KillPid(u32);
+
+impl Drop for KillPid {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The state letter of a process (`Z` for a zombie waiting for its parent).
+fn status_of(proc_dir: &Path) -> Option<char> {
+    let stat = std::fs::read_to_string(proc_dir.join("stat")).ok()?;
+    stat.rsplit(')').next()?.trim().chars().next()
+}
