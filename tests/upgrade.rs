@@ -690,6 +690,49 @@ fn run_upgrade_without_a_predecessor_fails_and_plain_run_starts_fresh() {
     assert_eq!(mode.ok(), Some(0o600));
     let status = status(setup.admin).expect("status");
     assert!(status["upgrade"]["predecessor"].is_null(), "{status}");
+    // `check` of a changed file tells what an upgrade would reuse, bind and close.
+    let moved = scratch.path("moved.toml");
+    let elsewhere = free_udp();
+    let text = setup
+        .config(1, "")
+        .replace(&setup.udp.to_string(), &elsewhere.to_string());
+    std::fs::write(&moved, text).expect("config");
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg(&moved)
+        .output()
+        .expect("check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "l4lb {} (pid {}",
+            env!("CARGO_PKG_VERSION"),
+            first.pid()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("reuse tcp {} (service \"tcp\")", setup.tcp)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("reuse tcp {} (admin)", setup.admin)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("bind  udp {elsewhere} (service \"udp\"): new")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("close udp {}", setup.udp)),
+        "{stdout}"
+    );
+    let status = self::status(setup.admin).expect("status");
+    assert_eq!(
+        status["upgrade"]["failed_attempts"], 0,
+        "a check is no failed upgrade: {status}"
+    );
     first.terminate();
     assert_eq!(first.wait_exit(PATIENCE), 0);
     assert!(
