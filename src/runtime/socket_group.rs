@@ -84,12 +84,13 @@ pub fn tcp_group(
         listener.set_nonblocking(true)?;
         group.push((listener, SocketSource::Inherited(origin)));
     }
-    let mut next = 0;
+    let (inherited_count, mut next) = (group.len(), 0);
     while group.len() < workers {
         let member = match bind_tcp(addr) {
             Ok(listener) => (listener, SocketSource::Bound),
             Err(_) => {
-                let (listener, source) = &group[next % group.len()];
+                // Only inherited sockets are shared, in turn.
+                let (listener, source) = &group[next % inherited_count];
                 let origin = match source {
                     SocketSource::Inherited(o) | SocketSource::Shared(o) => *o,
                     SocketSource::Bound => SocketOrigin::Predecessor,
