@@ -4,8 +4,8 @@
 //! flows, and on READY stops accepting (without closing a socket first: the
 //! successor holds the same kernel sockets) and drains.
 //!
-//! One session at a time; a second successor is refused while one is under
-//! way. Every step has a deadline. Until READY nothing is final: a successor
+//! Sessions run side by side, but one upgrade at a time: a second successor
+//! asking for the sockets while one is under way is refused. Every step has a deadline. Until READY nothing is final: a successor
 //! that fails, says `Failed`, disconnects or falls silent leaves this process
 //! serving as before — its UDP loops resume, and the attempt is logged and
 //! counted. What the server itself does (exporting sockets, the UDP loops'
@@ -78,11 +78,9 @@ pub async fn serve_control(
                 }
             },
         };
-        let Ok(permit) = Arc::clone(&one_at_a_time).try_acquire_owned() else {
-            tokio::spawn(refuse(stream, "another upgrade is under way"));
-            continue;
-        };
         let session = Session {
+            one_at_a_time: Arc::clone(&one_at_a_time),
+            permit: None,
             stream,
             config: config.clone(),
             stop: stop.clone(),
@@ -93,7 +91,6 @@ pub async fn serve_control(
         };
         let live = Arc::clone(&live);
         tokio::spawn(async move {
-            let _permit = permit;
             match session.run(&live).await {
                 Ok(_) => {}
                 Err(reason) => {
@@ -108,16 +105,13 @@ pub async fn serve_control(
     closed.cancel();
 }
 
-async fn refuse(mut stream: UnixStream, reason: &str) {
-    let message = Message::Refused {
-        reason: reason.to_string(),
-    };
-    let _ = write(&mut stream, &message).await;
-}
-
 /// One successor's session.
 struct Session {
     stream: UnixStream,
+    /// Taken when the successor asks for the sockets: one upgrade at a time
+    /// (a `Hello` or a description needs none).
+    one_at_a_time: Arc<Semaphore>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// The configuration file this process runs (the successor checks it is
     /// this process's successor).
     config: PathBuf,
@@ -224,6 +218,20 @@ impl Session {
     }
 
     async fn send_sockets(&mut self) -> Result<(), String> {
+        match Arc::clone(&self.one_at_a_time).try_acquire_owned() {
+            Ok(permit) => self.permit = Some(permit),
+            Err(_) => {
+                let reason = "another upgrade is under way".to_string();
+                let _ = write(
+                    &mut self.stream,
+                    &Message::Refused {
+                        reason: reason.clone(),
+                    },
+                )
+                .await;
+                return Err(reason);
+            }
+        }
         let sockets = self.ask(HandoffCommand::Sockets).await?;
         let (records, fds): (Vec<SocketRecord>, Vec<OwnedFd>) = sockets.into_iter().unzip();
         self.report.sockets = records.len();

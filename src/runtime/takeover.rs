@@ -107,8 +107,20 @@ impl Takeover {
             .set_read_timeout(Some(STEP_TIMEOUT))
             .and_then(|()| stream.set_write_timeout(Some(STEP_TIMEOUT)))
             .map_err(connect_error)?;
-        protocol::write(&stream, &protocol::hello(config))?;
-        let (pid, version, their_config) = match protocol::read(&stream)? {
+        let answer = protocol::write(&stream, &protocol::hello(config))
+            .and_then(|()| protocol::read(&stream));
+        let answer = match (answer, mode) {
+            (Ok(answer), _) => answer,
+            (Err(e), UpgradeMode::Auto) => {
+                // A process that is stopping closes its control socket with
+                // this connection queued: it is no predecessor.
+                info!(path = %path.display(), error = %e,
+                    "the l4lb on the control socket did not answer; starting without it");
+                return Ok(None);
+            }
+            (Err(e), UpgradeMode::Required) => return Err(e.into()),
+        };
+        let (pid, version, their_config) = match answer {
             Message::Hello {
                 protocol_version,
                 pid,
@@ -147,6 +159,7 @@ impl Takeover {
         protocol::write(&self.stream, &Message::SendSockets)?;
         let sockets = match protocol::read(&self.stream)? {
             Message::Sockets { sockets } => sockets,
+            Message::Refused { reason } => return Err(UpgradeError::Refused(reason)),
             other => return Err(unexpected("sockets", &other)),
         };
         let received = fds::recv_all(&self.stream, sockets.len()).map_err(ProtocolError::Io)?;

@@ -1,10 +1,12 @@
 //! The control socket's file: its parent directory created when missing, the
 //! socket readable and writable by its owner alone (0600), and a file left by a
-//! process that is gone (nobody accepts on it) replaced. A file a live process
+//! process that is gone (nobody accepts on it) replaced — under a lock on
+//! `<path>.lock` (which stays), so two processes starting at once cannot both
+//! take a file for stale and remove each other's socket. A file a live process
 //! still accepts on is never touched: that process is a predecessor.
 
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
@@ -54,6 +56,17 @@ pub fn listen(path: &Path) -> io::Result<UnixListener> {
             .mode(0o700)
             .create(parent)?;
     }
+    // Two processes starting at once must not both find the file stale and
+    // remove each other's socket: the check and the bind happen under a lock.
+    let mut lock_path = path.as_os_str().to_os_string();
+    lock_path.push(".lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
     match probe(path)? {
         PathState::Free => {}
         PathState::Stale => std::fs::remove_file(path)?,
