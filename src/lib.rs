@@ -26,7 +26,8 @@
 //!
 //! Dependencies point one way: `runtime` uses everything; `proxy` uses `service`,
 //! `backend`, `limit`; `service` uses `balancer`, `backend`, `limit`; `balancer` uses
-//! `backend` (and the strategy settings of `config`); `config` uses nothing of ours.
+//! `backend` (and the strategy settings of `config`); `upgrade` uses `config` and the
+//! UDP flow state of `proxy`; `config` uses nothing of ours.
 
 pub mod acl;
 pub mod admin;
