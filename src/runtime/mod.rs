@@ -318,9 +318,10 @@ impl Server {
             handoff_requests,
             control: None,
         };
-        server.start_pending(&mut flows);
+        // The bounds first: flows handed over are admitted under them.
         server.apply_process_cap();
         server.apply_flow_cap();
+        server.start_pending(&mut flows);
         server.publish(1);
         Ok(server)
     }
