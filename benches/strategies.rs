@@ -45,6 +45,7 @@ fn next_context(counter: &mut u64) -> PickContext {
     PickContext {
         client: SocketAddr::from((ip, *counter as u16)),
         random: *counter,
+        server_name: None,
     }
 }
 

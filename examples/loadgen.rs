@@ -30,6 +30,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
@@ -101,6 +102,9 @@ struct ConnectArgs {
     /// Seconds to run.
     #[arg(long, default_value_t = 5.0)]
     duration: f64,
+    /// Send a TLS ClientHello naming this server (and read it back) instead of one byte.
+    #[arg(long)]
+    sni: Option<String>,
 }
 
 #[derive(Args)]
@@ -540,8 +544,12 @@ async fn tcp_exchange(s: &mut TcpStream, out: &[u8], buf: &mut [u8]) -> io::Resu
 async fn tcp_connect(a: ConnectArgs) -> Result<Report, String> {
     let run_for = check_args(a.target, a.duration)?;
     let deadline = Instant::now() + run_for;
+    let first: Arc<[u8]> = match &a.sni {
+        Some(name) => client_hello(name).into(),
+        None => b"x".to_vec().into(),
+    };
     let handles = (0..a.concurrency)
-        .map(|_| tokio::spawn(connect_worker(a.target, deadline)))
+        .map(|_| tokio::spawn(connect_worker(a.target, Arc::clone(&first), deadline)))
         .collect();
     let stats = collect(handles).await?;
     Ok(Report {
@@ -549,16 +557,40 @@ async fn tcp_connect(a: ConnectArgs) -> Result<Report, String> {
         target: a.target,
         workers: a.concurrency,
         duration: a.duration,
-        size: 1,
+        size: first.len() as u32,
         stats,
     })
 }
 
-async fn connect_worker(target: SocketAddr, deadline: Instant) -> Stats {
+/// A minimal TLS 1.3 ClientHello naming `server_name`, in one record.
+fn client_hello(server_name: &str) -> Vec<u8> {
+    let name = server_name.as_bytes();
+    let mut ext = vec![0, 0];
+    ext.extend(((name.len() + 5) as u16).to_be_bytes());
+    ext.extend(((name.len() + 3) as u16).to_be_bytes());
+    ext.push(0);
+    ext.extend((name.len() as u16).to_be_bytes());
+    ext.extend(name);
+    ext.extend([0, 43, 0, 3, 2, 3, 4]);
+    let mut body = vec![3, 3];
+    body.extend([7u8; 32]);
+    body.extend([0, 0, 2, 0x13, 0x01, 1, 0]);
+    body.extend((ext.len() as u16).to_be_bytes());
+    body.extend(ext);
+    let mut message = vec![1];
+    message.extend(&(body.len() as u32).to_be_bytes()[1..]);
+    message.extend(body);
+    let mut record = vec![22, 3, 1];
+    record.extend((message.len() as u16).to_be_bytes());
+    record.extend(message);
+    record
+}
+
+async fn connect_worker(target: SocketAddr, first: Arc<[u8]>, deadline: Instant) -> Stats {
     let mut stats = Stats::new();
     while Instant::now() < deadline {
         let start = Instant::now();
-        match bounded(connect_once(target), TCP_OP_TIMEOUT, deadline).await {
+        match bounded(connect_once(target, &first), TCP_OP_TIMEOUT, deadline).await {
             Outcome::Done(Ok(true)) => stats.hist.record(start.elapsed()),
             Outcome::Done(Ok(false)) | Outcome::Done(Err(_)) | Outcome::TimedOut => {
                 stats.error(deadline).await
@@ -569,13 +601,13 @@ async fn connect_worker(target: SocketAddr, deadline: Instant) -> Stats {
     stats
 }
 
-/// Connects, writes one byte, reads it back, closes. `Ok(false)`: wrong byte.
-async fn connect_once(target: SocketAddr) -> io::Result<bool> {
+/// Connects, writes `first`, reads it back, closes. `Ok(false)`: wrong bytes.
+async fn connect_once(target: SocketAddr, first: &[u8]) -> io::Result<bool> {
     let mut s = tcp_open(target).await?;
-    s.write_all(b"x").await?;
-    let mut b = [0u8; 1];
+    s.write_all(first).await?;
+    let mut b = vec![0u8; first.len()];
     s.read_exact(&mut b).await?;
-    Ok(&b == b"x")
+    Ok(b == first)
 }
 
 // ---------------------------------------------------------------------------

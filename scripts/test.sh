@@ -4,7 +4,15 @@
 # real /metrics scrape; PostgreSQL, Redis, MariaDB and dnsmasq are the real servers
 # the protocol health checks are tested against (tests/health_protocols.rs starts
 # its own instances on loopback ports); dig (`dnsutils`) and dnsperf query DNS
-# through UDP services (tests/udp_flows.rs). Extra arguments go to `cargo test`.
+# through UDP services (tests/udp_flows.rs); openssl (s_server backends with their
+# own certificates, s_client) and curl route TLS by server name through l4lb
+# (tests/sni.rs). tests/transparent.rs builds network
+# namespaces (`ip` from iproute2, `sysctl` from procps), lets
+# scripts/transparent-setup.sh add its nftables rule, counts marked packets with
+# nft, and drops capabilities with capsh (`libcap2-bin`). Extra arguments go to
+# `cargo test`. bird2, socat, curl, nftables and iproute2 run the ECMP lab
+# (tests/ecmp_lab.rs runs scripts/ecmp_lab.sh: network namespaces, a BGP router and
+# three l4lb instances).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +25,14 @@ has mariadbd || missing+=(mariadb-server)
 has dnsmasq || missing+=(dnsmasq)
 has dig || missing+=(dnsutils)
 has dnsperf || missing+=(dnsperf)
+has ip || missing+=(iproute2)
+has sysctl || missing+=(procps)
+has nft || missing+=(nftables)
+has capsh || missing+=(libcap2-bin)
+has openssl || missing+=(openssl)
+has curl || missing+=(curl)
+has bird || missing+=(bird2)
+has socat || missing+=(socat)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   apt-get update -qq

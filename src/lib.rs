@@ -17,7 +17,7 @@
 //! - [`admin`]: the hyper admin server: routes, limits, responses.
 //! - [`notify`]: sd_notify (READY, RELOADING, STOPPING, STATUS, WATCHDOG).
 //! - [`random`]: fast per-thread pseudo-random numbers and jitter (not for secrets).
-//! - [`lifecycle`]: the stop-accepting / close-sessions signals and the session tracker.
+//! - [`lifecycle`]: the withdraw / stop-accepting / close-sessions signals and the session tracker.
 //! - [`log_throttle`]: rate limit for repeated warnings.
 //! - [`runtime`]: wiring config to services and tasks on per-core worker runtimes;
 //!   serving and draining; binary upgrades (handing sockets and UDP flows over).

@@ -65,6 +65,13 @@ fn check(path: &Path) -> ExitCode {
     for service in &config.services {
         println!("{}", service.summary());
     }
+    // Not errors: `check` may run on another host, or without the privileges
+    // `l4lb run` will have.
+    for problem in l4lb::proxy::source_check::check(&config) {
+        eprintln!(
+            "warning: {problem} (l4lb run would refuse to start with this process's privileges)"
+        );
+    }
     print_upgrade_plan(&config);
     println!("{}: configuration is valid", path.display());
     ExitCode::SUCCESS

@@ -53,6 +53,8 @@ pub struct ServiceSample {
     /// udp: live flows and `(reason, count)` of dropped datagrams; `None` for tcp.
     pub udp: Option<UdpSample>,
     pub backends: Vec<BackendSample>,
+    /// Services routed by TLS server name: `(route, clients given to it)`.
+    pub routes: Vec<(String, u64)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -227,6 +229,7 @@ mod tests {
                     datagrams: None,
                     checks: Some((5, 1, 0)),
                 }],
+                routes: vec![("default".into(), 4), ("db1".into(), 6)],
             }],
             reloads: (2, 1),
             upgrade: UpgradeSample::default(),

@@ -83,6 +83,21 @@ pub struct ServiceStatus {
     pub active_connections: usize,
     pub udp_flows: usize,
     pub backends: Vec<BackendStatus>,
+    /// Services with `[[service.route]]`: every route, `default` first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteStatus>,
+}
+
+/// One route of a service routed by TLS server name.
+#[derive(Debug, Serialize)]
+pub struct RouteStatus {
+    pub name: String,
+    /// The patterns it matches (empty for `default`).
+    pub sni: Vec<String>,
+    pub alpn: Vec<String>,
+    pub strategy: &'static str,
+    /// Clients given to this route so far.
+    pub routed_connections: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -94,6 +109,9 @@ pub struct BackendStatus {
     pub state: &'static str,
     pub weight: u32,
     pub backup: bool,
+    /// The route it belongs to (services with `[[service.route]]` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
     pub active_connections: usize,
     pub total_connections: u64,
     pub connect_failures: u64,
@@ -172,7 +190,18 @@ fn service_status(view: &ServiceView, retired: &[&Backend], now: Instant) -> Ser
     let service = &view.service;
     let config = service.config();
     let checked = config.health.is_some();
-    let draining = retired.iter().map(|b| backend_status(b, checked, now));
+    let draining = retired
+        .iter()
+        .map(|b| backend_status(b, checked, None, now));
+    let routed = !config.routes.is_empty();
+    let own = service
+        .backends()
+        .iter()
+        .zip(&config.backends)
+        .map(|(b, c)| {
+            let route = routed.then(|| config.route_name(c.route).to_string());
+            backend_status(b, config.health_of(c).is_some(), route, now)
+        });
     ServiceStatus {
         name: config.name.clone(),
         protocol: config.protocol.as_str(),
@@ -180,16 +209,42 @@ fn service_status(view: &ServiceView, retired: &[&Backend], now: Instant) -> Ser
         strategy: config.strategy.kind.as_str(),
         active_connections: service.active_connections(),
         udp_flows: service.udp_flows(),
-        backends: service
-            .backends()
-            .iter()
-            .map(|b| backend_status(b, checked, now))
-            .chain(draining)
-            .collect(),
+        backends: own.chain(draining).collect(),
+        routes: if routed {
+            route_statuses(service)
+        } else {
+            Vec::new()
+        },
     }
 }
 
-fn backend_status(backend: &Backend, checked: bool, now: Instant) -> BackendStatus {
+fn route_statuses(service: &Service) -> Vec<RouteStatus> {
+    let config = service.config();
+    service
+        .pools()
+        .iter()
+        .enumerate()
+        .map(|(i, pool)| {
+            let route = i.checked_sub(1).and_then(|i| config.routes.get(i));
+            RouteStatus {
+                name: pool.name().to_string(),
+                sni: route.map_or_else(Vec::new, |r| r.sni.iter().map(|p| p.to_string()).collect()),
+                alpn: route.map_or_else(Vec::new, |r| r.alpn.clone()),
+                strategy: route
+                    .map_or(config.strategy.kind, |r| r.strategy.kind)
+                    .as_str(),
+                routed_connections: pool.routed(),
+            }
+        })
+        .collect()
+}
+
+fn backend_status(
+    backend: &Backend,
+    checked: bool,
+    route: Option<String>,
+    now: Instant,
+) -> BackendStatus {
     let health = checked.then(|| {
         let h = backend.health_snapshot(now);
         HealthStatus {
@@ -211,6 +266,7 @@ fn backend_status(backend: &Backend, checked: bool, now: Instant) -> BackendStat
         state: backend.state_name(now),
         weight: backend.weight(),
         backup: backend.is_backup(),
+        route,
         active_connections: backend.active(),
         total_connections: backend.total_connections(),
         connect_failures: backend.connect_failures(),
@@ -246,7 +302,7 @@ pub fn metrics_sample(services: &[ServiceView], retired: &[(String, Arc<Backend>
 }
 
 fn service_sample(service: &Service, now: Instant) -> ServiceSample {
-    let checked = service.config().health.is_some();
+    let config = service.config();
     let udp = service.config().protocol == Protocol::Udp;
     let rejected = RejectReason::ALL
         .iter()
@@ -267,8 +323,15 @@ fn service_sample(service: &Service, now: Instant) -> ServiceSample {
         backends: service
             .backends()
             .iter()
-            .map(|b| backend_sample(b, checked, udp, now))
+            .zip(&config.backends)
+            .map(|(b, c)| backend_sample(b, config.health_of(c).is_some(), udp, now))
             .collect(),
+        routes: if config.routes.is_empty() {
+            Vec::new()
+        } else {
+            let pools = service.pools().iter();
+            pools.map(|p| (p.name().to_string(), p.routed())).collect()
+        },
     }
 }
 

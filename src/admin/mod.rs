@@ -1,5 +1,5 @@
 //! The admin HTTP/1.1 endpoint: Prometheus metrics, the `/status` document, the
-//! `/healthz` probe and the runtime API (`POST /services/{name}/backends/{address}/
+//! `/healthz` probe, the `/ready` route-announcer check and the runtime API (`POST /services/{name}/backends/{address}/
 //! drain|maint|ready`, behind a bearer token when one is configured).
 //!
 //! Owns the public surface of the admin server: the [`AdminState`] trait the
@@ -11,6 +11,7 @@ mod body;
 mod budget;
 mod documents;
 mod limits;
+mod ready;
 mod response;
 mod routes;
 mod server;
@@ -37,6 +38,10 @@ pub trait AdminState: Send + Sync + 'static {
     fn unhealthy(&self) -> Option<String> {
         None
     }
+    /// The names of the services (every one, or only the one named `only`) that
+    /// have no backend able to take a new client now; a 404 `ApiError` when
+    /// `only` names no service.
+    fn services_without_backends(&self, only: Option<&str>) -> Result<Vec<String>, ApiError>;
     /// Whether a runtime-API request with this `Authorization` header value may proceed.
     fn authorize(&self, authorization: Option<&str>) -> bool;
     /// Applies `action` (`drain`, `maint` or `ready`) to one backend of one service;

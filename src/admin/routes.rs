@@ -19,6 +19,8 @@ pub(crate) enum Endpoint {
     Metrics,
     Status,
     Healthz,
+    /// `/ready` (`?service=NAME`).
+    Ready,
     /// `/services/{name}/backends/{address}/{action}`.
     BackendAction,
 }
@@ -47,6 +49,7 @@ impl Endpoint {
             "/metrics" => Some(Self::Metrics),
             "/status" => Some(Self::Status),
             "/healthz" => Some(Self::Healthz),
+            "/ready" => Some(Self::Ready),
             _ if BackendActionPath::parse(path).is_some() => Some(Self::BackendAction),
             _ => None,
         }
@@ -54,7 +57,7 @@ impl Endpoint {
 
     fn allowed(self) -> AllowedMethods {
         match self {
-            Self::Metrics | Self::Status | Self::Healthz => AllowedMethods::GetOrHead,
+            Self::Metrics | Self::Status | Self::Healthz | Self::Ready => AllowedMethods::GetOrHead,
             Self::BackendAction => AllowedMethods::Post,
         }
     }
@@ -105,6 +108,7 @@ pub(crate) fn handle<B>(request: &Request<B>, state: &dyn AdminState) -> Reply {
         Route::Serve(Endpoint::Metrics) => return Reply::Document(Document::Metrics),
         Route::Serve(Endpoint::Status) => return Reply::Document(Document::Status),
         Route::Serve(Endpoint::Healthz) => healthz(state),
+        Route::Serve(Endpoint::Ready) => super::ready::ready(request.uri().query(), state),
         Route::Serve(Endpoint::BackendAction) => backend_action(request, path, state),
         Route::MethodNotAllowed(endpoint) => {
             response::method_not_allowed(endpoint.allowed().header_value())
@@ -155,7 +159,7 @@ impl BackendActionPath {
 }
 
 /// Decodes `%XX` escapes (e.g. `%5B%3A%3A1%5D%3A80` for `[::1]:80`); `None` when malformed.
-fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -216,6 +220,7 @@ mod tests {
             ("/metrics", Endpoint::Metrics),
             ("/status", Endpoint::Status),
             ("/healthz", Endpoint::Healthz),
+            ("/ready", Endpoint::Ready),
         ] {
             assert_eq!(route(&Method::GET, path), Route::Serve(endpoint));
             assert_eq!(route(&Method::HEAD, path), Route::Serve(endpoint));
@@ -288,6 +293,12 @@ mod tests {
         fn authorize(&self, _: Option<&str>) -> bool {
             true
         }
+        fn services_without_backends(
+            &self,
+            _: Option<&str>,
+        ) -> Result<Vec<String>, super::super::ApiError> {
+            Ok(Vec::new())
+        }
         fn backend_action(
             &self,
             _: &str,
@@ -304,6 +315,12 @@ mod tests {
             healthz(&StalledWorker).status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
+    }
+
+    #[test]
+    fn ready_fails_while_a_worker_is_stalled() {
+        let response = super::super::ready::ready(None, &StalledWorker);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::sequence::CyclicSequence;
-use super::{PickContext, Strategy, backend_point_hash, client_key_hash, is_usable, table_index};
+use super::{PickContext, Strategy, backend_point_hash, is_usable, table_index};
 use crate::backend::Backend;
 use crate::config::HashKey;
 
@@ -77,7 +77,7 @@ impl Strategy for ConsistentHash {
         if self.point_hashes.is_empty() {
             return None;
         }
-        let key = client_key_hash(ctx.client, self.hash_key);
+        let key = ctx.key_hash(self.hash_key);
         let landing = self.index.landing(&self.point_hashes, key);
         let usable = |i| is_usable(backends, eligible, i);
         if usable(landing.owner as usize) {

@@ -27,9 +27,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::sequence::CyclicSequence;
-use super::{
-    PickContext, Strategy, backend_point_hash, client_key_hash, is_usable, scale_to, table_index,
-};
+use super::{PickContext, Strategy, backend_point_hash, is_usable, scale_to, table_index};
 use crate::backend::Backend;
 use crate::config::HashKey;
 
@@ -69,7 +67,7 @@ impl Strategy for Maglev {
         if size == 0 {
             return None;
         }
-        let key = client_key_hash(ctx.client, self.hash_key);
+        let key = ctx.key_hash(self.hash_key);
         let slot = scale_to(key, size) as usize;
         let usable = |i| is_usable(backends, eligible, i);
         match self.table.first_usable_from(slot, usable) {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use siphasher::sip::SipHasher13;
 
 use crate::backend::Backend;
-use crate::config::{HashKey, StrategyConfig, StrategyKind};
+use crate::config::{HashKey, HashVersion, StrategyConfig, StrategyKind};
 
 mod consistent_hash;
 mod least_connections;
@@ -42,6 +42,28 @@ pub struct PickContext {
     pub client: SocketAddr,
     /// A fresh random number from the caller (random and power-of-two strategies).
     pub random: u64,
+    /// `sni_hash` of the TLS server name the client asked for, when it was read.
+    pub server_name: Option<u64>,
+}
+
+impl PickContext {
+    /// The hash a hashing strategy places for this client: the server name's
+    /// for `HashKey::Sni` (a client without one hashes by its IP), else
+    /// `client_key_hash`.
+    #[inline]
+    pub fn key_hash(&self, key: HashKey) -> u64 {
+        match (key, self.server_name) {
+            (HashKey::Sni, Some(hash)) => hash,
+            (HashKey::Sni, None) => client_key_hash(self.client, HashKey::SourceIp),
+            (key, _) => client_key_hash(self.client, key),
+        }
+    }
+}
+
+/// The hash of a (lower-cased) TLS server name for `hash_key = "sni"`:
+/// SipHash-1-3 with the module's fixed keys over the name's bytes.
+pub fn sni_hash(server_name: &str) -> u64 {
+    keyed_hash(&[server_name.as_bytes()])
 }
 
 /// Chooses one backend for one client.
@@ -74,7 +96,13 @@ pub const HASH_KEY_1: u64 = u64::from_be_bytes(*b"siphash1");
 /// Weights come from `Backend::weight()`; the hashing strategies identify a backend
 /// by `Backend::address()`, so two instances built for the same addresses choose
 /// alike.
+///
+/// `config.hash_version` names the mapping of the hashing strategies. Version 1
+/// is the only one; its picks are frozen in `tests/data/hash_vectors.json`. A
+/// changed mapping must be a new `HashVersion` variant dispatched on here, never
+/// an edit of the version-1 code.
 pub fn build(config: &StrategyConfig, backends: &[Arc<Backend>]) -> Box<dyn Strategy> {
+    let HashVersion::V1 = config.hash_version;
     let backends = indexed(backends);
     match config.kind {
         StrategyKind::RoundRobin => Box::new(RoundRobin::new(backends)),
@@ -215,7 +243,11 @@ pub(crate) mod testing {
 
     /// A context for `client` with random number `random`.
     pub fn ctx(client: SocketAddr, random: u64) -> PickContext {
-        PickContext { client, random }
+        PickContext {
+            client,
+            random,
+            server_name: None,
+        }
     }
 
     /// A deterministic client address derived from `seed`.
@@ -250,6 +282,7 @@ pub(crate) mod testing {
             hash_key,
             virtual_nodes: 160,
             table_size: 65537,
+            hash_version: HashVersion::V1,
         }
     }
 
@@ -531,6 +564,7 @@ mod tests {
             },
             virtual_nodes,
             table_size: table,
+            hash_version: HashVersion::V1,
         }
     }
 

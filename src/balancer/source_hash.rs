@@ -24,7 +24,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::{PickContext, Strategy, client_key_hash, is_usable, keyed_hash, table_index};
+use super::{PickContext, Strategy, is_usable, keyed_hash, table_index};
 use crate::backend::Backend;
 use crate::config::HashKey;
 
@@ -113,7 +113,7 @@ impl Strategy for SourceHash {
         ctx: &PickContext,
         eligible: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
-        let bucket = bucket_of(client_key_hash(ctx.client, self.hash_key));
+        let bucket = bucket_of(ctx.key_hash(self.hash_key));
         let winner = self.winner(bucket)?;
         if is_usable(backends, eligible, winner) {
             return Some(winner);
@@ -168,6 +168,7 @@ mod tests {
     use super::super::hashing_checks::*;
     use super::super::testing::*;
     use super::*;
+    use crate::balancer::client_key_hash;
     use crate::config::StrategyKind;
     use std::net::SocketAddr;
 

@@ -68,6 +68,7 @@ pub struct RawGlobal {
     pub max_connections: Field<Int>,
     pub shutdown_grace: Field<DurationText>,
     pub control_socket: Field<String>,
+    pub drain_delay: Field<DurationText>,
 }
 
 /// A `[[service]]`'s own keys; its nested tables are read separately.
@@ -81,6 +82,7 @@ pub struct RawService {
     pub hash_key: Field<String>,
     pub virtual_nodes: Field<Int>,
     pub table_size: Field<Int>,
+    pub hash_version: Field<Int>,
     pub max_connections: Field<Int>,
     pub max_connections_per_source: Field<Int>,
     pub connect_timeout: Field<DurationText>,
@@ -96,12 +98,49 @@ pub struct RawService {
     pub deny: Field<StringList>,
     pub on_all_down: Field<String>,
     pub close_on_down: Field<bool>,
+    pub source: Field<String>,
+    pub source_port: Field<String>,
+    pub mark: Field<Int>,
+    pub no_sni: Field<String>,
+    pub preread_timeout: Field<DurationText>,
     #[serde(rename = "health")]
     _health: Option<IgnoredAny>,
     #[serde(rename = "outlier")]
     _outlier: Option<IgnoredAny>,
     #[serde(rename = "backend")]
     _backend: Option<IgnoredAny>,
+    #[serde(rename = "route")]
+    _route: Option<IgnoredAny>,
+}
+
+/// A `[[service.route]]`'s own keys; its health and backends are read separately.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: Field<String>,
+    pub sni: Field<StringList>,
+    pub alpn: Field<StringList>,
+    pub strategy: Field<String>,
+    pub hash_key: Field<String>,
+    pub virtual_nodes: Field<Int>,
+    pub table_size: Field<Int>,
+    pub hash_version: Field<Int>,
+    pub max_connections: Field<Int>,
+    pub allow: Field<StringList>,
+    pub deny: Field<StringList>,
+    #[serde(rename = "health")]
+    _health: Option<IgnoredAny>,
+    #[serde(rename = "backend")]
+    _backend: Option<IgnoredAny>,
+}
+
+/// One `[[service.route]]` and its nested tables.
+pub struct RouteEntry {
+    pub fields: Section<RawRoute>,
+    pub health: Option<Section<RawHealth>>,
+    pub backends: Vec<Section<RawBackend>>,
+    /// Whether a non-empty `backend` value was written (even if unreadable).
+    pub backend_written: bool,
 }
 
 /// `[service.health]`, and a backend's `[service.backend.health]` overrides.
@@ -198,6 +237,7 @@ pub struct ServiceEntry {
     pub backends: Vec<Section<RawBackend>>,
     /// Whether a non-empty `backend` value was written (even if unreadable).
     pub backend_written: bool,
+    pub routes: Vec<RouteEntry>,
 }
 
 /// The whole file, read but not yet validated.
@@ -284,13 +324,56 @@ fn read_service(
         .get("backend")
         .map(|v| read_backends(v, path, report))
         .unwrap_or_default();
+    let routes = table
+        .get("route")
+        .map(|v| read_routes(v, path, report))
+        .unwrap_or_default();
     Some(ServiceEntry {
         fields: fields?,
         health,
         outlier,
         backends,
         backend_written: is_written(table.get("backend")),
+        routes,
     })
+}
+
+fn read_routes(
+    value: &Spanned<DeValue>,
+    service_path: &str,
+    report: &mut Report,
+) -> Vec<RouteEntry> {
+    let route_path = paths::join(service_path, "route");
+    let Some(items) = array_of_tables(value, &route_path, "[[service.route]]", report) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| {
+            let (span, table) = item.as_ref()?;
+            let path = paths::indexed(service_path, "route", i);
+            let fields = read_section(table, span, &path, ROUTE_TABLES, report);
+            let health = table.get("health").and_then(|v| {
+                read_table(
+                    v,
+                    &paths::join(&path, "health"),
+                    "[service.route.health]",
+                    report,
+                )
+            });
+            let backends = table
+                .get("backend")
+                .map(|v| read_backends(v, &path, report))
+                .unwrap_or_default();
+            Some(RouteEntry {
+                fields: fields?,
+                health,
+                backends,
+                backend_written: is_written(table.get("backend")),
+            })
+        })
+        .collect()
 }
 
 fn read_backends(
@@ -411,7 +494,8 @@ fn read_section<T: DeserializeOwned>(
 /// Keys of the top level and of a `[[service]]` whose values are tables read
 /// on their own (`T` only notes that they may be there).
 const ROOT_TABLES: &[&str] = &["admin", "global", "service"];
-const SERVICE_TABLES: &[&str] = &["health", "outlier", "backend"];
+const SERVICE_TABLES: &[&str] = &["health", "outlier", "backend", "route"];
+const ROUTE_TABLES: &[&str] = &["health", "backend"];
 const BACKEND_TABLES: &[&str] = &["health"];
 
 /// A copy of `table` in which the value of each `nested` key is a stand-in:

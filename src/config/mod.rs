@@ -8,6 +8,7 @@
 //! from the configuration.
 
 mod address;
+pub mod backend_source;
 mod checker;
 mod error;
 mod file;
@@ -17,7 +18,9 @@ mod health_rules;
 pub mod model;
 mod paths;
 mod report;
+mod routes;
 mod source;
+mod source_rules;
 mod strategy;
 mod suggest;
 mod validate;

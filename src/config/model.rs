@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+pub use super::backend_source::{BackendSource, FamilyMismatch, SourceAddress, SourcePort};
 pub use super::health_check::*;
 
 /// A whole, valid `lb.toml`.
@@ -46,6 +47,9 @@ pub struct GlobalConfig {
     pub shutdown_grace: Duration,
     /// The unix socket a successor asks for this process's sockets on.
     pub control_socket: PathBuf,
+    /// On SIGTERM, how long `/ready` and `/healthz` say 503 while the listeners
+    /// still accept, before they close (time for routers to withdraw the route).
+    pub drain_delay: Duration,
 }
 
 impl Default for GlobalConfig {
@@ -55,6 +59,7 @@ impl Default for GlobalConfig {
             max_connections: 0,
             shutdown_grace: Duration::from_secs(30),
             control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            drain_delay: Duration::ZERO,
         }
     }
 }
@@ -91,10 +96,93 @@ pub struct ServiceConfig {
     pub deny: Vec<IpNet>,
     pub on_all_down: OnAllDown,
     pub close_on_down: bool,
+    /// Where backend connections come from (`source`, `source_port`, `mark`).
+    pub source: BackendSource,
     pub health: Option<HealthConfig>,
     pub outlier: Option<OutlierConfig>,
-    /// At least one.
+    /// Every backend of the service: the default route's (`[[service.backend]]`,
+    /// `route == 0`) first, then each route's in order. At least one in all.
     pub backends: Vec<BackendConfig>,
+    /// tcp: `[[service.route]]`, routed by the TLS ClientHello; empty = none.
+    pub routes: Vec<RouteConfig>,
+    /// tcp with routes: what a client without SNI (or not speaking TLS) gets.
+    pub no_sni: NoSni,
+    /// tcp: how long the ClientHello may take to arrive when it is read ahead.
+    pub preread_timeout: Duration,
+}
+
+/// The name of the route made of a service's own `[[service.backend]]` list.
+pub const DEFAULT_ROUTE: &str = "default";
+
+/// One `[[service.route]]`: the clients whose ClientHello it matches and how
+/// its backends (`BackendConfig::route` = its position + 1) are chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteConfig {
+    /// Its `route` label: `name`, else its first `sni` entry.
+    pub name: String,
+    /// At least one.
+    pub sni: Vec<SniPattern>,
+    /// ALPN protocols, one of which the client must offer; empty = any.
+    pub alpn: Vec<String>,
+    pub strategy: StrategyConfig,
+    /// Clients at once on this route; 0 = unlimited.
+    pub max_connections: usize,
+    /// Source CIDRs allowed on this route (judged once the SNI is known).
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+}
+
+/// A server name a route matches, lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SniPattern {
+    /// This name exactly.
+    Exact(String),
+    /// `*.suffix`: one label, any, then `.suffix`.
+    Wildcard(String),
+}
+
+impl fmt::Display for SniPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SniPattern::Exact(name) => f.write_str(name),
+            SniPattern::Wildcard(suffix) => write!(f, "*.{suffix}"),
+        }
+    }
+}
+
+/// `no_sni`: what a client without a server name gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoSni {
+    /// The default route (the service's own backends).
+    Default,
+    /// Closed and counted (`no_sni`).
+    Reject,
+}
+
+impl ServiceConfig {
+    /// Whether each client's ClientHello is read ahead before choosing a backend:
+    /// the service has routes, or hashes by server name.
+    pub fn prereads_tls(&self) -> bool {
+        !self.routes.is_empty()
+            || self.strategy.hash_key == HashKey::Sni
+            || self
+                .routes
+                .iter()
+                .any(|r| r.strategy.hash_key == HashKey::Sni)
+    }
+
+    /// The active check of `backend`: its own (or its route's), else the service's.
+    pub fn health_of<'a>(&'a self, backend: &'a BackendConfig) -> Option<&'a HealthConfig> {
+        backend.health.as_ref().or(self.health.as_ref())
+    }
+
+    /// The name of route `route` (0 = the default route).
+    pub fn route_name(&self, route: usize) -> &str {
+        match route.checked_sub(1).and_then(|i| self.routes.get(i)) {
+            Some(r) => &r.name,
+            None => DEFAULT_ROUTE,
+        }
+    }
 }
 
 /// How a service picks a backend: the strategy and its parameters.
@@ -107,6 +195,8 @@ pub struct StrategyConfig {
     pub virtual_nodes: u32,
     /// `maglev`: lookup table size, a prime.
     pub table_size: usize,
+    /// Hashing strategies only: which frozen client-to-backend mapping to use.
+    pub hash_version: HashVersion,
 }
 
 impl Default for StrategyConfig {
@@ -116,7 +206,37 @@ impl Default for StrategyConfig {
             hash_key: HashKey::SourceIp,
             virtual_nodes: 160,
             table_size: 65537,
+            hash_version: HashVersion::V1,
         }
+    }
+}
+
+/// A frozen mapping of the hashing strategies (`hash_version` in `lb.toml`).
+///
+/// A version's picks never change: `tests/data/hash_vectors.json` records them
+/// and a test fails if any moves. A different mapping is a new variant, chosen
+/// by setting `hash_version`; the default stays `V1`, so upgrading l4lb never
+/// moves a hashed client unless the operator asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashVersion {
+    V1,
+}
+
+impl HashVersion {
+    pub const ALL: [HashVersion; 1] = [HashVersion::V1];
+
+    /// The number written in `lb.toml`.
+    pub fn number(self) -> u32 {
+        match self {
+            HashVersion::V1 => 1,
+        }
+    }
+
+    /// The version `number` names, if this l4lb knows it.
+    pub fn from_number(number: i64) -> Option<HashVersion> {
+        HashVersion::ALL
+            .into_iter()
+            .find(|v| i64::from(v.number()) == number)
     }
 }
 
@@ -206,6 +326,8 @@ impl fmt::Display for StrategyKind {
 pub enum HashKey {
     SourceIp,
     SourceIpPort,
+    /// The TLS server name; clients without one hash as `SourceIp`.
+    Sni,
 }
 
 impl HashKey {
@@ -213,6 +335,7 @@ impl HashKey {
         match self {
             HashKey::SourceIp => "source_ip",
             HashKey::SourceIpPort => "source_ip_port",
+            HashKey::Sni => "sni",
         }
     }
 }
@@ -284,9 +407,12 @@ pub struct BackendConfig {
     pub max_connections: usize,
     pub backup: bool,
     pub slow_start: Duration,
-    /// The service's check with `[service.backend.health]` written over it;
-    /// `None` when the backend overrides nothing.
+    /// The service's check with its route's `[service.route.health]` and
+    /// `[service.backend.health]` written over it; `None` when neither overrides
+    /// anything.
     pub health: Option<HealthConfig>,
+    /// The route it belongs to: 0 = the default route, `i + 1` = `routes[i]`.
+    pub route: usize,
 }
 
 impl ServiceConfig {
@@ -294,8 +420,9 @@ impl ServiceConfig {
     /// `service "pg": tcp 0.0.0.0:6432 -> 3 backends (least_connections)`.
     pub fn summary(&self) -> String {
         let listen: Vec<String> = self.listen.iter().map(SocketAddr::to_string).collect();
-        let backups = self.backends.iter().filter(|b| b.backup).count();
-        let primaries = self.backends.len() - backups;
+        let own = || self.backends.iter().filter(|b| b.route == 0);
+        let backups = own().filter(|b| b.backup).count();
+        let primaries = own().count() - backups;
         let mut line = format!(
             "service \"{}\": {} {} -> {}",
             self.name,
@@ -307,6 +434,14 @@ impl ServiceConfig {
             line.push_str(&format!(" + {}", count(backups, "backup")));
         }
         line.push_str(&format!(" ({})", self.strategy.kind));
+        if !self.routes.is_empty() {
+            let routed = self.backends.iter().filter(|b| b.route != 0).count();
+            line.push_str(&format!(
+                ", {} by TLS server name ({})",
+                count(self.routes.len(), "route"),
+                count(routed, "backend")
+            ));
+        }
         if let Some(health) = &self.health {
             let kind = health.kind().as_str();
             let every = humantime::format_duration(health.interval);
@@ -318,6 +453,9 @@ impl ServiceConfig {
             line.push_str(&format!(
                 ", outlier ejection after {failures} for {ejection}"
             ));
+        }
+        if let Some(source) = self.source.describe() {
+            line.push_str(&format!(", {source}"));
         }
         line
     }

@@ -16,6 +16,9 @@ pub fn unknown_key_message(message: &str) -> Option<String> {
         [first, second] => {
             format!("unknown key `{key}`; did you mean `{first}` or `{second}`?")
         }
+        [first, second, third] => {
+            format!("unknown key `{key}`; did you mean `{first}`, `{second}` or `{third}`?")
+        }
         _ if valid.is_empty() => format!("unknown key `{key}`; this table takes no keys"),
         _ => {
             let listed: Vec<String> = valid.iter().map(|k| format!("`{k}`")).collect();
@@ -28,13 +31,13 @@ pub fn unknown_key_message(message: &str) -> Option<String> {
 }
 
 /// The valid keys that contain `key` (e.g. `timeout` in `connect_timeout`),
-/// when there are one or two of them.
+/// when there are at most three of them.
 fn containing<'k>(key: &str, valid: &[&'k str]) -> Vec<&'k str> {
     if key.len() < 4 {
         return Vec::new();
     }
     let found: Vec<&str> = valid.iter().copied().filter(|k| k.contains(key)).collect();
-    if found.len() <= 2 { found } else { Vec::new() }
+    if found.len() <= 3 { found } else { Vec::new() }
 }
 
 /// The names between backticks in `text`.

@@ -9,6 +9,8 @@ mod features;
 mod messages;
 mod mistakes;
 mod properties;
+mod routes;
+mod source_keys;
 mod structure;
 mod udp_keys;
 

@@ -25,6 +25,8 @@ use super::health_rules;
 use super::model::*;
 use super::paths;
 use super::report::{Report, Span};
+use super::routes::{WrittenRoute, check_routes, check_sni_hashing};
+use super::source_rules::family_problem;
 use super::values::{as_u32, as_usize};
 
 const DEFAULT_ADMIN_LISTEN: SocketAddr =
@@ -49,6 +51,8 @@ const ACCESS_LOGS: &[(&str, AccessLog)] = &[
     ("errors", AccessLog::Errors),
     ("off", AccessLog::Off),
 ];
+const NO_SNI: &[(&str, NoSni)] = &[("default", NoSni::Default), ("reject", NoSni::Reject)];
+const PREREAD_TIMEOUT: Duration = Duration::from_secs(5);
 const ON_ALL_DOWN: &[(&str, OnAllDown)] = &[
     ("reject", OnAllDown::Reject),
     ("use_all", OnAllDown::UseAll),
@@ -79,7 +83,7 @@ pub fn validate(doc: &RawDocument, source: &Path, resolve: Resolve, report: &mut
     let listeners = std::mem::take(&mut v.listeners);
     let loops = LoopFinder::new(&listeners);
     for (service, entry) in services.iter_mut().zip(&doc.services) {
-        service.backends = v.backends(entry, service.protocol, &loops);
+        service.backends = v.backends(entry, service, &loops);
     }
     Config {
         source: source.to_path_buf(),
@@ -141,6 +145,9 @@ impl<'a> Validation<'_, 'a> {
                 .unwrap_or(defaults.shutdown_grace),
             control_socket: control_socket(&mut c, &raw.control_socket)
                 .unwrap_or(defaults.control_socket),
+            drain_delay: c
+                .duration("drain_delay", &raw.drain_delay, defaults.drain_delay, true)
+                .unwrap_or(defaults.drain_delay),
         }
     }
 
@@ -186,7 +193,7 @@ impl<'a> Validation<'_, 'a> {
             .choice("protocol", &raw.protocol, PROTOCOLS, Protocol::Tcp)
             .unwrap_or(Protocol::Tcp);
         let listeners = c.listen(section, protocol);
-        let strategy = c.strategy(raw, entry.backends.len());
+        let strategy = c.strategy(&raw.into(), entry.backends.len());
         let idle_default = match protocol {
             Protocol::Tcp => TCP_IDLE_TIMEOUT,
             Protocol::Udp => UDP_IDLE_TIMEOUT,
@@ -229,18 +236,88 @@ impl<'a> Validation<'_, 'a> {
                 )
                 .unwrap_or(OnAllDown::Reject),
             close_on_down: flag(&raw.close_on_down),
+            source: c.backend_source(raw),
             health: None,
             outlier: None,
             backends: Vec::new(),
+            routes: Vec::new(),
+            no_sni: c
+                .choice("no_sni", &raw.no_sni, NO_SNI, NoSni::Default)
+                .unwrap_or(NoSni::Default),
+            preread_timeout: c.positive_duration(
+                "preread_timeout",
+                &raw.preread_timeout,
+                PREREAD_TIMEOUT,
+            ),
         };
         self.listeners.extend(listeners);
+        service.routes = self.routes(entry, &service);
         service.health = entry.health.as_ref().map(|s| self.health(s, protocol));
         service.outlier = entry.outlier.as_ref().map(|s| self.outlier(s));
         self.keys_of_the_other_protocol(section, protocol);
         if service.strategy.kind.is_hashing() {
-            self.no_slow_start_with_hashing(entry, service.strategy.kind);
+            self.no_slow_start_with_hashing(&entry.backends, service.strategy.kind);
+        }
+        for (route, config) in entry.routes.iter().zip(&service.routes) {
+            if config.strategy.kind.is_hashing() {
+                self.no_slow_start_with_hashing(&route.backends, config.strategy.kind);
+            }
         }
         service
+    }
+
+    /// The service's routes (their backends come with the service's), reporting
+    /// every problem with them.
+    fn routes(&mut self, entry: &ServiceEntry, service: &ServiceConfig) -> Vec<RouteConfig> {
+        let mut routes = Vec::new();
+        let mut written: Vec<WrittenRoute> = Vec::new();
+        for route in &entry.routes {
+            let mut c = self.checker(&route.fields.path);
+            let (config, names) = c.route(&route.fields, service.strategy, route.backends.len());
+            if let Some(written) = &route.fields.value.hash_key {
+                let path = route.fields.key_path("hash_key");
+                let (kind, span) = (config.strategy.hash_key, Some(written.span()));
+                check_sni_hashing(self.report, service.protocol, kind, span, &path);
+            }
+            routes.push(config);
+            written.push(names);
+        }
+        check_routes(self.report, service.protocol, &entry.routes, &written);
+        let raw = &entry.fields.value;
+        let span = raw.hash_key.as_ref().map(|h| h.span());
+        let path = entry.fields.key_path("hash_key");
+        check_sni_hashing(
+            self.report,
+            service.protocol,
+            service.strategy.hash_key,
+            span,
+            &path,
+        );
+        let mut probe = service.clone();
+        probe.routes.clone_from(&routes);
+        if service.protocol == Protocol::Tcp && !probe.prereads_tls() {
+            self.preread_keys_unused(&entry.fields);
+        }
+        routes
+    }
+
+    /// `no_sni` and `preread_timeout` without a ClientHello to read.
+    fn preread_keys_unused(&mut self, section: &Section<RawService>) {
+        let raw = &section.value;
+        let written = [
+            ("no_sni", raw.no_sni.as_ref().map(|f| f.span())),
+            (
+                "preread_timeout",
+                raw.preread_timeout.as_ref().map(|f| f.span()),
+            ),
+        ];
+        for (key, span) in written {
+            if let Some(span) = span {
+                let message = "only applies to a service that reads the TLS ClientHello: \
+                               add [[service.route]] tables (or hash_key = \"sni\"), or remove it";
+                self.report.at(&span, &section.key_path(key), message);
+            }
+        }
     }
 
     /// A key that only means something for the other protocol is an error, never
@@ -281,6 +358,11 @@ impl<'a> Validation<'_, 'a> {
                     "accept_proxy_protocol",
                     raw.accept_proxy_protocol.as_ref().map(|f| f.span()),
                 ),
+                ("no_sni", raw.no_sni.as_ref().map(|f| f.span())),
+                (
+                    "preread_timeout",
+                    raw.preread_timeout.as_ref().map(|f| f.span()),
+                ),
             ],
         };
         let other = match protocol {
@@ -300,8 +382,8 @@ impl<'a> Validation<'_, 'a> {
 
     /// Slow start admits a ramping backend for only part of the picks, which would
     /// bounce hashed clients between backends: refuse the combination.
-    fn no_slow_start_with_hashing(&mut self, entry: &ServiceEntry, kind: StrategyKind) {
-        for section in &entry.backends {
+    fn no_slow_start_with_hashing(&mut self, backends: &[Section<RawBackend>], kind: StrategyKind) {
+        for section in backends {
             let Some(text) = &section.value.slow_start else {
                 continue;
             };
@@ -341,29 +423,24 @@ impl<'a> Validation<'_, 'a> {
         }
     }
 
-    /// A backend's `[service.backend.health]` written over its service's check:
-    /// the whole check validated again at the backend's table. `None` without
-    /// overrides.
+    /// A backend's `[service.backend.health]` written over `base` (its route's
+    /// or its service's check): the whole check validated again at the
+    /// backend's table. `None` without overrides.
     fn backend_health(
         &mut self,
-        entry: &ServiceEntry,
+        base: Option<&Section<RawHealth>>,
         section: &Section<RawBackend>,
         protocol: Protocol,
     ) -> Option<HealthConfig> {
         let over = section.value.health.as_ref()?;
-        let Some(base) = &entry.health else {
+        let Some(base) = base else {
             let message = "overrides the service's [service.health], which this service does \
                            not have: add [service.health] (the backend's table only changes \
                            its keys)";
             self.report.at(&over.span, &over.path, message);
             return None;
         };
-        let merged = Section {
-            path: over.path.clone(),
-            span: over.span.clone(),
-            value: base.value.overlaid(&over.value),
-            broken: base.broken.union(&over.broken).cloned().collect(),
-        };
+        let merged = overlaid(Some(base), over);
         Some(self.health(&merged, protocol))
     }
 
@@ -382,43 +459,89 @@ impl<'a> Validation<'_, 'a> {
         }
     }
 
-    /// Every backend that has a usable address, reporting a service with none,
-    /// addresses used twice and addresses that lead back into l4lb.
+    /// Every backend that has a usable address, the default route's then each
+    /// route's, reporting a service or route with none, addresses used twice
+    /// (in the whole service) and addresses that lead back into l4lb.
     fn backends(
         &mut self,
         entry: &ServiceEntry,
-        protocol: Protocol,
+        service: &ServiceConfig,
         loops: &LoopFinder,
     ) -> Vec<BackendConfig> {
-        if entry.backends.is_empty() && !entry.backend_written {
+        let protocol = service.protocol;
+        if entry.backends.is_empty() && !entry.backend_written && entry.routes.is_empty() {
             let fields = &entry.fields;
             let message = "no backends: add at least one [[service.backend]] table with an address";
             self.report.at(&fields.span, &fields.path, message);
         }
-        let mut first_seen: HashMap<SocketAddr, (String, Span)> = HashMap::new();
-        let mut backends = Vec::new();
+        let mut list = BackendList {
+            protocol,
+            service,
+            loops,
+            first_seen: HashMap::new(),
+            backends: Vec::new(),
+        };
         for section in &entry.backends {
-            let health = self.backend_health(entry, section, protocol);
-            let Some((mut backend, span)) = self.backend(section) else {
-                continue;
-            };
-            backend.health = health;
-            if let Some((first_path, first_span)) = first_seen.get(&backend.resolved) {
-                let place = format!("{first_path} at {}", self.report.describe(first_span));
-                let message = format!(
-                    "duplicate backend address {}, already used by {place}",
-                    describe_backend(&backend)
-                );
-                self.report.at(&span, &section.key_path("address"), message);
-            } else if let Some(listener) = loops.find(protocol, backend.resolved) {
-                let message = loop_message(backend.resolved, listener, self.report);
-                self.report.at(&span, &section.key_path("address"), message);
-            } else {
-                first_seen.insert(backend.resolved, (section.path.clone(), span));
-            }
-            backends.push(backend);
+            let health = self.backend_health(entry.health.as_ref(), section, protocol);
+            self.add_backend(&mut list, section, health, 0);
         }
-        backends
+        for (i, route) in entry.routes.iter().enumerate() {
+            if route.backends.is_empty() && !route.backend_written {
+                let fields = &route.fields;
+                let message =
+                    "no backends: add at least one [[service.route.backend]] table with an address";
+                self.report.at(&fields.span, &fields.path, message);
+            }
+            let merged = route
+                .health
+                .as_ref()
+                .map(|over| overlaid(entry.health.as_ref(), over));
+            let route_health = merged.as_ref().map(|s| self.health(s, protocol));
+            let base = merged.as_ref().or(entry.health.as_ref());
+            for section in &route.backends {
+                let health = self
+                    .backend_health(base, section, protocol)
+                    .or_else(|| route_health.clone());
+                self.add_backend(&mut list, section, health, i + 1);
+            }
+        }
+        list.backends
+    }
+
+    fn add_backend(
+        &mut self,
+        list: &mut BackendList<'_, '_>,
+        section: &Section<RawBackend>,
+        health: Option<HealthConfig>,
+        route: usize,
+    ) {
+        let Some((mut backend, span)) = self.backend(section) else {
+            return;
+        };
+        backend.health = health;
+        backend.route = route;
+        if let Some((first_path, first_span)) = list.first_seen.get(&backend.resolved) {
+            let place = format!("{first_path} at {}", self.report.describe(first_span));
+            let message = format!(
+                "duplicate backend address {}, already used by {place}",
+                describe_backend(&backend)
+            );
+            self.report.at(&span, &section.key_path("address"), message);
+        } else if let Some(listener) = list.loops.find(list.protocol, backend.resolved) {
+            let message = loop_message(backend.resolved, listener, self.report);
+            self.report.at(&span, &section.key_path("address"), message);
+        } else if let Some(message) = family_problem(
+            &list.service.source,
+            &list.service.listen,
+            list.service.accept_proxy_protocol,
+            backend.resolved,
+        ) {
+            self.report.at(&span, &section.key_path("address"), message);
+        } else {
+            list.first_seen
+                .insert(backend.resolved, (section.path.clone(), span));
+        }
+        list.backends.push(backend);
     }
 
     /// One backend and where its address is; `None` without a usable address.
@@ -438,8 +561,37 @@ impl<'a> Validation<'_, 'a> {
             backup: flag(&raw.backup),
             slow_start: slow_start.unwrap_or(Duration::ZERO),
             health: None,
+            route: 0,
         };
         Some((backend, address.span()))
+    }
+}
+
+/// The backends of one service being collected.
+struct BackendList<'l, 'f> {
+    protocol: Protocol,
+    /// The service being checked (its source decides which families fit).
+    service: &'l ServiceConfig,
+    loops: &'l LoopFinder<'f>,
+    /// Where each address was first used, in the whole service.
+    first_seen: HashMap<SocketAddr, (String, Span)>,
+    backends: Vec<BackendConfig>,
+}
+
+/// `over`'s keys written on top of `base`'s (or alone), at `over`'s place.
+fn overlaid(base: Option<&Section<RawHealth>>, over: &Section<RawHealth>) -> Section<RawHealth> {
+    let (value, broken) = match base {
+        Some(base) => (
+            base.value.overlaid(&over.value),
+            base.broken.union(&over.broken).cloned().collect(),
+        ),
+        None => (over.value.clone(), over.broken.clone()),
+    };
+    Section {
+        path: over.path.clone(),
+        span: over.span.clone(),
+        value,
+        broken,
     }
 }
 

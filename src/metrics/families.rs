@@ -113,6 +113,12 @@ const UDP_DROPPED: Spec = spec(
     COUNTER,
     &["reason", "service"],
 );
+const ROUTE_CONNECTIONS: Spec = spec(
+    "l4lb_route_connections_total",
+    "TCP clients given to a route by their TLS server name (route=\"default\": the service's own backends).",
+    COUNTER,
+    &["route", "service"],
+);
 const RELOADS: Spec = spec(
     "l4lb_config_reloads_total",
     "Configuration reloads (SIGHUP), by result.",
@@ -258,6 +264,7 @@ struct Families {
     udp_flows: Series,
     udp_datagrams: Series,
     udp_dropped: Series,
+    route_connections: Series,
     reloads: Series,
     upgrade_sockets: Series,
     upgrade_flows: Series,
@@ -284,6 +291,7 @@ impl Families {
             udp_flows: series(&UDP_FLOWS),
             udp_datagrams: series(&UDP_DATAGRAMS),
             udp_dropped: series(&UDP_DROPPED),
+            route_connections: series(&ROUTE_CONNECTIONS),
             reloads: series(&RELOADS),
             upgrade_sockets: series(&UPGRADE_SOCKETS),
             upgrade_flows: series(&UPGRADE_FLOWS),
@@ -295,8 +303,12 @@ impl Families {
     fn services(&mut self, services: &[&ServiceSample]) {
         // (reason, service, count, udp): sorted, as the families list them.
         let mut by_reason: Vec<(&str, &str, u64, bool)> = Vec::new();
+        let mut by_route: Vec<(&str, &str, u64)> = Vec::new();
         for service in services {
             let name = service.name.as_str();
+            for (route, count) in &service.routes {
+                by_route.push((route, name, *count));
+            }
             self.accept_errors
                 .push(&[name], service.accept_errors as f64);
             for (reason, count) in service.rejected.iter().flatten() {
@@ -317,6 +329,10 @@ impl Families {
                 &mut self.rejected
             };
             family.push(&[reason, name], count as f64);
+        }
+        by_route.sort_unstable();
+        for (route, name, count) in by_route {
+            self.route_connections.push(&[route, name], count as f64);
         }
     }
 
@@ -376,6 +392,7 @@ impl Families {
             self.udp_flows,
             self.udp_datagrams,
             self.udp_dropped,
+            self.route_connections,
             self.reloads,
             self.upgrade_sockets,
             self.upgrade_flows,

@@ -21,13 +21,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::backend::{Backend, ConnectionGuard};
-use crate::config::AccessLog;
+use crate::balancer::sni_hash;
+use crate::config::{AccessLog, NoSni, ServiceConfig};
 use crate::health::ejection;
 use crate::lifecycle::Lifecycle;
 use crate::limit::{ConnectionLimit, LimitPermit};
 use crate::log_throttle::LogThrottle;
+use crate::proxy::backend_socket::connect_tcp;
+use crate::proxy::client_hello::ClientHello;
 use crate::proxy::preamble::{ClientOrigin, backend_preamble, header_version, read_header};
 use crate::proxy::relay::{RelayOutcome, SessionEnd, relay};
+use crate::proxy::tls_preread::{PrereadOutcome, preread};
 use crate::service::{RejectReason, Service, ServiceSlot};
 
 /// First pause after an accept error such as EMFILE; doubles up to `ACCEPT_BACKOFF_MAX`.
@@ -155,7 +159,15 @@ impl Session {
                 "service or per-source limit",
             );
         };
-        let connected = match self.connect_backend(peer).await {
+        let routing = if self.service.prereads_tls() {
+            match self.route_client(&client, peer).await {
+                Ok(routing) => routing,
+                Err((reason, why)) => return self.reject(peer, reason, &why),
+            }
+        } else {
+            Routing::default()
+        };
+        let connected = match self.connect_backend(peer, &routing).await {
             Ok(connected) => connected,
             Err(reason) => return self.reject(peer, reason, "no backend could be reached"),
         };
@@ -164,7 +176,43 @@ impl Session {
             service: Arc::clone(&connected.service),
             listener: Arc::clone(&self.listener),
         };
-        session.relay(client, connected, origin, started).await;
+        session
+            .relay(client, connected, origin, &routing, started)
+            .await;
+    }
+
+    /// Reads the client's ClientHello ahead (peeking, never consuming) and
+    /// admits it to the route it asks for: `Err` with the reason and why when
+    /// it is turned away.
+    async fn route_client(
+        &self,
+        client: &TcpStream,
+        peer: SocketAddr,
+    ) -> Result<Routing, (RejectReason, String)> {
+        let config = self.service.config();
+        let hello = match preread(client, config.preread_timeout).await {
+            PrereadOutcome::Hello(hello) => Some(hello),
+            PrereadOutcome::NotTls => None,
+            PrereadOutcome::Refused(why) => {
+                return Err((RejectReason::TlsPreread, format!("TLS preread: {why}")));
+            }
+        };
+        let name = hello.as_ref().and_then(|h| h.server_name.as_deref());
+        if name.is_none() && config.no_sni == NoSni::Reject {
+            let why = "no TLS server name, and no_sni = \"reject\"".to_string();
+            return Err((RejectReason::NoSni, why));
+        }
+        let alpn = hello.as_ref().map_or(&[][..], |h| h.alpn.as_slice());
+        let pool = self.service.pool(self.service.route_for(name, alpn));
+        let permit = pool.admit(peer.ip()).map_err(|reason| {
+            let why = format!("route \"{}\": not allowed or full", pool.name());
+            (reason, why)
+        })?;
+        Ok(Routing {
+            server_hash: name.map(sni_hash),
+            hello,
+            _route_permit: Some(permit),
+        })
     }
 
     /// Relays between the client and the backend it connected to, then logs.
@@ -173,11 +221,13 @@ impl Session {
         mut client: TcpStream,
         connected: Connected,
         origin: ClientOrigin,
+        routing: &Routing,
         started: Instant,
     ) {
         let Connected {
             guard,
             stream: mut upstream,
+            route,
             ..
         } = connected;
         let peer = origin.source;
@@ -198,7 +248,11 @@ impl Session {
         outcome.bytes_up += early_bytes;
         let duration = started.elapsed();
         self.service.record_session(duration);
-        self.log_session(peer, guard.backend(), &outcome, duration);
+        let route = routing
+            .hello
+            .as_ref()
+            .map(|h| (self.service.pool(route).name(), h));
+        self.log_session(peer, guard.backend(), route, &outcome, duration);
     }
 
     /// Who the client is: the TCP peer, or what its PROXY header says when the
@@ -265,7 +319,11 @@ impl Session {
     /// refused or timed-out connect, up to `connect_attempts` failures. Each choice
     /// is made from the service's live generation (a reload meanwhile is followed,
     /// and the backends already tried stay skipped).
-    async fn connect_backend(&self, peer: SocketAddr) -> Result<Connected, RejectReason> {
+    async fn connect_backend(
+        &self,
+        peer: SocketAddr,
+        routing: &Routing,
+    ) -> Result<Connected, RejectReason> {
         // The generation read at accept; `follow_reload` moves to the live one
         // if a reload came since.
         let mut service = Arc::clone(&self.service);
@@ -283,7 +341,10 @@ impl Session {
                 break;
             }
             rounds += 1;
-            let Some(index) = service.choose_backend(peer, &tried) else {
+            // Per generation: a reload may have moved the client's name to another route.
+            let route = routing.route_in(&service);
+            let Some(index) = service.choose_backend_in(route, peer, routing.server_hash, &tried)
+            else {
                 if Arc::ptr_eq(&service, &self.listener.slot.current()) {
                     break;
                 }
@@ -296,12 +357,13 @@ impl Session {
             let Some(guard) = backend.try_acquire() else {
                 continue;
             };
-            match connect_once(backend, config.connect_timeout).await {
+            match connect_once(backend, config, peer).await {
                 Ok(stream) => {
                     return Ok(Connected {
                         guard,
                         stream,
                         service,
+                        route,
                     });
                 }
                 Err(e) if is_local_shortage(&e) => {
@@ -338,6 +400,7 @@ impl Session {
         &self,
         peer: SocketAddr,
         backend: &Backend,
+        route: Option<(&str, &ClientHello)>,
         outcome: &RelayOutcome,
         duration: Duration,
     ) {
@@ -348,6 +411,22 @@ impl Session {
         };
         if !wanted {
             return;
+        }
+        if let Some((route, hello)) = route {
+            let sni = hello.server_name.as_deref().unwrap_or("");
+            return info!(
+                target: "l4lb::access",
+                service = self.service.name(),
+                client = %peer,
+                backend = backend.address(),
+                route,
+                sni,
+                bytes_up = outcome.bytes_up,
+                bytes_down = outcome.bytes_down,
+                duration_ms = duration.as_micros() as f64 / 1000.0,
+                end = outcome.end.as_str(),
+                "session closed"
+            );
         }
         info!(
             target: "l4lb::access",
@@ -363,12 +442,34 @@ impl Session {
     }
 }
 
-/// A backend connection and the service generation it was chosen from.
+/// A backend connection and the service generation (and route) it was chosen from.
 #[derive(Debug)]
 struct Connected {
     guard: ConnectionGuard,
     stream: TcpStream,
     service: Arc<Service>,
+    route: usize,
+}
+
+/// What a client's ClientHello said, for a service that reads it; empty otherwise.
+#[derive(Debug, Default)]
+struct Routing {
+    /// `None`: not read, or the client does not speak TLS.
+    hello: Option<ClientHello>,
+    /// `sni_hash` of the server name, for `hash_key = "sni"`.
+    server_hash: Option<u64>,
+    /// The route's cap, held for the session.
+    _route_permit: Option<LimitPermit>,
+}
+
+impl Routing {
+    /// The client's route in `service` (0, the default, without a hello).
+    fn route_in(&self, service: &Service) -> usize {
+        match &self.hello {
+            Some(hello) => service.route_for(hello.server_name.as_deref(), &hello.alpn),
+            None => 0,
+        }
+    }
 }
 
 /// The live generation of `slot`; when it is not `chosen_from`, `tried` (indices
@@ -391,10 +492,17 @@ fn follow_reload(
     live
 }
 
-/// One connect attempt, bounded by `timeout`; the time taken feeds the backend's average.
-async fn connect_once(backend: &Backend, timeout: Duration) -> io::Result<TcpStream> {
+/// One connect attempt from the service's source (see `backend_socket`),
+/// bounded by `connect_timeout`; the time taken feeds the backend's average.
+async fn connect_once(
+    backend: &Backend,
+    config: &ServiceConfig,
+    client: SocketAddr,
+) -> io::Result<TcpStream> {
     let started = Instant::now();
-    match tokio::time::timeout(timeout, TcpStream::connect(backend.addr())).await {
+    let timeout = config.connect_timeout;
+    let connect = connect_tcp(&config.source, client, backend.addr());
+    match tokio::time::timeout(timeout, connect).await {
         Ok(Ok(stream)) => {
             backend.record_connect_success(started.elapsed());
             Ok(stream)
@@ -408,12 +516,15 @@ async fn connect_once(backend: &Backend, timeout: Duration) -> io::Result<TcpStr
 }
 
 /// Connect errors caused by this process or host running short (descriptors,
-/// memory, local ports), not by the backend.
+/// memory, local ports, a source address it no longer has), or by a client
+/// whose address cannot be the source (another family than the backend's),
+/// not by the backend.
 fn is_local_shortage(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
-    )
+    e.kind() == io::ErrorKind::Unsupported
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
+        )
 }
 
 /// Errors of `accept()` that concern only the one client that left before being

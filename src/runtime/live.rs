@@ -175,7 +175,7 @@ impl LiveState {
     }
 
     pub fn is_draining(&self) -> bool {
-        self.lifecycle.stop_accepting.is_cancelled()
+        self.lifecycle.is_draining()
     }
 }
 
@@ -220,6 +220,22 @@ impl AdminState for LiveState {
             .and_then(|h| h.strip_prefix("Bearer "))
             .unwrap_or("");
         constant_time_eq(offered.as_bytes(), snapshot.token.as_bytes())
+    }
+
+    fn services_without_backends(&self, only: Option<&str>) -> Result<Vec<String>, ApiError> {
+        let snapshot = self.snapshot();
+        let services = snapshot.services.iter().map(|v| &v.service);
+        let chosen: Vec<_> = services
+            .filter(|s| only.is_none_or(|name| s.name() == name))
+            .collect();
+        if let (Some(name), true) = (only, chosen.is_empty()) {
+            return Err(not_found(format!("no service \"{name}\"")));
+        }
+        Ok(chosen
+            .into_iter()
+            .filter(|s| !s.has_available_backend())
+            .map(|s| s.name().to_owned())
+            .collect())
     }
 
     fn backend_action(

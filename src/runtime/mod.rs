@@ -76,6 +76,9 @@ pub enum StartError {
         #[source]
         source: io::Error,
     },
+    /// A service's `source` or `mark` cannot be used by this process or host.
+    #[error("{0}")]
+    Source(#[from] crate::proxy::source_check::SourceProblem),
     #[error("cannot start the worker threads: {0}")]
     Workers(#[source] io::Error),
     #[error("metrics registry: {0}")]
@@ -115,13 +118,16 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// Stops accepting; open sessions get the grace period to finish.
+    /// Starts shutting down: `/ready` turns 503 at once, the listeners keep
+    /// accepting for `drain_delay`, then stop; open sessions get the grace
+    /// period to finish.
     pub fn shutdown(&self) {
-        self.lifecycle.stop_accepting.cancel();
+        self.lifecycle.withdraw.cancel();
     }
 
     /// Stops accepting and closes every open session now.
     pub fn close_now(&self) {
+        self.lifecycle.withdraw.cancel();
         self.lifecycle.stop_accepting.cancel();
         self.lifecycle.close_sessions.cancel();
     }
@@ -255,6 +261,7 @@ impl Server {
         mut inherited: InheritedSockets,
         handed_flows: impl FnOnce() -> Result<HandedFlows, StartError>,
     ) -> Result<Server, StartError> {
+        check_sources(config)?;
         let metrics = Arc::new(Metrics::new()?);
         let lifecycle = Lifecycle::new();
         let workers =
@@ -382,9 +389,10 @@ impl Server {
     }
 
     /// Serves until `ServerHandle::shutdown`, applying reloads meanwhile; then
-    /// waits up to the grace period for open sessions, closes what remains, and
-    /// reports how the drain went. The admin endpoint answers until the drain is
-    /// over (`/healthz` says 503 meanwhile).
+    /// keeps accepting for `drain_delay` (with `/ready` and `/healthz` saying
+    /// 503), stops accepting, waits up to the grace period for open sessions,
+    /// closes what remains, and reports how the drain went. The admin endpoint
+    /// answers until the drain is over.
     pub async fn serve(mut self) -> DrainReport {
         self.admin
             .start(Arc::clone(&self.live) as Arc<dyn crate::admin::AdminState>);
@@ -393,9 +401,11 @@ impl Server {
             Arc::clone(&self.heartbeats),
             self.heartbeats_stop.clone(),
         ));
+        let withdraw = self.ctx.lifecycle.withdraw.clone();
         let stop = self.ctx.lifecycle.stop_accepting.clone();
         loop {
             tokio::select! {
+                () = withdraw.cancelled() => break,
                 () = stop.cancelled() => break,
                 Some((config, reply)) = self.reloads.recv() => {
                     let _ = reply.send(self.apply(config));
@@ -403,6 +413,7 @@ impl Server {
                 Some(command) = self.handoffs.recv() => self.on_handoff(command),
             }
         }
+        withdraw_then_stop_accepting(&self.ctx.lifecycle, self.config.global.drain_delay).await;
         self.ctx.loops.close();
         if tokio::time::timeout(CLOSE_PATIENCE, self.ctx.loops.wait())
             .await
@@ -463,12 +474,42 @@ impl Server {
     }
 }
 
+/// Refuses a configuration whose `source` or `mark` this process cannot apply
+/// (a missing capability, an address this host does not have), before anything
+/// is bound: better one clear error at start than a failed connect per client.
+/// Every problem is logged; the first one is the error.
+fn check_sources(config: &Config) -> Result<(), StartError> {
+    let problems = crate::proxy::source_check::check(config);
+    for extra in problems.iter().skip(1) {
+        error!("{extra}");
+    }
+    match problems.into_iter().next() {
+        Some(first) => Err(first.into()),
+        None => Ok(()),
+    }
+}
+
 fn admin_token(config: &Config) -> String {
     config
         .admin
         .as_ref()
         .map(|a| a.token.clone())
         .unwrap_or_default()
+}
+
+/// The first stage of a shutdown: says it is draining (`/ready` 503, so route
+/// announcers withdraw), keeps accepting for `delay` while routers move new
+/// flows elsewhere, then stops accepting. A second signal (`close_now`) ends the
+/// wait early.
+async fn withdraw_then_stop_accepting(lifecycle: &Lifecycle, delay: Duration) {
+    lifecycle.withdraw.cancel();
+    if !delay.is_zero() && !lifecycle.stop_accepting.is_cancelled() {
+        info!(drain_delay = %humantime::format_duration(delay),
+            "withdrawing: /ready says 503; still accepting until the drain delay is over");
+        let stopped = lifecycle.stop_accepting.cancelled();
+        let _ = tokio::time::timeout(delay, stopped).await;
+    }
+    lifecycle.stop_accepting.cancel();
 }
 
 /// How long closed sessions get to finish closing after the grace period.

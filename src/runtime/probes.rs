@@ -117,22 +117,21 @@ fn log_started(service: &str, health: &HealthConfig, probes: usize) {
         "health probes started");
 }
 
-/// One checker per backend of `service`, if it has active checks, each with
-/// its backend's overrides.
+/// One checker per backend of `service` that has active checks (the service's,
+/// its route's or its own), each with its route's and its own overrides.
 fn checkers(service: &Service) -> Vec<HealthChecker> {
-    let Some(health) = &service.config().health else {
-        return Vec::new();
-    };
     let configs = service.config().backends.iter();
     service
         .backends()
         .iter()
         .zip(configs)
-        .map(|(backend, config)| HealthChecker {
-            service: service.name().to_string(),
-            backend: Arc::clone(backend),
-            config: config.health.clone().unwrap_or_else(|| health.clone()),
-            close_on_down: service.config().close_on_down,
+        .filter_map(|(backend, config)| {
+            Some(HealthChecker {
+                service: service.name().to_string(),
+                backend: Arc::clone(backend),
+                config: service.config().health_of(config)?.clone(),
+                close_on_down: service.config().close_on_down,
+            })
         })
         .collect()
 }

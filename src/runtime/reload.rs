@@ -64,6 +64,7 @@ impl Server {
     /// Applies `config` (already validated); on error the running configuration
     /// is untouched.
     pub(super) fn apply(&mut self, config: Config) -> Result<ReloadReport, ReloadError> {
+        super::check_sources(&config)?;
         let bound = self.listeners.bind_missing(
             &config,
             self.ctx.workers.len(),

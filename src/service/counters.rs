@@ -17,15 +17,22 @@ pub enum RejectReason {
     Acl,
     /// `accept_proxy_protocol`: the client's PROXY header was missing, malformed or late.
     ProxyProtocol,
+    /// Routing by TLS server name: the ClientHello was malformed, SSLv2, too
+    /// large or unfinished in time, or the client left before sending it.
+    TlsPreread,
+    /// `no_sni = "reject"`: the client sent no server name (or no TLS).
+    NoSni,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 5] = [
+    pub const ALL: [RejectReason; 7] = [
         RejectReason::NoBackend,
         RejectReason::MaxConnections,
         RejectReason::BackendConnect,
         RejectReason::Acl,
         RejectReason::ProxyProtocol,
+        RejectReason::TlsPreread,
+        RejectReason::NoSni,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +42,8 @@ impl RejectReason {
             RejectReason::BackendConnect => "backend_connect",
             RejectReason::Acl => "acl",
             RejectReason::ProxyProtocol => "proxy_protocol",
+            RejectReason::TlsPreread => "tls_preread",
+            RejectReason::NoSni => "no_sni",
         }
     }
 }

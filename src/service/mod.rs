@@ -9,11 +9,13 @@
 
 mod counters;
 mod key_index;
+mod pool;
+mod router;
 mod tier;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use prometheus::Histogram;
@@ -23,14 +25,15 @@ use crate::backend::Backend;
 use crate::backend::admin_state::AdminState;
 use crate::backend::identity::Identity;
 use crate::balancer::PickContext;
-use crate::config::{BackendConfig, OnAllDown, ServiceConfig};
+use crate::config::{BackendConfig, ServiceConfig};
 use crate::limit::{ConnectionLimit, LimitPermit, SourceLimit, SourcePermit};
 use crate::metrics::Metrics;
 use crate::random;
 
 pub use counters::{DropReason, RejectReason, ServiceCounters};
 pub use key_index::{KeyIndex, KeyMatch};
-use tier::Tier;
+pub use pool::Pool;
+use router::Router;
 
 /// Everything a service holds for an admitted client until its session ends.
 #[derive(Debug)]
@@ -67,8 +70,11 @@ pub struct Service {
     backends: Vec<Arc<Backend>>,
     /// Where each backend is in `backends`, by address.
     positions: KeyIndex<String>,
-    primaries: Tier,
-    backups: Tier,
+    /// One per route: the default route (0) first, then `config.routes` in order.
+    pools: Vec<Pool>,
+    router: Router,
+    /// Whether clients' ClientHellos are read ahead (routes, or hashing by SNI).
+    prereads_tls: bool,
     connections: Arc<ConnectionLimit>,
     per_source: Option<Arc<SourceLimit>>,
     counters: Arc<ServiceCounters>,
@@ -158,9 +164,17 @@ impl Service {
             previous.and_then(|p| p.per_source.as_ref()),
             config.max_connections_per_source,
         );
+        let pools = (0..=config.routes.len())
+            .map(|route| {
+                let name = config.route_name(route);
+                let prior = previous.and_then(|p| p.pools.iter().find(|q| q.name() == name));
+                Pool::new(&config, route, &backends, prior)
+            })
+            .collect();
         Service {
-            primaries: Tier::new(&config, &backends, false),
-            backups: Tier::new(&config, &backends, true),
+            pools,
+            router: Router::new(&config.routes),
+            prereads_tls: config.prereads_tls(),
             positions: KeyIndex::new(config.backends.iter().map(|b| b.address.clone())),
             connections,
             flows,
@@ -176,7 +190,12 @@ impl Service {
     /// Whether this generation's backend at `index` can serve as `wanted` in
     /// `next` as it is: the same settings, under the same passive-check settings.
     fn keeps_unchanged(&self, next: &ServiceConfig, index: usize, wanted: &BackendConfig) -> bool {
-        self.config.outlier == next.outlier && self.config.backends.get(index) == Some(wanted)
+        self.config.outlier == next.outlier
+            && self
+                .config
+                .backends
+                .get(index)
+                .is_some_and(|b| same_backend(b, wanted))
     }
 
     /// Where the backend named `address` is in `backends()`, if it is there.
@@ -246,31 +265,58 @@ impl Service {
     }
 
     /// The next backend to try for `client` (an index into `backends()`), or `None`
-    /// when none is left. Backends in `tried` are skipped; when that leaves nothing,
-    /// any but the last one tried may be offered again, so one client never hits
-    /// the same backend twice in a row. Full backends are never offered.
+    /// when none is left, from the default route. Backends in `tried` are
+    /// skipped; when that leaves nothing, any but the last one tried may be
+    /// offered again, so one client never hits the same backend twice in a row.
+    /// Full backends are never offered.
     pub fn choose_backend(&self, client: SocketAddr, tried: &[usize]) -> Option<usize> {
-        let now = Instant::now();
+        self.choose_backend_in(0, client, None, tried)
+    }
+
+    /// `choose_backend` from route `route` (0 = default), for a client that
+    /// asked for the server name whose `balancer::sni_hash` is `server_name`.
+    pub fn choose_backend_in(
+        &self,
+        route: usize,
+        client: SocketAddr,
+        server_name: Option<u64>,
+        tried: &[usize],
+    ) -> Option<usize> {
         let ctx = PickContext {
             client,
             random: random::next_u64(),
+            server_name,
         };
-        for tier in [&self.primaries, &self.backups] {
-            if tier.any_available(now) {
-                return pick_in_rotation(tier, &ctx, now, tried);
-            }
-        }
-        match self.config.on_all_down {
-            OnAllDown::Reject => None,
-            OnAllDown::UseAll => {
-                let tier = if self.primaries.members.is_empty() {
-                    &self.backups
-                } else {
-                    &self.primaries
-                };
-                tier.pick(&ctx, &|b: &Backend| b.has_capacity(), tried)
-            }
-        }
+        let pool = self.pools.get(route).unwrap_or(&self.pools[0]);
+        pool.choose(&ctx, self.config.on_all_down, tried)
+    }
+
+    /// Whether each client's ClientHello is read before a backend is chosen.
+    pub fn prereads_tls(&self) -> bool {
+        self.prereads_tls
+    }
+
+    /// The route for a client that asked for `server_name` and offered `alpn`
+    /// (0, the default route, without a name or a matching route).
+    pub fn route_for(&self, server_name: Option<&str>, alpn: &[String]) -> usize {
+        server_name.map_or(0, |name| self.router.route_for(name, alpn))
+    }
+
+    /// Every route's pool, the default route first.
+    pub fn pools(&self) -> &[Pool] {
+        &self.pools
+    }
+
+    /// The pool of route `route` (the default route's if there is no such route).
+    pub fn pool(&self, route: usize) -> &Pool {
+        self.pools.get(route).unwrap_or(&self.pools[0])
+    }
+
+    /// Whether any backend (a primary, or else a backup) of any route can take
+    /// a new client now: what `/ready` asks of every service.
+    pub fn has_available_backend(&self) -> bool {
+        let now = std::time::Instant::now();
+        self.pools.iter().any(|pool| pool.any_available(now))
     }
 
     /// Counts one rejected client.
@@ -291,22 +337,6 @@ impl Service {
     pub fn accept_errors(&self) -> u64 {
         self.counters.accept_errors()
     }
-}
-
-/// Picks among `tier`'s available backends, letting slow-starting ones take only
-/// their current share; when that leaves none (say, the only one is ramping), the
-/// ramp is ignored rather than turning the client away.
-fn pick_in_rotation(
-    tier: &Tier,
-    ctx: &PickContext,
-    now: Instant,
-    tried: &[usize],
-) -> Option<usize> {
-    let admission = random::next_u64();
-    let ready = |b: &Backend| b.has_capacity() && b.is_available(now);
-    let admitted = |b: &Backend| ready(b) && b.admits(now, admission);
-    tier.pick(ctx, &admitted, tried)
-        .or_else(|| tier.pick(ctx, &ready, tried))
 }
 
 /// The previous generation's limit with the new cap, or a new one.
@@ -391,13 +421,21 @@ fn build_backend(
     backend
 }
 
+/// Whether two configurations of one address ask for the same backend (the
+/// route it belongs to is the pools' business, not the backend's).
+fn same_backend(a: &BackendConfig, b: &BackendConfig) -> bool {
+    let mut a = a.clone();
+    a.route = b.route;
+    &a == b
+}
+
 /// Identities keep their health and passive-check state across reloads; when a
 /// service no longer has active checks (or passive ones), nothing would ever
 /// update that state again, so it is forgotten: such backends are up and not
 /// ejected.
 fn forget_switched_off_checks(config: &ServiceConfig, backends: &[Arc<Backend>]) {
-    for backend in backends {
-        if config.health.is_none() && !backend.is_healthy() {
+    for (backend, settings) in backends.iter().zip(&config.backends) {
+        if config.health_of(settings).is_none() && !backend.is_healthy() {
             backend.identity().reset_health();
         }
         if config.outlier.is_none() {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::backend::Backend;
 use crate::balancer::{self, PickContext, Strategy};
-use crate::config::ServiceConfig;
+use crate::config::StrategyConfig;
 
 /// Backends of one rank (primaries or backups) and the strategy that picks among them.
 #[derive(Debug)]
@@ -22,12 +22,10 @@ pub struct Tier {
 }
 
 impl Tier {
-    pub fn new(service: &ServiceConfig, all: &[Arc<Backend>], backup: bool) -> Tier {
-        let members: Vec<usize> = (0..all.len())
-            .filter(|&i| all[i].is_backup() == backup)
-            .collect();
+    /// The tier of `all`'s backends at `members` (indices into `all`).
+    pub fn new(strategy: &StrategyConfig, all: &[Arc<Backend>], members: Vec<usize>) -> Tier {
         let backends: Vec<_> = members.iter().map(|&i| Arc::clone(&all[i])).collect();
-        let strategy = balancer::build(&service.strategy, &backends);
+        let strategy = balancer::build(strategy, &backends);
         Tier {
             members,
             backends,

@@ -9,6 +9,7 @@ pub mod mariadb;
 pub mod postgres;
 pub mod redis;
 pub mod servers;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::Path;

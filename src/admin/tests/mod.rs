@@ -54,6 +54,19 @@ impl AdminState for FixedState {
         authorization == Some("Bearer test-token")
     }
 
+    fn services_without_backends(
+        &self,
+        only: Option<&str>,
+    ) -> Result<Vec<String>, super::ApiError> {
+        match only {
+            None | Some("svc") => Ok(Vec::new()),
+            Some(other) => Err(super::ApiError {
+                status: 404,
+                message: format!("no service \"{other}\""),
+            }),
+        }
+    }
+
     fn backend_action(
         &self,
         service: &str,
@@ -175,6 +188,28 @@ async fn healthz_ok_while_serving_and_503_when_draining() {
     let draining = request(server.addr, "GET", "/healthz").await;
     assert_eq!(draining.status, 503);
     assert_eq!(draining.body_text(), "draining\n");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn ready_needs_no_token_and_names_unknown_services() {
+    let server = RunningServer::start().await;
+    for path in ["/ready", "/ready?service=svc"] {
+        let ready = request(server.addr, "GET", path).await;
+        assert_eq!(
+            (ready.status, ready.body_text()),
+            (200, "ready\n"),
+            "{path}"
+        );
+    }
+    let unknown = request(server.addr, "GET", "/ready?service=nope").await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.body_text(), r#"{"error":"no service \"nope\""}"#);
+    let typo = request(server.addr, "GET", "/ready?servce=svc").await;
+    assert_eq!(typo.status, 400);
+    server.state.draining.store(true, Ordering::SeqCst);
+    let draining = request(server.addr, "GET", "/ready").await;
+    assert_eq!((draining.status, draining.body_text()), (503, "draining\n"));
     server.stop().await;
 }
 

@@ -29,6 +29,7 @@ fn default_backend(address: &str) -> BackendConfig {
         backup: false,
         slow_start: Duration::ZERO,
         health: None,
+        route: 0,
     }
 }
 
@@ -43,6 +44,7 @@ fn a_minimal_service_gets_every_default() {
             max_connections: 0,
             shutdown_grace: secs(30),
             control_socket: PathBuf::from("/run/l4lb/control.sock"),
+            drain_delay: Duration::ZERO,
         },
         services: vec![ServiceConfig {
             name: "pg".to_string(),
@@ -53,6 +55,7 @@ fn a_minimal_service_gets_every_default() {
                 hash_key: HashKey::SourceIp,
                 virtual_nodes: 160,
                 table_size: 65537,
+                hash_version: HashVersion::V1,
             },
             max_connections: 0,
             max_connections_per_source: 0,
@@ -69,6 +72,10 @@ fn a_minimal_service_gets_every_default() {
             deny: vec![],
             on_all_down: OnAllDown::Reject,
             close_on_down: false,
+            source: BackendSource::default(),
+            routes: Vec::new(),
+            no_sni: NoSni::Default,
+            preread_timeout: secs(5),
             health: None,
             outlier: None,
             backends: vec![default_backend("127.0.0.1:5432")],
@@ -157,6 +164,7 @@ token = "s3cret"
 workers = 4
 max_connections = 50000
 shutdown_grace = "1m30s"
+drain_delay = "5s"
 
 [[service]]
 name = "dns.udp-1"
@@ -222,6 +230,7 @@ fn expected_dns_service() -> ServiceConfig {
             hash_key: HashKey::SourceIpPort,
             virtual_nodes: 160,
             table_size: 251,
+            hash_version: HashVersion::V1,
         },
         max_connections: 0,
         max_connections_per_source: 0,
@@ -238,6 +247,10 @@ fn expected_dns_service() -> ServiceConfig {
         deny: vec![net("10.1.0.0/16")],
         on_all_down: OnAllDown::UseAll,
         close_on_down: false,
+        source: BackendSource::default(),
+        routes: Vec::new(),
+        no_sni: NoSni::Default,
+        preread_timeout: secs(5),
         health: Some(HealthConfig {
             check: Check::Udp(UdpCheck {
                 send: b"ping".to_vec(),
@@ -294,6 +307,10 @@ fn expected_ring_service(localhost: SocketAddr) -> ServiceConfig {
         deny: vec![],
         on_all_down: OnAllDown::Reject,
         close_on_down: true,
+        source: BackendSource::default(),
+        routes: Vec::new(),
+        no_sni: NoSni::Default,
+        preread_timeout: secs(5),
         health: None,
         outlier: None,
         backends: vec![BackendConfig {
@@ -320,6 +337,7 @@ fn a_file_with_every_key_parses_to_the_expected_config() {
             max_connections: 50_000,
             shutdown_grace: secs(90),
             control_socket: PathBuf::from("/run/l4lb/control.sock"),
+            drain_delay: secs(5),
         },
         services: vec![expected_dns_service(), expected_ring_service(localhost)],
     };

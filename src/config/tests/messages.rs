@@ -238,7 +238,7 @@ fn hash_key_must_be_known() {
             "hash_key = \"dest_ip\""
         ])),
         "lb.toml:5:12: service \"pg\".hash_key: must be one of \"source_ip\", \
-         \"source_ip_port\"; got \"dest_ip\""
+         \"source_ip_port\", \"sni\"; got \"dest_ip\""
     );
 }
 
@@ -277,6 +277,33 @@ fn table_size_only_on_maglev() {
         ])),
         "lb.toml:5:14: service \"pg\".table_size: only applies to strategy \"maglev\", \
          but strategy is \"consistent_hash\""
+    );
+}
+
+#[test]
+fn hash_version_must_be_one_this_build_knows() {
+    assert_eq!(
+        error(&service_with(&[
+            "strategy = \"maglev\"",
+            "hash_version = 2"
+        ])),
+        "lb.toml:5:16: service \"pg\".hash_version: unknown hash version 2; this l4lb \
+         knows 1 (the client-to-backend mapping of each is frozen)"
+    );
+    let config = valid(&service_with(&[
+        "strategy = \"source_hash\"",
+        "hash_version = 1",
+    ]));
+    assert_eq!(config.services[0].strategy.hash_version, HashVersion::V1);
+}
+
+#[test]
+fn hash_version_only_on_hashing_strategies() {
+    assert_eq!(
+        error(&service_with(&["hash_version = 1"])),
+        "lb.toml:4:16: service \"pg\".hash_version: only applies to strategies \
+         \"source_hash\", \"consistent_hash\", \"maglev\", but strategy is \
+         \"round_robin\" (the default)"
     );
 }
 

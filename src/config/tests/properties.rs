@@ -44,6 +44,8 @@ const KEYS: &[&str] = &[
     "slow_start",
     "workers",
     "shutdown_grace",
+    "drain_delay",
+    "hash_version",
     "token",
     "health",
     "outlier",

@@ -133,7 +133,7 @@ fn every_error_in_every_section_is_reported_at_once() {
              \"source_hash\", \"consistent_hash\", \"maglev\"; got \"least_conn\"",
             "lb.toml:11:10: service \"pg\".backend[0].weight: must be between 1 and 1000, got 0",
             "lb.toml:16:1: service \"web\".timeout: unknown key `timeout`; did you mean \
-             `connect_timeout` or `idle_timeout`?",
+             `connect_timeout`, `idle_timeout` or `preread_timeout`?",
             "lb.toml:19:11: service \"web\".backend[0].address: missing port in \"127.0.0.1\": \
              expected IP:port, [IPv6]:port or host:port",
         ]

@@ -24,6 +24,7 @@ use tracing::{info, warn};
 
 use crate::lifecycle::Lifecycle;
 use crate::log_throttle::LogThrottle;
+use crate::proxy::backend_socket::connect_udp;
 use crate::proxy::proxy_protocol;
 use crate::proxy::udp::batch::RecvBatch;
 use crate::proxy::udp::flow_budget::FlowBudget;
@@ -31,7 +32,6 @@ use crate::proxy::udp::flows::{Action, Closed, FlowCore, FlowId};
 use crate::proxy::udp::handoff::{HandedFlow, PauseRequest};
 use crate::proxy::udp::own_addresses::OwnAddresses;
 use crate::proxy::udp::send::{SendFailure, send_now};
-use crate::proxy::udp::socket::connect_upstream;
 use crate::proxy::udp::view::{FlowBackend, FlowSlots, LiveView};
 use crate::service::{DropReason, Service, ServiceSlot};
 
@@ -244,7 +244,8 @@ impl Shell<'_> {
         view: &LiveView<'_>,
         actions: &mut Actions,
     ) {
-        let upstream = match connect_upstream(backend.backend.addr()) {
+        let source = &view.service.config().source;
+        let upstream = match connect_udp(source, client, backend.backend.addr()) {
             Ok(upstream) => Arc::new(upstream),
             Err(e) => {
                 if let Some(held_back) = self.proxy.warnings.permit() {

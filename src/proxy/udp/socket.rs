@@ -2,15 +2,15 @@
 //!
 //! The listening socket is set up like the TCP listeners (`listener::bound_socket`:
 //! SO_REUSEADDR, SO_REUSEPORT, IPV6_V6ONLY on IPv6), plus a large receive buffer
-//! to ride out bursts. Each flow gets its own socket connected to its backend: the
+//! to ride out bursts. Each flow gets its own socket connected to its backend
+//! (`proxy::backend_socket::connect_udp`, from the service's `source`): the
 //! kernel then filters replies to that backend and reports ICMP errors (as
-//! ECONNREFUSED) on it. This file only creates sockets.
+//! ECONNREFUSED) on it. This file only creates listening sockets.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use socket2::{Protocol, Type};
-use tokio::net::UdpSocket;
 
 use crate::proxy::listener::bound_socket;
 
@@ -25,16 +25,4 @@ pub fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
         Ok(())
     })?;
     Ok(socket.into())
-}
-
-/// A socket on an ephemeral port, connected to `backend`.
-pub fn connect_upstream(backend: SocketAddr) -> io::Result<UdpSocket> {
-    let local: SocketAddr = match backend {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = std::net::UdpSocket::bind(local)?;
-    socket.connect(backend)?;
-    socket.set_nonblocking(true)?;
-    UdpSocket::from_std(socket)
 }

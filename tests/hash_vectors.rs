@@ -1,0 +1,188 @@
+//! The frozen hash contract: every pick recorded in `tests/data/hash_vectors.json`
+//! must come out the same today.
+//!
+//! Several l4lb instances behind ECMP send a client to the same backend only if
+//! they compute the same mapping, and a rolling upgrade mixes versions. The file
+//! was written once by `cargo run --example hash_vectors`; this test never writes
+//! it. A failure here means a change moved clients: give the new mapping a new
+//! `hash_version` instead of changing version 1.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use l4lb::backend::Backend;
+use l4lb::balancer::{PickContext, build};
+use l4lb::config::{HashKey, HashVersion, StrategyConfig, StrategyKind};
+
+const VECTORS: &str = include_str!("data/hash_vectors.json");
+
+struct Vectors {
+    version: HashVersion,
+    sets: Vec<(String, Vec<Arc<Backend>>)>,
+    clients: Vec<SocketAddr>,
+    cases: Vec<Value>,
+}
+
+fn vectors() -> Vectors {
+    let document: Value = serde_json::from_str(VECTORS).unwrap();
+    let version = HashVersion::from_number(document["hash_version"].as_i64().unwrap()).unwrap();
+    let sets = document["backend_sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|set| (set["name"].as_str().unwrap().to_owned(), backends(set)))
+        .collect();
+    let clients = document["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().parse().unwrap())
+        .collect();
+    let cases = document["cases"].as_array().unwrap().clone();
+    Vectors {
+        version,
+        sets,
+        clients,
+        cases,
+    }
+}
+
+fn backends(set: &Value) -> Vec<Arc<Backend>> {
+    set["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let address = b["address"].as_str().unwrap();
+            let weight = b["weight"].as_u64().unwrap() as u32;
+            Arc::new(Backend::new(address, address.parse().unwrap(), weight))
+        })
+        .collect()
+}
+
+fn strategy_config(case: &Value, version: HashVersion) -> StrategyConfig {
+    let hash_key = match case["hash_key"].as_str().unwrap() {
+        "source_ip" => HashKey::SourceIp,
+        "source_ip_port" => HashKey::SourceIpPort,
+        other => panic!("unknown hash_key {other}"),
+    };
+    StrategyConfig {
+        kind: StrategyKind::from_name(case["strategy"].as_str().unwrap()).unwrap(),
+        hash_key,
+        virtual_nodes: case["virtual_nodes"].as_u64().unwrap() as u32,
+        table_size: case["table_size"].as_u64().unwrap() as usize,
+        hash_version: version,
+    }
+}
+
+/// "set strategy/hash_key/virtual_nodes/table_size excluding [..]".
+fn describe(case: &Value) -> String {
+    format!(
+        "{} {}/{}/vn={}/table={} excluding {}",
+        case["set"],
+        case["strategy"],
+        case["hash_key"],
+        case["virtual_nodes"],
+        case["table_size"],
+        case["excluded"]
+    )
+}
+
+#[test]
+fn every_recorded_pick_is_unchanged() {
+    let vectors = vectors();
+    let mut mismatches = Vec::new();
+    let mut compared = 0;
+    for case in &vectors.cases {
+        let set_name = case["set"].as_str().unwrap();
+        let (_, backends) = vectors.sets.iter().find(|(n, _)| n == set_name).unwrap();
+        let strategy = build(&strategy_config(case, vectors.version), backends);
+        let excluded: Vec<usize> = case["excluded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_u64().unwrap() as usize)
+            .collect();
+        let eligible = |i: usize| !excluded.contains(&i);
+        let expected = case["picks"].as_array().unwrap();
+        assert_eq!(expected.len(), vectors.clients.len(), "{}", describe(case));
+        for (&client, want) in vectors.clients.iter().zip(expected) {
+            let ctx = PickContext {
+                client,
+                random: 0,
+                server_name: None,
+            };
+            let got = strategy.pick(backends, &ctx, &eligible);
+            compared += 1;
+            if got.map(|i| i as u64) != want.as_u64() {
+                mismatches.push(format!(
+                    "{}: client {client} picked {got:?}, recorded {want}",
+                    describe(case)
+                ));
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} recorded picks changed (hash_version {}); first ones:\n{}",
+        mismatches.len(),
+        vectors.version.number(),
+        mismatches[..mismatches.len().min(10)].join("\n")
+    );
+}
+
+/// The file covers what the contract promises, so it cannot silently shrink.
+#[test]
+fn the_vectors_cover_every_hashing_strategy_and_address_family() {
+    let vectors = vectors();
+    let strategies: std::collections::BTreeSet<&str> = vectors
+        .cases
+        .iter()
+        .map(|c| c["strategy"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        strategies.into_iter().collect::<Vec<_>>(),
+        ["consistent_hash", "maglev", "source_hash"]
+    );
+    let sizes: Vec<usize> = vectors.sets.iter().map(|(_, b)| b.len()).collect();
+    assert_eq!(sizes, [3, 10, 100]);
+    let v6_backends = vectors
+        .sets
+        .iter()
+        .flat_map(|(_, b)| b)
+        .filter(|b| b.address().starts_with('['));
+    assert!(v6_backends.count() >= 10);
+    let v4 = vectors.clients.iter().filter(|c| c.is_ipv4()).count();
+    assert!(v4 >= 100 && vectors.clients.len() - v4 >= 100);
+    for key in ["source_ip", "source_ip_port"] {
+        assert!(vectors.cases.iter().any(|c| c["hash_key"] == key));
+    }
+    assert!(
+        vectors
+            .cases
+            .iter()
+            .any(|c| c["excluded"] != serde_json::json!([]))
+    );
+}
+
+/// An IPv4-mapped IPv6 client hashes as its IPv4 form: the recorded picks agree.
+#[test]
+fn mapped_clients_were_recorded_like_their_ipv4_form() {
+    let vectors = vectors();
+    let index_of = |addr: SocketAddr| vectors.clients.iter().position(|&c| c == addr).unwrap();
+    let mut checked = 0;
+    for (i, client) in vectors.clients.iter().enumerate() {
+        let SocketAddr::V6(v6) = client else { continue };
+        let Some(v4) = v6.ip().to_ipv4_mapped() else {
+            continue;
+        };
+        let j = index_of(SocketAddr::from((v4, v6.port())));
+        for case in &vectors.cases {
+            assert_eq!(case["picks"][i], case["picks"][j], "{}", describe(case));
+            checked += 1;
+        }
+    }
+    assert!(checked > 0);
+}
