@@ -646,6 +646,7 @@ fn a_successor_that_gives_up_after_pausing_udp_or_speaks_another_version_changes
         pid: 1,
         version: "99.0.0".to_string(),
         config: PathBuf::new(),
+        net_namespace: String::new(),
     };
     protocol::write(&stream, &future).expect("hello");
     let answer = protocol::read(&stream).expect("answer");

@@ -126,11 +126,24 @@ impl Takeover {
                 pid,
                 version,
                 config,
+                net_namespace,
             } => {
                 if protocol_version != PROTOCOL_VERSION {
                     return Err(UpgradeError::Version {
                         theirs: protocol_version,
                     });
+                }
+                let ours = protocol::net_namespace();
+                if !ours.is_empty() && !net_namespace.is_empty() && ours != net_namespace {
+                    info!(pid, theirs = %net_namespace, ours = %ours,
+                        "the l4lb on the control socket runs in another network namespace: not its successor");
+                    return match mode {
+                        UpgradeMode::Auto => Ok(None),
+                        UpgradeMode::Required => Err(UpgradeError::Refused(format!(
+                            "it runs in another network namespace ({net_namespace}, this one {ours}): \
+                             its sockets are of no use here"
+                        ))),
+                    };
                 }
                 (pid, version, config)
             }

@@ -35,6 +35,10 @@ pub enum Message {
         /// The configuration file the sender runs.
         #[serde(default)]
         config: PathBuf,
+        /// The sender's network namespace (`net:[inode]`; empty when unknown):
+        /// sockets from another namespace are of no use.
+        #[serde(default)]
+        net_namespace: String,
     },
     Refused {
         reason: String,
@@ -163,7 +167,15 @@ pub fn hello(config: &Path) -> Message {
         config: config
             .canonicalize()
             .unwrap_or_else(|_| config.to_path_buf()),
+        net_namespace: net_namespace(),
     }
+}
+
+/// This process's network namespace, as `/proc/self/ns/net` names it.
+pub fn net_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/net")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
