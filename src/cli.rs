@@ -30,6 +30,11 @@ pub enum Command {
         /// Path of the configuration file.
         #[arg(default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Take every listening socket and UDP flow over from the l4lb running on
+        /// `[global] control_socket`, which then drains; fail if none runs there.
+        /// Without it, `run` upgrades only from a live l4lb of the same file.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Parse and validate the configuration only; print one summary line per service.
     Check {

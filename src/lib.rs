@@ -23,11 +23,14 @@
 //! - [`simulate`]: `l4lb simulate`: the real service logic against simulated backends on a
 //!   virtual clock (arrivals, capacities, outages, reloads), reported per backend.
 //! - [`runtime`]: wiring config to services and tasks on per-core worker runtimes;
-//!   serving and draining.
+//!   serving and draining; binary upgrades (handing sockets and UDP flows over).
+//! - [`upgrade`]: the binary-upgrade wire: versioned messages, descriptor passing
+//!   (SCM_RIGHTS), the control socket's file, what an upgrade would reuse.
 //!
 //! Dependencies point one way: `runtime` uses everything; `proxy` uses `service`,
 //! `backend`, `limit`; `service` uses `balancer`, `backend`, `limit`; `balancer` uses
-//! `backend` (and the strategy settings of `config`); `config` uses nothing of ours.
+//! `backend` (and the strategy settings of `config`); `upgrade` uses `config` and the
+//! UDP flow state of `proxy`; `config` uses nothing of ours.
 
 pub mod acl;
 pub mod admin;
@@ -49,3 +52,4 @@ pub mod runtime;
 pub mod service;
 pub mod simulate;
 pub mod status;
+pub mod upgrade;

@@ -14,7 +14,14 @@ use l4lb::cli::{Cli, Command};
 use l4lb::config::{self, Config};
 use l4lb::logging;
 use l4lb::notify::{Notifier, run_watchdog};
-use l4lb::runtime::{Server, ServerHandle};
+use l4lb::runtime::control;
+use l4lb::runtime::inherited::InheritedSockets;
+use l4lb::runtime::takeover::{self, Takeover, UpgradeMode};
+use l4lb::runtime::{HandedFlows, Server, ServerHandle, StartError};
+use l4lb::upgrade::plan::plan;
+use l4lb::upgrade::protocol::Message;
+
+mod successor;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -24,7 +31,7 @@ fn main() -> ExitCode {
     }
     match &cli.command {
         Command::Check { config } => check(config),
-        Command::Run { config } => run(config),
+        Command::Run { config, upgrade } => run(config, *upgrade),
         Command::Simulate(args) => simulate(args),
     }
 }
@@ -90,11 +97,49 @@ fn check(path: &Path) -> ExitCode {
             "warning: {problem} (l4lb run would refuse to start with this process's privileges)"
         );
     }
+    print_upgrade_plan(&config);
     println!("{}: configuration is valid", path.display());
     ExitCode::SUCCESS
 }
 
-fn run(path: &Path) -> ExitCode {
+/// What `l4lb run` of this configuration would take over from the l4lb
+/// running on its control socket, if one does.
+fn print_upgrade_plan(config: &Config) {
+    let control = &config.global.control_socket;
+    match takeover::describe(control, &config.source) {
+        Ok(None) => println!(
+            "control socket {}: no l4lb runs there; `run` binds every address itself",
+            control.display()
+        ),
+        Ok(Some((
+            Message::Hello {
+                pid,
+                version,
+                config: theirs,
+                ..
+            },
+            Message::Description { sockets, udp_flows },
+        ))) => {
+            println!(
+                "control socket {}: l4lb {version} (pid {pid}, {}) runs there; `run --upgrade` \
+                 takes over {} socket(s) and up to {udp_flows} udp flow(s):",
+                control.display(),
+                theirs.display(),
+                sockets.len()
+            );
+            for line in plan(config, &sockets) {
+                println!("  {line}");
+            }
+        }
+        Ok(Some((_, other))) => println!(
+            "control socket {}: unexpected answer {other:?}",
+            control.display()
+        ),
+        Err(e) => println!("control socket {}: {e}", control.display()),
+    }
+}
+
+fn run(path: &Path, upgrade: bool) -> ExitCode {
     let Some(config) = load_or_report(path) else {
         return ExitCode::FAILURE;
     };
@@ -105,7 +150,11 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config))
+    let mode = match upgrade {
+        true => UpgradeMode::Required,
+        false => UpgradeMode::Auto,
+    };
+    runtime.block_on(serve(config, mode))
 }
 
 /// The runtime of the control plane (signals, admin endpoint, health probes,
@@ -117,9 +166,53 @@ fn build_control_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-async fn serve(config: Config) -> ExitCode {
-    let server = match Server::bind(&config) {
-        Ok(server) => server,
+/// Binds every listener — taking a predecessor's sockets and UDP flows when
+/// there is one — and, once serving, tells the predecessor to stop accepting.
+/// The server, and whether it took over from a predecessor.
+fn start(config: &Config, mode: UpgradeMode) -> Result<(Server, bool), String> {
+    let control = &config.global.control_socket;
+    let mut takeover =
+        Takeover::connect(control, &config.source, mode).map_err(|e| format!("upgrade: {e}"))?;
+    let inherited = match takeover.as_mut() {
+        Some(t) => t.receive_sockets(),
+        None => Ok(InheritedSockets::default()),
+    };
+    let bound = inherited.map_err(|e| e.to_string()).and_then(|inherited| {
+        Server::bind_inheriting(config, inherited, || match takeover.as_mut() {
+            Some(t) => t
+                .receive_flows()
+                .map_err(|e| StartError::Upgrade(e.to_string())),
+            None => Ok(HandedFlows::new()),
+        })
+        .map_err(|e| e.to_string())
+    });
+    let upgraded = takeover.is_some();
+    let mut server = match (bound, takeover) {
+        (Ok(server), None) => server,
+        (Ok(server), Some(t)) => {
+            // Serving already: giving up now could leave nobody serving.
+            match t.ready() {
+                Ok(report) => server.record_predecessor(report),
+                Err(e) => error!(error = %e, "upgrade: the previous process did not confirm \
+                    it stopped accepting; serving anyway (stop it with SIGTERM if it still runs)"),
+            }
+            server
+        }
+        (Err(e), Some(t)) => {
+            t.fail(&e);
+            return Err(format!("{e}; the running l4lb keeps serving"));
+        }
+        (Err(e), None) => return Err(e),
+    };
+    if let Err(e) = server.open_control_socket() {
+        control::warn_unavailable(control, &e);
+    }
+    Ok((server, upgraded))
+}
+
+async fn serve(config: Config, mode: UpgradeMode) -> ExitCode {
+    let (server, upgraded) = match start(&config, mode) {
+        Ok(started) => started,
         Err(e) => {
             error!("{e}");
             return ExitCode::FAILURE;
@@ -144,7 +237,10 @@ async fn serve(config: Config) -> ExitCode {
     tokio::spawn(signals.handle(handle.clone(), Arc::clone(&notifier), config.source.clone()));
     info!(version = env!("CARGO_PKG_VERSION"), config = %config.source.display(),
         services = config.services.len(), "l4lb started");
-    notifier.ready(&handle.summary());
+    match upgraded {
+        true => notifier.ready_as_main(&handle.summary()),
+        false => notifier.ready(&handle.summary()),
+    }
     let report = server.serve().await;
     watchdog_stop.cancel();
     info!(
@@ -156,11 +252,13 @@ async fn serve(config: Config) -> ExitCode {
 }
 
 /// The signals l4lb acts on, installed before it reports ready (an unhandled
-/// SIGHUP would otherwise end the process).
+/// SIGHUP would otherwise end the process). SIGUSR2 starts a binary upgrade
+/// (see `successor`).
 struct Signals {
     term: Signal,
     int: Signal,
     hup: Signal,
+    usr2: Signal,
 }
 
 impl Signals {
@@ -169,6 +267,7 @@ impl Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
+            usr2: signal(SignalKind::user_defined2())?,
         })
     }
 
@@ -181,6 +280,7 @@ impl Signals {
                 _ = self.hup.recv() => "SIGHUP",
                 _ = self.term.recv() => "SIGTERM",
                 _ = self.int.recv() => "SIGINT",
+                _ = self.usr2.recv() => "SIGUSR2",
             };
             match (name, stopping) {
                 ("SIGHUP", false) => {
@@ -190,6 +290,8 @@ impl Signals {
                     notifier.ready(&handle.summary());
                 }
                 ("SIGHUP", true) => warn!("SIGHUP while stopping: ignored"),
+                ("SIGUSR2", false) => successor::start(),
+                ("SIGUSR2", true) => warn!("SIGUSR2 while stopping: ignored"),
                 (_, false) => {
                     stopping = true;
                     info!(

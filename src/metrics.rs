@@ -35,6 +35,16 @@ pub struct ProxySample {
     pub services: Vec<ServiceSample>,
     /// `(succeeded, failed)` configuration reloads.
     pub reloads: (u64, u64),
+    pub upgrade: UpgradeSample,
+}
+
+/// What a predecessor handed over to this process, and upgrades that failed.
+#[derive(Debug, Clone, Default)]
+pub struct UpgradeSample {
+    pub sockets_handed_over: u64,
+    pub flows_handed_over: u64,
+    /// Attempts to upgrade from this process that failed before READY.
+    pub failed_attempts: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -246,6 +256,7 @@ mod tests {
                 routes: vec![("default".into(), 4), ("db1".into(), 6)],
             }],
             reloads: (2, 1),
+            upgrade: UpgradeSample::default(),
         }
     }
 

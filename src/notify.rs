@@ -94,6 +94,13 @@ impl Notifier {
         self.send(&with_status("READY=1\n", status));
     }
 
+    /// Ready after taking over from a predecessor: `MAINPID=` (this process is
+    /// the service's main process from now on), `READY=1` and a status line.
+    pub fn ready_as_main(&self, status: &str) {
+        let head = format!("MAINPID={}\nREADY=1\n", std::process::id());
+        self.send(&with_status(&head, status));
+    }
+
     /// A reload starts: `RELOADING=1`, the `CLOCK_MONOTONIC` time as `MONOTONIC_USEC`
     /// (systemd uses it to match the notification to its reload request), and a status line.
     pub fn reloading(&self, status: &str) {

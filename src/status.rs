@@ -34,6 +34,47 @@ pub struct Status {
     pub config_generation: u64,
     pub draining: bool,
     pub services: Vec<ServiceStatus>,
+    pub upgrade: UpgradeStatus,
+}
+
+/// Binary upgrades this process took part in, and where its sockets came from.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UpgradeStatus {
+    /// The control socket a successor connects to (`null`: none, another
+    /// process holds the path, or it is being handed over).
+    pub control_socket: Option<String>,
+    /// The process this one upgraded from, and what it handed over.
+    pub predecessor: Option<HandoverReport>,
+    /// The process this one handed over to (it is draining then).
+    pub successor: Option<HandoverReport>,
+    /// Upgrade attempts that failed before READY (this process kept serving).
+    pub failed_attempts: u64,
+    /// Each listen address and where each of its sockets came from.
+    pub listeners: Vec<ListenerSockets>,
+}
+
+/// One side of a handover.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HandoverReport {
+    pub pid: u32,
+    pub version: String,
+    /// Listening sockets handed over (services' and admin's).
+    pub sockets: usize,
+    /// UDP flows handed over.
+    pub udp_flows: usize,
+    /// When (seconds since the Unix epoch).
+    pub unix_time: u64,
+}
+
+/// Where the sockets of one listen address came from: `bound` (by this
+/// process), `predecessor` (handed over), `shared:predecessor` (a duplicate of
+/// a handed-over socket serving one more worker).
+#[derive(Debug, Clone, Serialize)]
+pub struct ListenerSockets {
+    pub service: String,
+    pub protocol: &'static str,
+    pub address: SocketAddr,
+    pub sockets: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -115,6 +156,7 @@ impl Status {
         uptime: Duration,
         generation: u64,
         draining: bool,
+        upgrade: UpgradeStatus,
     ) -> Status {
         let now = Instant::now();
         let retired = by_service(retired);
@@ -130,6 +172,7 @@ impl Status {
                     service_status(v, draining, now)
                 })
                 .collect(),
+            upgrade,
         }
     }
 

@@ -289,9 +289,13 @@ fn a_second_process_on_the_same_admin_address_refuses_to_start() {
         std::thread::sleep(Duration::from_millis(20));
     }
 
+    // A copy of the file: a second `run` of the very same file would upgrade
+    // from the first instead (see tests/upgrade.rs).
+    let copy = dir.join("copy.toml");
+    std::fs::copy(&config, &copy).expect("copy");
     let log = dir.join("second.log");
     let second = Command::new(BIN)
-        .args(["run", config.to_str().expect("utf-8 path")])
+        .args(["run", copy.to_str().expect("utf-8 path")])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()

@@ -67,6 +67,7 @@ pub struct RawGlobal {
     pub workers: Field<Int>,
     pub max_connections: Field<Int>,
     pub shutdown_grace: Field<DurationText>,
+    pub control_socket: Field<String>,
     pub drain_delay: Field<DurationText>,
 }
 

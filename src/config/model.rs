@@ -33,6 +33,9 @@ pub struct AdminConfig {
     pub token: String,
 }
 
+/// Where `[global] control_socket` is when not configured.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/l4lb/control.sock";
+
 /// `[global]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GlobalConfig {
@@ -42,6 +45,8 @@ pub struct GlobalConfig {
     pub max_connections: usize,
     /// How long SIGTERM waits for open connections to finish.
     pub shutdown_grace: Duration,
+    /// The unix socket a successor asks for this process's sockets on.
+    pub control_socket: PathBuf,
     /// On SIGTERM, how long `/ready` and `/healthz` say 503 while the listeners
     /// still accept, before they close (time for routers to withdraw the route).
     pub drain_delay: Duration,
@@ -53,6 +58,7 @@ impl Default for GlobalConfig {
             workers: 0,
             max_connections: 0,
             shutdown_grace: Duration::from_secs(30),
+            control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
             drain_delay: Duration::ZERO,
         }
     }
@@ -292,7 +298,8 @@ impl HashVersion {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
     Udp,

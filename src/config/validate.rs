@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::RangeInclusive;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
@@ -19,8 +19,8 @@ use super::address::{Listener, LoopFinder, Resolve, check_conflicts, loop_messag
 use super::checker::{Checker, flag, text};
 use super::discover;
 use super::file::{
-    Listen, RawAdmin, RawBackend, RawDiscover, RawDocument, RawGlobal, RawHealth, RawOutlier,
-    RawService, Section, ServiceEntry,
+    Field, Listen, RawAdmin, RawBackend, RawDiscover, RawDocument, RawGlobal, RawHealth,
+    RawOutlier, RawService, Section, ServiceEntry,
 };
 use super::health_rules;
 use super::model::*;
@@ -144,6 +144,8 @@ impl<'a> Validation<'_, 'a> {
                     true,
                 )
                 .unwrap_or(defaults.shutdown_grace),
+            control_socket: control_socket(&mut c, &raw.control_socket)
+                .unwrap_or(defaults.control_socket),
             drain_delay: c
                 .duration("drain_delay", &raw.drain_delay, defaults.drain_delay, true)
                 .unwrap_or(defaults.drain_delay),
@@ -724,4 +726,32 @@ impl Checker<'_, '_> {
         );
         self.fail(&span, "timeout", message);
     }
+}
+
+/// The most bytes a unix socket path may have (`sun_path`, with its NUL).
+const UNIX_PATH_MAX: usize = 107;
+
+/// `[global] control_socket`: an absolute path short enough for a unix socket.
+fn control_socket(c: &mut Checker<'_, '_>, field: &Field<String>) -> Option<PathBuf> {
+    let text = field.as_ref()?;
+    let path = text.get_ref();
+    let problem = if !path.starts_with('/') {
+        Some(format!("must be an absolute path, got \"{path}\""))
+    } else if path.ends_with('/') {
+        Some(format!(
+            "must name a socket file, not a directory, got \"{path}\""
+        ))
+    } else if path.len() > UNIX_PATH_MAX {
+        Some(format!(
+            "a unix socket path has at most {UNIX_PATH_MAX} bytes, got {}",
+            path.len()
+        ))
+    } else {
+        None
+    };
+    if let Some(message) = problem {
+        c.fail(&text.span(), "control_socket", message);
+        return None;
+    }
+    Some(PathBuf::from(path))
 }

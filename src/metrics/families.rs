@@ -126,7 +126,26 @@ const RELOADS: Spec = spec(
     &["result"],
 );
 
-const ALL: [&Spec; 14] = [
+const UPGRADE_SOCKETS: Spec = spec(
+    "l4lb_upgrade_sockets_handed_over_total",
+    "Listening sockets the previous process handed over to this one in a binary upgrade.",
+    COUNTER,
+    &[],
+);
+const UPGRADE_FLOWS: Spec = spec(
+    "l4lb_upgrade_flows_handed_over_total",
+    "UDP flows the previous process handed over to this one in a binary upgrade.",
+    COUNTER,
+    &[],
+);
+const UPGRADE_FAILURES: Spec = spec(
+    "l4lb_upgrade_failures_total",
+    "Binary upgrades from this process that failed before the new one was ready.",
+    COUNTER,
+    &[],
+);
+
+const ALL: [&Spec; 17] = [
     &BUILD_INFO,
     &CONNECTIONS,
     &ACTIVE,
@@ -141,6 +160,9 @@ const ALL: [&Spec; 14] = [
     &UDP_DATAGRAMS,
     &UDP_DROPPED,
     &RELOADS,
+    &UPGRADE_SOCKETS,
+    &UPGRADE_FLOWS,
+    &UPGRADE_FAILURES,
 ];
 
 /// The descriptions of every family, for registering the collector.
@@ -204,6 +226,11 @@ pub fn families(sample: &ProxySample) -> Vec<MetricFamily> {
     let (succeeded, failed) = sample.reloads;
     f.reloads.push(&["failure"], failed as f64);
     f.reloads.push(&["success"], succeeded as f64);
+    let upgrade = &sample.upgrade;
+    f.upgrade_sockets
+        .push(&[], upgrade.sockets_handed_over as f64);
+    f.upgrade_flows.push(&[], upgrade.flows_handed_over as f64);
+    f.upgrade_failures.push(&[], upgrade.failed_attempts as f64);
     let mut services: Vec<&ServiceSample> = sample.services.iter().collect();
     services.sort_by(|a, b| a.name.cmp(&b.name));
     f.services(&services);
@@ -239,6 +266,9 @@ struct Families {
     udp_dropped: Series,
     route_connections: Series,
     reloads: Series,
+    upgrade_sockets: Series,
+    upgrade_flows: Series,
+    upgrade_failures: Series,
 }
 
 impl Families {
@@ -263,6 +293,9 @@ impl Families {
             udp_dropped: series(&UDP_DROPPED),
             route_connections: series(&ROUTE_CONNECTIONS),
             reloads: series(&RELOADS),
+            upgrade_sockets: series(&UPGRADE_SOCKETS),
+            upgrade_flows: series(&UPGRADE_FLOWS),
+            upgrade_failures: series(&UPGRADE_FAILURES),
         }
     }
 
@@ -361,6 +394,9 @@ impl Families {
             self.udp_dropped,
             self.route_connections,
             self.reloads,
+            self.upgrade_sockets,
+            self.upgrade_flows,
+            self.upgrade_failures,
         ]
         .into_iter()
         .map(Series::family)
@@ -371,6 +407,7 @@ impl Families {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::UpgradeSample;
 
     fn backend(address: &str) -> BackendSample {
         BackendSample {
@@ -406,6 +443,11 @@ mod tests {
                 service("api", &["10.0.0.5:80", "10.0.0.1:80"]),
             ],
             reloads: (3, 1),
+            upgrade: UpgradeSample {
+                sockets_handed_over: 4,
+                flows_handed_over: 7,
+                failed_attempts: 1,
+            },
         };
         let families = families(&sample);
         for family in &families {
@@ -427,5 +469,6 @@ mod tests {
         assert_eq!(count("l4lb_rejected_connections_total"), 4);
         assert_eq!(count("l4lb_udp_datagrams_total"), 0);
         assert_eq!(count("l4lb_config_reloads_total"), 2);
+        assert_eq!(count("l4lb_upgrade_flows_handed_over_total"), 1);
     }
 }

@@ -13,10 +13,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::admin::{self, AdminState};
-use crate::config::AdminConfig;
+use std::os::fd::{AsFd, OwnedFd};
+
+use crate::config::{AdminConfig, Protocol};
 use crate::proxy::listener::bind_tcp_exclusive;
 
 use super::StartError;
+use super::inherited::InheritedSockets;
 
 #[derive(Debug)]
 struct Running {
@@ -39,13 +42,23 @@ pub struct AdminEndpoint {
     local: Option<SocketAddr>,
     pending: Option<TcpListener>,
     running: Option<Running>,
+    /// A descriptor of the listener being served, for a successor.
+    handover: Option<OwnedFd>,
 }
 
 impl AdminEndpoint {
-    pub fn bind(config: Option<&AdminConfig>) -> Result<AdminEndpoint, StartError> {
+    /// Binds `config`'s address, or takes the socket `inherited` holds for it
+    /// (a predecessor's admin socket).
+    pub fn bind(
+        config: Option<&AdminConfig>,
+        inherited: &mut InheritedSockets,
+    ) -> Result<AdminEndpoint, StartError> {
         let mut endpoint = AdminEndpoint::default();
         if let Some(admin) = config {
-            let listener = bind_admin(admin.listen, None)?;
+            let listener = match inherited.take(Protocol::Tcp, admin.listen).pop() {
+                Some((fd, _)) => adopt_admin(admin.listen, fd)?,
+                None => bind_admin(admin.listen, None)?,
+            };
             endpoint.configured = Some(admin.listen);
             endpoint.local = listener.local_addr().ok();
             endpoint.pending = Some(listener);
@@ -57,6 +70,22 @@ impl AdminEndpoint {
         self.local
     }
 
+    /// A descriptor of the admin listener, for a successor.
+    pub fn export(&self) -> Option<(SocketAddr, OwnedFd)> {
+        let local = self.local?;
+        let fd = self.handover.as_ref()?.try_clone().ok()?;
+        Some((local, fd))
+    }
+
+    /// Stops answering (a successor answers on the same socket now); `stop`
+    /// still waits for the server task.
+    pub fn stop_accepting(&mut self) {
+        if let Some(running) = &self.running {
+            running.stop.cancel();
+        }
+        self.handover = None;
+    }
+
     /// Starts serving the bound listener, if any.
     pub fn start(&mut self, state: Arc<dyn AdminState>) {
         let Some(listener) = self.pending.take() else {
@@ -65,6 +94,7 @@ impl AdminEndpoint {
         if let Some(address) = self.local {
             info!(%address, "admin endpoint listening");
         }
+        self.handover = listener.as_fd().try_clone_to_owned().ok();
         let stop = CancellationToken::new();
         let task = tokio::spawn(admin::serve(listener, state, stop.clone()));
         self.running = Some(Running { stop, task });
@@ -91,6 +121,7 @@ impl AdminEndpoint {
         if let Some(old) = self.running.take() {
             old.stop.cancel();
         }
+        self.handover = None;
         self.configured = replacement.as_ref().map(|(address, _)| *address);
         self.local = replacement.as_ref().and_then(|(_, l)| l.local_addr().ok());
         self.pending = replacement.map(|(_, listener)| listener);
@@ -117,6 +148,25 @@ fn bind_admin(address: SocketAddr, served: Option<SocketAddr>) -> Result<TcpList
             address,
             source: explain_address_in_use(source, address, served),
         })
+}
+
+/// A predecessor's admin listener, checked to be a listening TCP socket on `address`.
+fn adopt_admin(address: SocketAddr, fd: OwnedFd) -> Result<TcpListener, StartError> {
+    let failed = |source| StartError::Admin { address, source };
+    let kind = rustix::net::sockopt::socket_type(&fd).map_err(|e| failed(e.into()))?;
+    let listening = rustix::net::sockopt::socket_acceptconn(&fd).map_err(|e| failed(e.into()))?;
+    if kind != rustix::net::SocketType::STREAM || !listening {
+        let why = io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the inherited socket is not a listening tcp socket",
+        );
+        return Err(failed(why));
+    }
+    let listener = std::net::TcpListener::from(fd);
+    listener
+        .set_nonblocking(true)
+        .and_then(|()| TcpListener::from_std(listener))
+        .map_err(failed)
 }
 
 /// `error`, with what an address in use means for the admin endpoint.

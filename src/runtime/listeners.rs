@@ -10,7 +10,10 @@
 //! service, so it follows the service's name.)
 //!
 //! Each listen address is a group of SO_REUSEPORT sockets, one per worker (see
-//! `workers`), each served by a loop on its own worker. The UDP loops are also
+//! `workers`), each served by a loop on its own worker — or the group inherited
+//! from a predecessor (see `socket_group`). Each listener keeps a descriptor
+//! of every socket so an upgrade can hand it over (`export`), and a way to
+//! pause each UDP loop (`udp_pauses`). The UDP loops are also
 //! told every UDP address the set listens on, so they can refuse datagrams
 //! that this process sent itself (see `proxy::udp::own_addresses`).
 
@@ -20,6 +23,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use std::net::{TcpListener, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
 
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
@@ -30,15 +37,16 @@ use crate::config::{Config, Protocol};
 use crate::lifecycle::Lifecycle;
 use crate::limit::ConnectionLimit;
 use crate::log_throttle::LogThrottle;
-use crate::proxy::listener::{bind_group, bind_tcp};
 use crate::proxy::tcp::TcpProxy;
 use crate::proxy::udp::flow_budget::FlowBudget;
+use crate::proxy::udp::handoff::{HandedFlow, PauseRequest};
 use crate::proxy::udp::listener::UdpProxy;
 use crate::proxy::udp::own_addresses::{self, OwnAddresses};
-use crate::proxy::udp::socket::bind_udp;
 use crate::service::{Service, ServiceSlot};
 
 use super::StartError;
+use super::inherited::InheritedSockets;
+use super::socket_group::{SocketSource, socket_id, tcp_group, udp_group};
 use super::workers::WorkerPool;
 
 /// At most one repeated warning per listener per this interval.
@@ -65,33 +73,48 @@ impl ListenKey {
 }
 
 /// The bound sockets of one listen address (one SO_REUSEPORT group, a socket
-/// per worker), not serving yet.
+/// per worker, or the inherited group: see `socket_group`), not serving yet.
 #[derive(Debug)]
 pub struct BoundSocket {
     group: Vec<WorkerSocket>,
+    sources: Vec<SocketSource>,
     /// Where the group listens (port 0 resolved).
     local: SocketAddr,
 }
 
 impl BoundSocket {
-    /// One socket per worker on `key`'s address.
-    fn bind(key: &ListenKey, workers: usize) -> std::io::Result<BoundSocket> {
-        let group: Vec<WorkerSocket> = match key.protocol {
-            Protocol::Tcp => bind_group(key.address, workers, bind_tcp, TcpListener::local_addr)?
+    /// The group of `key`'s address: the sockets `inherited` holds for it first,
+    /// then whatever is missing bound here. This is the one place inherited
+    /// sockets are looked up.
+    fn bind(
+        key: &ListenKey,
+        workers: usize,
+        inherited: &mut InheritedSockets,
+    ) -> std::io::Result<BoundSocket> {
+        let taken = match key.any_port_of {
+            Some(_) => Vec::new(),
+            None => inherited.take(key.protocol, key.address),
+        };
+        let (group, sources): (Vec<WorkerSocket>, Vec<SocketSource>) = match key.protocol {
+            Protocol::Tcp => tcp_group(key.address, workers, taken)?
                 .into_iter()
-                .map(WorkerSocket::Tcp)
-                .collect(),
-            Protocol::Udp => bind_group(key.address, workers, bind_udp, UdpSocket::local_addr)?
+                .map(|(l, source)| (WorkerSocket::Tcp(l), source))
+                .unzip(),
+            Protocol::Udp => udp_group(key.address, workers, taken)?
                 .into_iter()
-                .map(WorkerSocket::Udp)
-                .collect(),
+                .map(|(s, source)| (WorkerSocket::Udp(s), source))
+                .unzip(),
         };
         let local = match group.first() {
             Some(WorkerSocket::Tcp(listener)) => listener.local_addr()?,
             Some(WorkerSocket::Udp(socket)) => socket.local_addr()?,
             None => key.address,
         };
-        Ok(BoundSocket { group, local })
+        Ok(BoundSocket {
+            group,
+            sources,
+            local,
+        })
     }
 }
 
@@ -100,6 +123,57 @@ impl BoundSocket {
 enum WorkerSocket {
     Tcp(TcpListener),
     Udp(UdpSocket),
+}
+
+impl WorkerSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            WorkerSocket::Tcp(listener) => listener.as_fd(),
+            WorkerSocket::Udp(socket) => socket.as_fd(),
+        }
+    }
+}
+
+/// Flows a predecessor handed over, by the kernel identity of the listening
+/// socket they came in on (`socket_group::socket_id`).
+pub type HandedFlows = HashMap<u64, Vec<HandedFlow>>;
+
+/// One serving socket as an upgrade sees it: a descriptor to hand over, and
+/// for UDP, how to pause its loop.
+#[derive(Debug)]
+struct ServedSocket {
+    id: u64,
+    fd: OwnedFd,
+    pause: Option<mpsc::Sender<PauseRequest>>,
+}
+
+impl ListenerOrigin {
+    pub fn into_status(self) -> crate::status::ListenerSockets {
+        crate::status::ListenerSockets {
+            service: self.service,
+            protocol: self.protocol,
+            address: self.address,
+            sockets: self.sockets.iter().map(SocketSource::to_string).collect(),
+        }
+    }
+}
+
+/// A socket to hand to a successor.
+#[derive(Debug)]
+pub struct ExportedSocket {
+    pub protocol: Protocol,
+    pub local: SocketAddr,
+    pub id: u64,
+    pub fd: OwnedFd,
+}
+
+/// How a listener's sockets came to be, for operators.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListenerOrigin {
+    pub service: String,
+    pub protocol: &'static str,
+    pub address: SocketAddr,
+    pub sockets: Vec<SocketSource>,
 }
 
 /// What the loops of one listen address share.
@@ -140,14 +214,19 @@ impl LoopParts {
 impl WorkerSocket {
     /// Serves this socket; must run on the worker that owns it (registering it
     /// with the worker's event loop is the first step).
-    async fn serve(self, parts: LoopParts) {
+    async fn serve(
+        self,
+        parts: LoopParts,
+        flows: Vec<HandedFlow>,
+        pauses: mpsc::Receiver<PauseRequest>,
+    ) {
         let error = match self {
             WorkerSocket::Tcp(listener) => match tokio::net::TcpListener::from_std(listener) {
                 Ok(listener) => return parts.tcp().accept_loop(listener).await,
                 Err(e) => e,
             },
             WorkerSocket::Udp(socket) => match tokio::net::UdpSocket::from_std(socket) {
-                Ok(socket) => return parts.udp().serve(socket).await,
+                Ok(socket) => return parts.udp().serve(socket, flows, pauses).await,
                 Err(e) => e,
             },
         };
@@ -169,6 +248,8 @@ pub struct LoopContext {
 #[derive(Debug)]
 struct RunningListener {
     local: SocketAddr,
+    sources: Vec<SocketSource>,
+    sockets: Vec<ServedSocket>,
     stop: CancellationToken,
     /// The service this address serves now.
     owner: String,
@@ -227,6 +308,7 @@ impl ListenerSet {
         &self,
         config: &Config,
         workers: usize,
+        inherited: &mut InheritedSockets,
     ) -> Result<Vec<PendingSocket>, StartError> {
         let mut bound = Vec::new();
         for service in &config.services {
@@ -235,12 +317,13 @@ impl ListenerSet {
                 if self.running.contains_key(&key) {
                     continue;
                 }
-                let socket =
-                    BoundSocket::bind(&key, workers).map_err(|source| StartError::Listen {
+                let socket = BoundSocket::bind(&key, workers, inherited).map_err(|source| {
+                    StartError::Listen {
                         service: service.name.clone(),
                         address,
                         source,
-                    })?;
+                    }
+                })?;
                 bound.push(PendingSocket {
                     key,
                     service: service.name.clone(),
@@ -251,8 +334,16 @@ impl ListenerSet {
         Ok(bound)
     }
 
-    /// Starts serving a bound socket for `service`.
-    pub fn start(&mut self, pending: PendingSocket, service: Arc<Service>, ctx: &LoopContext) {
+    /// Starts serving a bound socket for `service`; socket `i` of its group
+    /// runs on worker `i % workers` (a worker may serve several). A UDP socket
+    /// continues the flows `flows` holds for it.
+    pub fn start(
+        &mut self,
+        pending: PendingSocket,
+        service: Arc<Service>,
+        ctx: &LoopContext,
+        flows: &mut HandedFlows,
+    ) {
         let PendingSocket {
             key,
             service: owner,
@@ -261,7 +352,8 @@ impl ListenerSet {
         let local = socket.local;
         let stop = CancellationToken::new();
         let warnings = Arc::new(LogThrottle::new(WARNING_INTERVAL));
-        info!(service = %owner, protocol = %key.protocol, address = %local, "listening");
+        info!(service = %owner, protocol = %key.protocol, address = %local,
+            sockets = socket.group.len(), "listening");
         let slot = Arc::new(ServiceSlot::new(service));
         let parts = LoopParts {
             slot: Arc::clone(&slot),
@@ -273,8 +365,29 @@ impl ListenerSet {
             flow_budget: Arc::clone(&ctx.flow_budget),
         };
         let udp = key.is_udp();
+        let workers: Vec<_> = ctx.workers.handles().collect();
+        let mut sockets = Vec::new();
+        for (i, worker_socket) in socket.group.into_iter().enumerate() {
+            let (pause_tx, pauses) = mpsc::channel(1);
+            let id = socket_id(worker_socket.as_fd()).unwrap_or(0);
+            match worker_socket.as_fd().try_clone_to_owned() {
+                Ok(fd) => sockets.push(ServedSocket {
+                    id,
+                    fd,
+                    pause: udp.then_some(pause_tx),
+                }),
+                Err(e) => warn!(error = %e, address = %local,
+                    "cannot keep a descriptor of a listening socket; an upgrade will not get it"),
+            }
+            let handed = flows.remove(&id).unwrap_or_default();
+            let worker = workers[i % workers.len().max(1)];
+            ctx.loops
+                .spawn_on(worker_socket.serve(parts.clone(), handed, pauses), worker);
+        }
         let listener = RunningListener {
             local,
+            sources: socket.sources,
+            sockets,
             stop,
             owner,
             slot,
@@ -284,9 +397,67 @@ impl ListenerSet {
             // Known as our own before the first datagram arrives on it.
             self.publish_own_udp_addresses();
         }
-        for (worker, socket) in ctx.workers.handles().zip(socket.group) {
-            ctx.loops.spawn_on(socket.serve(parts.clone()), worker);
+    }
+
+    /// A descriptor of every serving socket (one per kernel socket), for a successor.
+    pub fn export(&self) -> Vec<ExportedSocket> {
+        let mut seen = std::collections::HashSet::new();
+        let mut exported = Vec::new();
+        for (key, listener) in &self.running {
+            for socket in &listener.sockets {
+                if !seen.insert(socket.id) {
+                    continue;
+                }
+                match socket.fd.try_clone() {
+                    Ok(fd) => exported.push(ExportedSocket {
+                        protocol: key.protocol,
+                        local: listener.local,
+                        id: socket.id,
+                        fd,
+                    }),
+                    Err(e) => warn!(error = %e, address = %listener.local,
+                        "cannot duplicate a listening socket for the new process"),
+                }
+            }
         }
+        exported
+    }
+
+    /// How to pause every UDP loop, with the identity of the socket it reads.
+    pub fn udp_pauses(&self) -> Vec<(u64, mpsc::Sender<PauseRequest>)> {
+        self.running
+            .values()
+            .flat_map(|l| &l.sockets)
+            .filter_map(|s| s.pause.clone().map(|p| (s.id, p)))
+            .collect()
+    }
+
+    /// Drops this process's own descriptors of every listening socket (once
+    /// no loop serves them): a socket nobody else holds closes, so clients are
+    /// refused instead of waiting in a queue nobody reads.
+    pub fn release(&mut self) {
+        for listener in self.running.values_mut() {
+            listener.sockets.clear();
+        }
+    }
+
+    /// Where each listener's sockets came from, in configuration order.
+    pub fn origins(&self, config: &Config) -> Vec<ListenerOrigin> {
+        let mut origins = Vec::new();
+        for service in &config.services {
+            for &address in &service.listen {
+                let key = ListenKey::new(&service.name, service.protocol, address);
+                if let Some(listener) = self.running.get(&key) {
+                    origins.push(ListenerOrigin {
+                        service: service.name.clone(),
+                        protocol: service.protocol.as_str(),
+                        address: listener.local,
+                        sockets: listener.sources.clone(),
+                    });
+                }
+            }
+        }
+        origins
     }
 
     /// Tells the UDP loops every UDP address this process listens on now, and

@@ -20,8 +20,8 @@ use crate::backend::Backend;
 use crate::backend::admin_state::AdminState as BackendState;
 use crate::backend::identity::Identity;
 use crate::lifecycle::Lifecycle;
-use crate::metrics::{Metrics, ProxySample, SampleSource};
-use crate::status::{ServiceView, Status, metrics_sample};
+use crate::metrics::{Metrics, ProxySample, SampleSource, UpgradeSample};
+use crate::status::{ListenerSockets, ServiceView, Status, UpgradeStatus, metrics_sample};
 
 use super::watchdog::{self, Heartbeats};
 
@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub services: Vec<ServiceView>,
     /// Bearer token of the runtime API; empty means none.
     pub token: String,
+    /// Where each listener's sockets came from.
+    pub listeners: Vec<ListenerSockets>,
 }
 
 /// Backends removed by a reload whose sessions are still open, by identity
@@ -44,6 +46,8 @@ pub struct LiveState {
     retired: Mutex<RetiredBackends>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    /// Upgrades this process took part in (listeners come from the snapshot).
+    upgrade: Mutex<UpgradeStatus>,
     pub started: Instant,
     pub lifecycle: Lifecycle,
     pub metrics: Arc<Metrics>,
@@ -68,6 +72,7 @@ impl LiveState {
             retired: Mutex::new(HashMap::new()),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            upgrade: Mutex::new(UpgradeStatus::default()),
             started: Instant::now(),
             lifecycle,
             metrics,
@@ -152,13 +157,31 @@ impl LiveState {
 
     pub fn status(&self) -> Status {
         let snapshot = self.snapshot();
+        let mut upgrade = self.upgrade();
+        upgrade.listeners = snapshot.listeners.clone();
         Status::now(
             &snapshot.services,
             &self.draining_retired(),
             self.started.elapsed(),
             snapshot.generation,
             LiveState::is_draining(self),
+            upgrade,
         )
+    }
+
+    /// Upgrades so far (without the listeners).
+    pub fn upgrade(&self) -> UpgradeStatus {
+        self.upgrade_state().clone()
+    }
+
+    /// Changes the upgrade record.
+    pub fn update_upgrade(&self, change: impl FnOnce(&mut UpgradeStatus)) {
+        change(&mut self.upgrade_state());
+    }
+
+    fn upgrade_state(&self) -> std::sync::MutexGuard<'_, UpgradeStatus> {
+        // Plain data, consistent between statements: safe to use after a panic.
+        self.upgrade.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn is_draining(&self) -> bool {
@@ -170,6 +193,13 @@ impl SampleSource for LiveState {
     fn sample(&self) -> ProxySample {
         let mut sample = metrics_sample(&self.snapshot().services, &self.draining_retired());
         sample.reloads = self.reloads();
+        let upgrade = self.upgrade();
+        let received = upgrade.predecessor.as_ref();
+        sample.upgrade = UpgradeSample {
+            sockets_handed_over: received.map_or(0, |r| r.sockets as u64),
+            flows_handed_over: received.map_or(0, |r| r.udp_flows as u64),
+            failed_attempts: upgrade.failed_attempts,
+        };
         sample
     }
 }

@@ -16,13 +16,18 @@
 
 mod admin_endpoint;
 mod backend_edits;
+pub mod control;
 mod discovery_groups;
 mod fd_budget;
 mod flow_cap;
+mod handoff;
+pub mod inherited;
 mod listeners;
 mod live;
 mod probes;
 mod reload;
+mod socket_group;
+pub mod takeover;
 mod watchdog;
 mod workers;
 
@@ -47,12 +52,15 @@ use crate::service::Service;
 use admin_endpoint::AdminEndpoint;
 use backend_edits::BackendEdits;
 use discovery_groups::DiscoveryGroups;
+use handoff::HandoffCommand;
+use inherited::InheritedSockets;
 use listeners::{ListenerSet, LoopContext, PendingSocket};
 use live::{LiveState, Snapshot};
 use probes::ProbeSet;
 use watchdog::Heartbeats;
 use workers::WorkerPool;
 
+pub use listeners::HandedFlows;
 pub use probes::ProbeTasks;
 pub use reload::ReloadReport;
 
@@ -79,6 +87,8 @@ pub enum StartError {
     Workers(#[source] io::Error),
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("binary upgrade: {0}")]
+    Upgrade(String),
 }
 
 /// Why a reload left the running configuration untouched.
@@ -238,12 +248,30 @@ pub struct Server {
     heartbeats: Arc<Heartbeats>,
     /// Ends the worker heartbeats once the drain is over.
     heartbeats_stop: tokio_util::sync::CancellationToken,
+    /// What upgrade sessions on the control socket ask of the serve loop.
+    handoffs: mpsc::Receiver<HandoffCommand>,
+    handoff_requests: mpsc::Sender<HandoffCommand>,
+    control: Option<control::ControlSocket>,
 }
 
 impl Server {
     /// Binds every listen address of every service, and the admin address.
     /// Must run inside a tokio runtime.
     pub fn bind(config: &Config) -> Result<Server, StartError> {
+        Server::bind_inheriting(config, InheritedSockets::default(), || {
+            Ok(HandedFlows::new())
+        })
+    }
+
+    /// Like `bind`, taking the sockets `inherited` holds for an address before
+    /// binding anything (see `inherited`); `handed_flows` is called once every
+    /// address is bound and before any socket is served: the UDP flows to
+    /// continue. Whatever `inherited` holds that no address asks for is closed.
+    pub fn bind_inheriting(
+        config: &Config,
+        mut inherited: InheritedSockets,
+        handed_flows: impl FnOnce() -> Result<HandedFlows, StartError>,
+    ) -> Result<Server, StartError> {
         check_sources(config)?;
         let metrics = Arc::new(Metrics::new()?);
         let lifecycle = Lifecycle::new();
@@ -255,9 +283,11 @@ impl Server {
         // The admin address first: it is exclusive, so a second instance of this
         // configuration fails here, before its service sockets join (and take
         // clients from) the running instance's SO_REUSEPORT groups.
-        let admin = AdminEndpoint::bind(config.admin.as_ref())?;
+        let admin = AdminEndpoint::bind(config.admin.as_ref(), &mut inherited)?;
         let listeners = ListenerSet::default();
-        let pending = listeners.bind_missing(config, workers.len())?;
+        let pending = listeners.bind_missing(config, workers.len(), &mut inherited)?;
+        inherited.close_leftovers();
+        let mut flows = handed_flows()?;
         let mut discovery = DiscoveryGroups::new();
         let planned = discovery.plan(config, &metrics);
         let declared = config.clone();
@@ -272,6 +302,7 @@ impl Server {
             generation: 1,
             services: Vec::new(),
             token: admin_token(config),
+            listeners: Vec::new(),
         };
         let (edit_tx, edit_requests) = mpsc::channel(16);
         let live = Arc::new(LiveState::new(
@@ -283,6 +314,7 @@ impl Server {
         ));
         metrics.register_source(Arc::clone(&live) as Arc<dyn SampleSource>)?;
         let (reload_tx, reload_rx) = mpsc::channel(4);
+        let (handoff_requests, handoffs) = mpsc::channel(4);
         let process_limit = Arc::new(ConnectionLimit::new(0));
         let mut server = Server {
             config: config.clone(),
@@ -311,10 +343,14 @@ impl Server {
             live,
             heartbeats,
             heartbeats_stop,
+            handoffs,
+            handoff_requests,
+            control: None,
         };
-        server.start_pending();
+        // The bounds first: flows handed over are admitted under them.
         server.apply_process_cap();
         server.apply_flow_cap();
+        server.start_pending(&mut flows);
         server.publish(1);
         Ok(server)
     }
@@ -404,6 +440,7 @@ impl Server {
                     while self.discovery.try_changed().is_some() {}
                     self.rediscover();
                 }
+                Some(command) = self.handoffs.recv() => self.on_handoff(command),
             }
         }
         self.discovery.stop_all();
@@ -415,6 +452,10 @@ impl Server {
         {
             error!("an accept loop did not stop (a stalled worker?); draining without it");
         }
+        self.listeners.release();
+        if let Some(control) = self.control.take() {
+            control.close(self.live.upgrade().successor.is_some());
+        }
         self.probes.wait().await;
         let report = drain(&self.ctx.lifecycle, self.config.global.shutdown_grace).await;
         self.admin.stop().await;
@@ -422,13 +463,21 @@ impl Server {
         report
     }
 
-    /// Starts serving every socket bound but not started yet.
-    fn start_pending(&mut self) {
+    /// Starts serving every socket bound but not started yet; UDP sockets
+    /// continue the flows `flows` holds for them.
+    fn start_pending(&mut self, flows: &mut HandedFlows) {
         for pending in std::mem::take(&mut self.pending) {
             if let Some(service) = self.services.get(pending.service()) {
                 let service = Arc::clone(service);
-                self.listeners.start(pending, service, &self.ctx);
+                self.listeners.start(pending, service, &self.ctx, flows);
             }
+        }
+        let left: usize = flows.values().map(Vec::len).sum();
+        if left > 0 {
+            info!(
+                flows = left,
+                "handed-over udp flows of addresses no longer listed: closed"
+            );
         }
     }
 
@@ -452,6 +501,12 @@ impl Server {
             generation,
             services,
             token: admin_token(&self.config),
+            listeners: self
+                .listeners
+                .origins(&self.config)
+                .into_iter()
+                .map(listeners::ListenerOrigin::into_status)
+                .collect(),
         });
     }
 }

@@ -134,9 +134,11 @@ impl Server {
         config: Config,
         reset_admin_states: bool,
     ) -> Result<ReloadReport, ReloadError> {
-        let bound = self
-            .listeners
-            .bind_missing(&config, self.ctx.workers.len())?;
+        let bound = self.listeners.bind_missing(
+            &config,
+            self.ctx.workers.len(),
+            &mut Default::default(),
+        )?;
         let admin_change = self.admin.prepare(config.admin.as_ref())?;
         // Nothing below can fail.
         let mut report = ReloadReport::default();
@@ -150,7 +152,7 @@ impl Server {
         // is retired, so a client still choosing a backend always finds the live set.
         self.listeners.follow(&self.config, &self.services);
         self.pending = bound;
-        self.start_pending();
+        self.start_pending(&mut super::HandedFlows::new());
         for (service, backend) in next.retiring {
             self.live.retire(&service, backend);
         }

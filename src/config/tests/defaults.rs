@@ -43,6 +43,7 @@ fn a_minimal_service_gets_every_default() {
             workers: 0,
             max_connections: 0,
             shutdown_grace: secs(30),
+            control_socket: PathBuf::from("/run/l4lb/control.sock"),
             drain_delay: Duration::ZERO,
         },
         services: vec![ServiceConfig {
@@ -338,6 +339,7 @@ fn a_file_with_every_key_parses_to_the_expected_config() {
             workers: 4,
             max_connections: 50_000,
             shutdown_grace: secs(90),
+            control_socket: PathBuf::from("/run/l4lb/control.sock"),
             drain_delay: secs(5),
         },
         services: vec![expected_dns_service(), expected_ring_service(localhost)],

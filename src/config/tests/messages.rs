@@ -746,3 +746,33 @@ fn keys_of_the_other_protocol_are_refused() {
         ]
     );
 }
+
+// ---- control socket ------------------------------------------------------
+
+#[test]
+fn control_socket_must_be_an_absolute_socket_path_that_fits() {
+    let with = |path: &str| {
+        format!(
+            "[global]\ncontrol_socket = \"{path}\"\n{}",
+            service_with(&[])
+        )
+    };
+    assert_eq!(
+        error(&with("run/l4lb.sock")),
+        "lb.toml:2:18: global.control_socket: must be an absolute path, got \"run/l4lb.sock\""
+    );
+    assert_eq!(
+        error(&with("/run/l4lb/")),
+        "lb.toml:2:18: global.control_socket: must name a socket file, not a directory, got \"/run/l4lb/\""
+    );
+    let long = format!("/{}", "x".repeat(107));
+    assert_eq!(
+        error(&with(&long)),
+        "lb.toml:2:18: global.control_socket: a unix socket path has at most 107 bytes, got 108"
+    );
+    let config = valid(&with("/tmp/l4lb/upgrade.sock"));
+    assert_eq!(
+        config.global.control_socket,
+        Path::new("/tmp/l4lb/upgrade.sock")
+    );
+}

@@ -80,6 +80,16 @@ impl<K: Hash + Eq + Clone, V> FlowTable<K, V> {
         gone
     }
 
+    /// Every flow, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.slots.iter().map(|(k, v)| (k, v))
+    }
+
+    /// Every flow, mutably, in no particular order.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
+        self.slots.iter_mut().map(|(k, v)| (&*k, v))
+    }
+
     /// Removes every flow.
     pub fn drain(&mut self) -> Vec<(K, V)> {
         self.index.clear();

@@ -453,5 +453,7 @@ pub fn sweep_period(idle_ms: u64) -> u64 {
     (idle_ms / 4).clamp(10, 1000)
 }
 
+pub mod handoff;
+
 #[cfg(test)]
 mod tests;

@@ -29,10 +29,13 @@ use crate::proxy::proxy_protocol;
 use crate::proxy::udp::batch::RecvBatch;
 use crate::proxy::udp::flow_budget::FlowBudget;
 use crate::proxy::udp::flows::{Action, Closed, FlowCore, FlowId};
+use crate::proxy::udp::handoff::{HandedFlow, PauseRequest};
 use crate::proxy::udp::own_addresses::OwnAddresses;
 use crate::proxy::udp::send::{SendFailure, send_now};
 use crate::proxy::udp::view::{FlowBackend, FlowSlots, LiveView};
 use crate::service::{DropReason, Service, ServiceSlot};
+
+mod upgrade;
 
 /// Datagrams received per system call at most (each slot holds 64 KiB).
 const RECV_BATCH: usize = 32;
@@ -58,6 +61,7 @@ pub struct FlowIo {
 }
 
 type Core = FlowCore<FlowBackend, FlowIo, FlowSlots>;
+type Flow = crate::proxy::udp::flows::Flow<FlowBackend, FlowIo>;
 type Actions = Vec<Action<FlowBackend, FlowIo, FlowSlots>>;
 
 /// What a flow's reply task tells the receive loop.
@@ -91,17 +95,29 @@ pub struct UdpProxy {
 
 impl UdpProxy {
     /// Receives on `socket` until `stop` (or `stop_accepting`) is cancelled, then
-    /// closes every flow.
-    pub async fn serve(self, socket: UdpSocket) {
+    /// closes every flow. `adopted` are flows a predecessor handed over on this
+    /// very socket; `pauses` asks the loop to hand its own flows over.
+    pub async fn serve(
+        self,
+        socket: UdpSocket,
+        adopted: Vec<HandedFlow>,
+        mut pauses: mpsc::Receiver<PauseRequest>,
+    ) {
         let (events, mut reports) = mpsc::unbounded_channel();
+        let now = Instant::now();
+        let oldest = adopted.iter().map(|f| f.state.age_ms).max().unwrap_or(0);
         let mut shell = Shell {
             socket: Arc::new(socket),
-            started: Instant::now(),
+            // Adopted flows' ages fit on this clock (ticks never go below 0).
+            started: now
+                .checked_sub(Duration::from_millis(oldest))
+                .unwrap_or(now),
             every_flow: CancellationToken::new(),
             events,
             proxy: &self,
             core: Core::default(),
         };
+        shell.adopt(adopted);
         let mut batch = RecvBatch::new(RECV_BATCH);
         let mut reported = Vec::with_capacity(EVENT_BATCH);
         let mut next_sweep = tokio::time::Instant::now();
@@ -109,6 +125,7 @@ impl UdpProxy {
             tokio::select! {
                 () = self.stop.cancelled() => break,
                 () = self.lifecycle.stop_accepting.cancelled() => break,
+                Some(pause) = pauses.recv() => if shell.pause(pause).await { return },
                 () = tokio::time::sleep_until(next_sweep) => next_sweep = shell.sweep(),
                 _ = reports.recv_many(&mut reported, EVENT_BATCH) => shell.on_events(reported.drain(..)),
                 ready = shell.socket.readable() => {
@@ -240,25 +257,30 @@ impl Shell<'_> {
             }
         };
         let io = FlowIo {
-            upstream: Arc::clone(&upstream),
+            upstream,
             closer: self.every_flow.child_token(),
             _slots: slots,
-        };
-        let replies = ReplyTask {
-            upstream,
-            closer: io.closer.clone(),
-            listen: Arc::clone(&self.socket),
-            client,
-            backend: Arc::clone(&backend.backend),
-            service: Arc::clone(view.service),
-            events: self.events.clone(),
         };
         let ticks = self.ticks(view.now);
         self.core.opened(ticks, client, backend, io, view, actions);
         if let Some(flow) = self.core.flow(client) {
-            tokio::spawn(replies.run(flow.id));
+            self.spawn_replies(client, flow, view.service);
         }
         self.send(client, header, data, view, actions);
+    }
+
+    /// Starts the task relaying `flow`'s replies to `client`.
+    fn spawn_replies(&self, client: SocketAddr, flow: &Flow, service: &Arc<Service>) {
+        let replies = ReplyTask {
+            upstream: Arc::clone(&flow.io.upstream),
+            closer: flow.io.closer.clone(),
+            listen: Arc::clone(&self.socket),
+            client,
+            backend: Arc::clone(&flow.backend.backend),
+            service: Arc::clone(service),
+            events: self.events.clone(),
+        };
+        tokio::spawn(replies.run(flow.id));
     }
 
     /// Stops a closed flow's reply task and writes its access-log line.
@@ -429,6 +451,8 @@ impl ReplyTask {
         let client = self.client;
         loop {
             tokio::select! {
+                // A paused flow (an upgrade) must not read one more reply.
+                biased;
                 () = self.closer.cancelled() => return,
                 ready = self.upstream.readable() => if ready.is_err() { return },
             }

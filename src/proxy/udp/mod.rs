@@ -16,6 +16,7 @@ pub mod batch;
 pub mod flow_budget;
 pub mod flow_table;
 pub mod flows;
+pub mod handoff;
 pub mod listener;
 pub mod own_addresses;
 pub mod send;

@@ -40,6 +40,33 @@ pub struct LiveView<'a> {
     pub now: Instant,
 }
 
+impl LiveView<'_> {
+    /// The backend a handed-over flow continues on, and its places under the
+    /// bounds: the service's backend of that configured `address`, when it still
+    /// resolves to `connected` (where the flow's socket is connected), is
+    /// available and has room.
+    pub fn adoptable(
+        &self,
+        address: &str,
+        connected: SocketAddr,
+    ) -> Option<(FlowBackend, FlowSlots)> {
+        let backends = self.service.backends();
+        let backend = backends
+            .iter()
+            .find(|b| b.address() == address && b.addr() == connected)?;
+        if !backend.is_available(self.now) {
+            return None;
+        }
+        let slots = self.admit()?;
+        let active = backend.try_acquire()?;
+        let backend = FlowBackend {
+            backend: Arc::clone(backend),
+            _active: active,
+        };
+        Some((backend, slots))
+    }
+}
+
 impl ServiceView for LiveView<'_> {
     type Backend = FlowBackend;
     type Slot = FlowSlots;

@@ -336,3 +336,76 @@ fn shutdown_closes_every_flow_and_a_second_open_replaces_the_first() {
     assert_eq!(words(&out), ["close shutdown", "close shutdown"]);
     assert!(core.is_empty());
 }
+
+// ---- binary upgrades ------------------------------------------------------
+
+#[test]
+fn handing_over_exports_the_most_recent_flows_then_forgets_them_and_closes_the_rest() {
+    let view = View::new();
+    let mut core: FlowCore<u32, &str, ()> = FlowCore::default();
+    let mut out = Vec::new();
+    for (port, at) in [(1u16, 10u64), (2, 50), (3, 30)] {
+        let client: SocketAddr = ([10, 0, 0, 1], port).into();
+        core.opened(at, client, 7, "socket", &view, &mut out);
+    }
+    let states = core.handoff_states(100, 2);
+    let clients: Vec<u16> = states.iter().map(|(s, _)| s.client.port()).collect();
+    assert_eq!(
+        clients,
+        [2, 3],
+        "most recently active first, within the limit"
+    );
+    assert_eq!((states[0].0.age_ms, states[0].0.idle_ms), (50, 50));
+    assert_eq!(states[0].0.datagrams_up, 1);
+    let handed: Vec<SocketAddr> = states.iter().map(|(s, _)| s.client).collect();
+    out.clear();
+    let forgotten = core.hand_over(&handed, AccessLog::All, &mut out);
+    assert_eq!(forgotten, 2);
+    assert!(core.is_empty());
+    let closed: Vec<u16> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Close(c) if c.reason == CloseReason::Shutdown => Some(c.client.port()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed, [1], "only the flow not handed over is closed");
+}
+
+#[test]
+fn an_adopted_flow_keeps_its_counters_and_its_idle_clock() {
+    let view = View::new();
+    let mut core: FlowCore<u32, &str, ()> = FlowCore::default();
+    let client: SocketAddr = ([10, 0, 0, 2], 4000).into();
+    let state = handoff::FlowState {
+        client,
+        datagrams_up: 40,
+        datagrams_down: 39,
+        age_ms: 5000,
+        idle_ms: 900,
+        header_sent: true,
+    };
+    assert!(core.adopt(6000, &state, 7, "socket", &view));
+    assert!(
+        !core.adopt(6000, &state, 7, "again", &view),
+        "one flow per client"
+    );
+    let flow = core.flow(client).expect("adopted");
+    assert_eq!((flow.datagrams_up, flow.datagrams_down), (40, 39));
+    assert_eq!((flow.opened_at, flow.last_seen), (1000, 5100));
+    let mut out = Vec::new();
+    core.sweep(6099, &view, &mut out);
+    assert_eq!(core.len(), 1, "idle for 999 ms of its 1000");
+    core.sweep(6100, &view, &mut out);
+    assert!(
+        core.is_empty(),
+        "its idle time counts from its last datagram"
+    );
+    let mut out = Vec::new();
+    core.adopt(0, &state, 7, "socket", &view);
+    core.on_datagram(1, client, &view, &mut out);
+    assert!(
+        matches!(out[..], [Action::Send { header: false, .. }]),
+        "header already sent"
+    );
+}
