@@ -8,7 +8,8 @@
 #             ExecStartPre/ExecStart are pointed at $PREFIX/bin/l4lb
 #   DESTDIR   staging root for packaging (default: empty, i.e. the live system)
 #
-# Installs $PREFIX/bin/l4lb, /etc/systemd/system/l4lb.service and, only when no
+# Installs $PREFIX/bin/l4lb, /etc/systemd/system/l4lb.service (and l4lb.socket,
+# not enabled) and, only when no
 # config exists yet, the example lb.toml as /etc/l4lb/lb.toml (an existing config is
 # never overwritten). Then runs `l4lb check` on the installed config and prints the
 # systemctl commands to enable and start the service.
@@ -43,6 +44,9 @@ replacement=$(printf '%s' "$bin_path" | sed -e 's/[\\&|]/\\&/g')
 sed -e "s|/usr/local/bin/l4lb|$replacement|g" systemd/l4lb.service >"$tmp/l4lb.service"
 install -m 0644 "$tmp/l4lb.service" "$destdir$unit_path"
 echo "installed $destdir$unit_path"
+# Optional socket activation (see the README); installed, never enabled here.
+install -m 0644 systemd/l4lb.socket "$destdir${unit_path%.service}.socket"
+echo "installed $destdir${unit_path%.service}.socket (not enabled)"
 
 # Readable by everyone: the service runs as a dynamic (unprivileged) user.
 if [ -e "$destdir$config_path" ]; then
@@ -62,8 +66,9 @@ cat <<EOF
 Nothing was started. To start l4lb now and at every boot:
   systemctl daemon-reload
   systemctl enable --now l4lb
-After upgrading a running l4lb (open sessions drain for shutdown_grace):
-  systemctl daemon-reload && systemctl restart l4lb
+After installing a new binary under a running l4lb (no connection refused,
+UDP flows kept, open sessions finish on the old process):
+  systemctl daemon-reload && systemctl kill --kill-whom=main --signal=SIGUSR2 l4lb
 After editing $config_path (keeps established connections):
   $bin_path check $config_path && systemctl reload l4lb
 EOF

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks systemd/l4lb.service with `systemd-analyze verify`.
+# Checks systemd/l4lb.service and systemd/l4lb.socket with `systemd-analyze verify`.
 #
 # Usage: scripts/verify-unit.sh [L4LB_BINARY]     (default: target/release/l4lb)
 #
@@ -12,7 +12,7 @@ set -euo pipefail
 [ $# -gt 0 ] && binary=$(realpath -m -- "$1")
 cd "$(dirname "$0")/.."
 binary=${binary:-$(realpath -m -- target/release/l4lb)}
-unit=systemd/l4lb.service
+units=(systemd/l4lb.service systemd/l4lb.socket)
 
 if ! command -v systemd-analyze >/dev/null 2>&1; then
   echo "installing: systemd (for systemd-analyze)" >&2
@@ -25,13 +25,15 @@ tmp=$(mktemp -d)
 trap 'rm -rf -- "$tmp"' EXIT
 # Escape what is special on the right-hand side of a sed substitution.
 replacement=$(printf '%s' "$binary" | sed -e 's/[\\&|]/\\&/g')
-sed -e "s|/usr/local/bin/l4lb|$replacement|g" "$unit" >"$tmp/l4lb.service"
+for unit in "${units[@]}"; do
+  sed -e "s|/usr/local/bin/l4lb|$replacement|g" "$unit" >"$tmp/${unit##*/}"
+done
 
 rc=0
-output=$(systemd-analyze verify "$tmp/l4lb.service" 2>&1) || rc=$?
-found=$(printf '%s\n' "$output" | grep -F -e 'l4lb.service' -e "$tmp" || true)
+output=$(systemd-analyze verify "$tmp/l4lb.service" "$tmp/l4lb.socket" 2>&1) || rc=$?
+found=$(printf '%s\n' "$output" | grep -F -e 'l4lb.service' -e 'l4lb.socket' -e "$tmp" || true)
 
-echo "systemd $(systemd-analyze --version | awk 'NR == 1 { print $2 }'), unit $unit, binary $binary"
+echo "systemd $(systemd-analyze --version | awk 'NR == 1 { print $2 }'), units ${units[*]}, binary $binary"
 if [ -n "$found" ] || [ "$rc" -ne 0 ]; then
   echo "systemd-analyze verify failed (exit $rc):" >&2
   printf '%s\n' "${found:-$output}" >&2

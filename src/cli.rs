@@ -35,6 +35,10 @@ pub enum Command {
         /// Without it, `run` upgrades only from a live l4lb of the same file.
         #[arg(long)]
         upgrade: bool,
+        /// Also keep every listening socket in systemd's file-descriptor store
+        /// (the unit needs `FileDescriptorStoreMax=`), so that a restart gets them back.
+        #[arg(long)]
+        fd_store: bool,
     },
     /// Parse and validate the configuration only; print one summary line per service.
     Check {

@@ -12,12 +12,14 @@ use tracing::{error, info, warn};
 
 use l4lb::cli::{Cli, Command};
 use l4lb::config::{self, Config};
+use l4lb::fd_store::FdStore;
 use l4lb::logging;
 use l4lb::notify::{Notifier, run_watchdog};
 use l4lb::runtime::control;
 use l4lb::runtime::inherited::InheritedSockets;
 use l4lb::runtime::takeover::{self, Takeover, UpgradeMode};
 use l4lb::runtime::{HandedFlows, Server, ServerHandle, StartError};
+use l4lb::socket_activation::{self, ActivatedSocket};
 use l4lb::upgrade::plan::plan;
 use l4lb::upgrade::protocol::Message;
 
@@ -31,7 +33,11 @@ fn main() -> ExitCode {
     }
     match &cli.command {
         Command::Check { config } => check(config),
-        Command::Run { config, upgrade } => run(config, *upgrade),
+        Command::Run {
+            config,
+            upgrade,
+            fd_store,
+        } => run(config, *upgrade, *fd_store),
         Command::Simulate(args) => simulate(args),
     }
 }
@@ -139,7 +145,7 @@ fn print_upgrade_plan(config: &Config) {
     }
 }
 
-fn run(path: &Path, upgrade: bool) -> ExitCode {
+fn run(path: &Path, upgrade: bool, fd_store: bool) -> ExitCode {
     let Some(config) = load_or_report(path) else {
         return ExitCode::FAILURE;
     };
@@ -154,7 +160,7 @@ fn run(path: &Path, upgrade: bool) -> ExitCode {
         true => UpgradeMode::Required,
         false => UpgradeMode::Auto,
     };
-    runtime.block_on(serve(config, mode))
+    runtime.block_on(serve(config, mode, fd_store))
 }
 
 /// The runtime of the control plane (signals, admin endpoint, health probes,
@@ -168,15 +174,24 @@ fn build_control_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Binds every listener — taking a predecessor's sockets and UDP flows when
 /// there is one — and, once serving, tells the predecessor to stop accepting.
-/// The server, and whether it took over from a predecessor.
-fn start(config: &Config, mode: UpgradeMode) -> Result<(Server, bool), String> {
+/// Sockets systemd passed join the inherited pool. The server, and whether it
+/// took over from a predecessor.
+fn start(
+    config: &Config,
+    mode: UpgradeMode,
+    activated: Vec<ActivatedSocket>,
+) -> Result<(Server, bool), String> {
     let control = &config.global.control_socket;
     let mut takeover =
         Takeover::connect(control, &config.source, mode).map_err(|e| format!("upgrade: {e}"))?;
     let inherited = match takeover.as_mut() {
         Some(t) => t.receive_sockets(),
         None => Ok(InheritedSockets::default()),
-    };
+    }
+    .map(|mut inherited| {
+        inherited.add_activated(activated);
+        inherited
+    });
     let bound = inherited.map_err(|e| e.to_string()).and_then(|inherited| {
         Server::bind_inheriting(config, inherited, || match takeover.as_mut() {
             Some(t) => t
@@ -210,8 +225,16 @@ fn start(config: &Config, mode: UpgradeMode) -> Result<(Server, bool), String> {
     Ok((server, upgraded))
 }
 
-async fn serve(config: Config, mode: UpgradeMode) -> ExitCode {
-    let (server, upgraded) = match start(&config, mode) {
+async fn serve(config: Config, mode: UpgradeMode, fd_store: bool) -> ExitCode {
+    let activated = match socket_activation::from_env() {
+        Ok(activated) => activated,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let passed: Vec<_> = activated.iter().map(|s| (s.protocol, s.local)).collect();
+    let (mut server, upgraded) = match start(&config, mode, activated) {
         Ok(started) => started,
         Err(e) => {
             error!("{e}");
@@ -220,6 +243,12 @@ async fn serve(config: Config, mode: UpgradeMode) -> ExitCode {
     };
     let handle = server.handle();
     let notifier = Arc::new(Notifier::from_env());
+    let store = FdStore::new(Arc::clone(&notifier), fd_store);
+    // A stored socket this configuration no longer serves leaves the store.
+    for (protocol, local) in passed.iter().filter(|(p, a)| !config.listens_on(*p, *a)) {
+        store.remove(*protocol, *local);
+    }
+    server.use_fd_store(store);
     let signals = match Signals::install() {
         Ok(signals) => signals,
         Err(e) => {

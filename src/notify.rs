@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::PathBuf;
@@ -134,6 +135,18 @@ impl Notifier {
         self.send("WATCHDOG=1");
     }
 
+    /// Sends `message` with `fds` attached (SCM_RIGHTS), as the file-descriptor
+    /// store needs; unlike the other notifications the outcome is returned, since
+    /// a descriptor systemd did not take is one a restart will not give back.
+    /// `Ok(false)` when notification is disabled.
+    pub fn send_with_fds(&self, message: &str, fds: &[BorrowedFd<'_>]) -> io::Result<bool> {
+        let Some(target) = &self.target else {
+            return Ok(false);
+        };
+        send_datagram_with_fds(target, message.as_bytes(), fds)?;
+        Ok(true)
+    }
+
     /// Sends `message` as one datagram; failures are logged, never returned.
     fn send(&self, message: &str) {
         let Some(target) = &self.target else { return };
@@ -239,6 +252,40 @@ fn send_datagram(target: &Target, message: &[u8]) -> io::Result<()> {
             socket.send_to_addr(message, &SocketAddr::from_abstract_name(name)?)?
         }
     };
+    if sent != message.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "datagram truncated",
+        ));
+    }
+    Ok(())
+}
+
+/// One datagram carrying `fds` as SCM_RIGHTS; non-blocking like [`send_datagram`].
+fn send_datagram_with_fds(
+    target: &Target,
+    message: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    use rustix::net::{
+        SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix, sendmsg_addr,
+    };
+    let socket = UnixDatagram::unbound()?;
+    let address = match target {
+        Target::Path(path) => SocketAddrUnix::new(path.as_path()),
+        Target::Abstract(name) => SocketAddrUnix::new_abstract_name(name),
+    }?;
+    let mut space =
+        vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other(
+            "descriptors do not fit the control buffer",
+        ));
+    }
+    let payload = [io::IoSlice::new(message)];
+    let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+    let sent = sendmsg_addr(&socket, &address, &payload, &mut control, flags)?;
     if sent != message.len() {
         return Err(io::Error::new(
             io::ErrorKind::WriteZero,

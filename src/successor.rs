@@ -24,6 +24,11 @@ pub fn start() {
     let spawned = Command::new(&binary)
         .args(&arguments)
         .env_remove("WATCHDOG_PID")
+        // systemd's passed sockets were this process's; the new one gets them
+        // from it over the control socket.
+        .env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_FDNAMES")
         .spawn();
     let mut child = match spawned {
         Ok(child) => child,

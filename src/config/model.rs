@@ -25,6 +25,15 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
 }
 
+impl Config {
+    /// Whether some service listens on `address` over `protocol`.
+    pub fn listens_on(&self, protocol: Protocol, address: SocketAddr) -> bool {
+        self.services
+            .iter()
+            .any(|s| s.protocol == protocol && s.listen.contains(&address))
+    }
+}
+
 /// `[admin]`: the operator HTTP endpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdminConfig {

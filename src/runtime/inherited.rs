@@ -16,9 +16,10 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 
 use serde::Serialize;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::Protocol;
+use crate::socket_activation::ActivatedSocket;
 
 /// Where an inherited socket came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -26,12 +27,16 @@ use crate::config::Protocol;
 pub enum SocketOrigin {
     /// The l4lb process this one upgraded from (over the control socket).
     Predecessor,
+    /// systemd: a socket unit, or the file-descriptor store on a restart
+    /// (`LISTEN_FDS`, see `socket_activation`).
+    Systemd,
 }
 
 impl SocketOrigin {
     pub fn as_str(self) -> &'static str {
         match self {
             SocketOrigin::Predecessor => "predecessor",
+            SocketOrigin::Systemd => "systemd",
         }
     }
 }
@@ -79,6 +84,20 @@ impl InheritedSockets {
             .unwrap_or_default()
     }
 
+    /// Adds the sockets systemd passed (see `socket_activation`), logging each.
+    pub fn add_activated(&mut self, sockets: Vec<ActivatedSocket>) {
+        for socket in sockets {
+            info!(name = %socket.name, protocol = %socket.protocol, address = %socket.local,
+                "socket passed by systemd");
+            self.add(
+                socket.protocol,
+                socket.local,
+                socket.fd,
+                SocketOrigin::Systemd,
+            );
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_address.is_empty()
     }
@@ -109,9 +128,17 @@ impl InheritedSockets {
     /// Closes what nobody took, logging each (the configuration no longer lists it).
     pub fn close_leftovers(self) {
         for leftover in self.into_leftovers() {
-            info!(protocol = %leftover.protocol, address = %leftover.local,
-                origin = %leftover.origin,
-                "inherited socket not in the configuration: closed");
+            match leftover.origin {
+                SocketOrigin::Predecessor => info!(protocol = %leftover.protocol,
+                    address = %leftover.local, origin = %leftover.origin,
+                    "inherited socket not in the configuration: closed"),
+                // systemd keeps its own copy open: clients still queue there.
+                SocketOrigin::Systemd => warn!(protocol = %leftover.protocol,
+                    address = %leftover.local,
+                    "socket passed by systemd is not in the configuration: l4lb closed its copy, \
+                     but systemd keeps it open and clients connecting there wait; remove it from \
+                     the socket unit (or restart without the fd store)"),
+            }
         }
     }
 }

@@ -34,6 +34,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, Protocol};
+use crate::fd_store::FdStore;
 use crate::lifecycle::Lifecycle;
 use crate::limit::ConnectionLimit;
 use crate::log_throttle::LogThrottle;
@@ -257,6 +258,13 @@ struct RunningListener {
     slot: Arc<ServiceSlot>,
 }
 
+impl RunningListener {
+    /// The descriptors of this listener's sockets.
+    fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.sockets.iter().map(|s| s.fd.as_fd()).collect()
+    }
+}
+
 impl ListenKey {
     fn is_udp(&self) -> bool {
         self.protocol == Protocol::Udp
@@ -267,6 +275,8 @@ impl ListenKey {
 #[derive(Debug, Default)]
 pub struct ListenerSet {
     running: HashMap<ListenKey, RunningListener>,
+    /// Where listening sockets are also kept for a restart (disabled by default).
+    fd_store: FdStore,
     /// Every UDP address of `running`, as the UDP loops see it.
     own_udp_addresses: Arc<ArcSwap<OwnAddresses>>,
 }
@@ -392,11 +402,26 @@ impl ListenerSet {
             owner,
             slot,
         };
+        if key.any_port_of.is_none() {
+            self.fd_store.store(key.protocol, local, &listener.fds());
+        }
         self.running.insert(key, listener);
         if udp {
             // Known as our own before the first datagram arrives on it.
             self.publish_own_udp_addresses();
         }
+    }
+
+    /// From now on keeps every listening socket in `store` too: the ones serving
+    /// now, and each one a reload adds (port-0 listeners excepted: a restart
+    /// picks a new port for them anyway).
+    pub fn use_fd_store(&mut self, store: FdStore) {
+        for (key, listener) in &self.running {
+            if key.any_port_of.is_none() {
+                store.store(key.protocol, listener.local, &listener.fds());
+            }
+        }
+        self.fd_store = store;
     }
 
     /// A descriptor of every serving socket (one per kernel socket), for a successor.
@@ -479,10 +504,14 @@ impl ListenerSet {
     /// then reads this host's addresses afresh for the UDP loops.
     pub fn follow(&mut self, config: &Config, services: &HashMap<String, Arc<Service>>) {
         let wanted = wanted(config);
+        let fd_store = &self.fd_store;
         self.running.retain(|key, listener| {
             let Some(service) = wanted.get(key).and_then(|name| services.get(*name)) else {
                 info!(service = %listener.owner, address = %listener.local, "no longer listening");
                 listener.stop.cancel();
+                if key.any_port_of.is_none() {
+                    fd_store.remove(key.protocol, listener.local);
+                }
                 return false;
             };
             if listener.owner != service.name() {

@@ -382,6 +382,12 @@ impl Server {
         self.ctx.process_limit.set_max(cap);
     }
 
+    /// Keeps every listening socket in systemd's file-descriptor store from
+    /// now on (see `fd_store`).
+    pub fn use_fd_store(&mut self, store: crate::fd_store::FdStore) {
+        self.listeners.use_fd_store(store);
+    }
+
     /// The current generation of every service, in configuration order.
     pub fn services(&self) -> Vec<Arc<Service>> {
         self.config
