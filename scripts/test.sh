@@ -12,7 +12,8 @@
 # nft, and drops capabilities with capsh (`libcap2-bin`). Extra arguments go to
 # `cargo test`. bird2, socat, curl, nftables and iproute2 run the ECMP lab
 # (tests/ecmp_lab.rs runs scripts/ecmp_lab.sh: network namespaces, a BGP router and
-# three l4lb instances).
+# three l4lb instances). systemd-socket-activate (`systemd`) passes sockets to l4lb
+# the way a socket unit does (tests/systemd.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +34,7 @@ has openssl || missing+=(openssl)
 has curl || missing+=(curl)
 has bird || missing+=(bird2)
 has socat || missing+=(socat)
+has systemd-socket-activate || missing+=(systemd)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   apt-get update -qq

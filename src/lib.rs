@@ -16,7 +16,9 @@
 //! - [`metrics`]: the Prometheus registry, histograms and the scrape-time collector.
 //! - [`status`]: the `/status` document and metrics sample, read from live state.
 //! - [`admin`]: the hyper admin server: routes, limits, responses.
-//! - [`notify`]: sd_notify (READY, RELOADING, STOPPING, STATUS, WATCHDOG).
+//! - [`notify`]: sd_notify (READY, RELOADING, STOPPING, STATUS, WATCHDOG, MAINPID).
+//! - [`socket_activation`]: listening sockets systemd passes (`LISTEN_FDS`).
+//! - [`fd_store`]: listening sockets kept in systemd's file-descriptor store.
 //! - [`random`]: fast per-thread pseudo-random numbers and jitter (not for secrets).
 //! - [`lifecycle`]: the withdraw / stop-accepting / close-sessions signals and the session tracker.
 //! - [`log_throttle`]: rate limit for repeated warnings.
