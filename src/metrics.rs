@@ -16,6 +16,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
     TextEncoder,
 };
+use serde::Serialize;
 
 mod families;
 
@@ -36,6 +37,21 @@ pub struct ProxySample {
     /// `(succeeded, failed)` configuration reloads.
     pub reloads: (u64, u64),
     pub upgrade: UpgradeSample,
+    /// Each worker's sessions, busy time and hand-offs, in worker order.
+    pub workers: Vec<WorkerSample>,
+}
+
+/// What operators see of one worker (`/status` and `/metrics`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct WorkerSample {
+    pub worker: usize,
+    /// TCP sessions the worker serves now.
+    pub sessions: usize,
+    /// Time the worker's event loop has spent running tasks rather than
+    /// waiting for events, since it started.
+    pub busy_seconds: f64,
+    /// Clients another worker accepted and handed to this one.
+    pub handed_in: u64,
 }
 
 /// What a predecessor handed over to this process, and upgrades that failed.
@@ -257,6 +273,12 @@ mod tests {
             }],
             reloads: (2, 1),
             upgrade: UpgradeSample::default(),
+            workers: vec![WorkerSample {
+                worker: 1,
+                sessions: 7,
+                busy_seconds: 2.5,
+                handed_in: 3,
+            }],
         }
     }
 
@@ -286,6 +308,9 @@ mod tests {
             "l4lb_session_duration_seconds_count{service=\"pg\"} 1",
             "l4lb_config_reloads_total{result=\"success\"} 2",
             "l4lb_config_reloads_total{result=\"failure\"} 1",
+            "l4lb_worker_sessions{worker=\"1\"} 7",
+            "l4lb_worker_busy_seconds_total{worker=\"1\"} 2.5",
+            "l4lb_worker_handoffs_total{worker=\"1\"} 3",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::backend::Backend;
 use crate::config::Protocol;
 use crate::discovery::{Group, GroupStatus};
-use crate::metrics::{BackendSample, ProxySample, ServiceSample, UdpSample};
+use crate::metrics::{BackendSample, ProxySample, ServiceSample, UdpSample, WorkerSample};
 use crate::service::{DropReason, RejectReason, Service};
 
 /// A service and the addresses it is actually bound to.
@@ -35,6 +35,8 @@ pub struct Status {
     pub draining: bool,
     pub services: Vec<ServiceStatus>,
     pub upgrade: UpgradeStatus,
+    /// Each worker thread's TCP sessions, busy time and hand-offs.
+    pub workers: Vec<WorkerSample>,
 }
 
 /// Binary upgrades this process took part in, and where its sockets came from.
@@ -173,6 +175,7 @@ impl Status {
                 })
                 .collect(),
             upgrade,
+            workers: Vec::new(),
         }
     }
 

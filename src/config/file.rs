@@ -69,6 +69,7 @@ pub struct RawGlobal {
     pub shutdown_grace: Field<DurationText>,
     pub control_socket: Field<String>,
     pub drain_delay: Field<DurationText>,
+    pub worker_dispatch: Field<String>,
 }
 
 /// A `[[service]]`'s own keys; its nested tables are read separately.

@@ -59,6 +59,18 @@ pub struct GlobalConfig {
     /// On SIGTERM, how long `/ready` and `/healthz` say 503 while the listeners
     /// still accept, before they close (time for routers to withdraw the route).
     pub drain_delay: Duration,
+    /// Which worker serves a newly accepted TCP client.
+    pub worker_dispatch: WorkerDispatchMode,
+}
+
+/// `worker_dispatch`: how accepted TCP clients are spread over the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerDispatchMode {
+    /// To the worker with the fewest sessions (the accepting one unless
+    /// another has fewer).
+    LeastSessions,
+    /// Where the kernel's SO_REUSEPORT hash put it.
+    Kernel,
 }
 
 impl Default for GlobalConfig {
@@ -69,6 +81,7 @@ impl Default for GlobalConfig {
             shutdown_grace: Duration::from_secs(30),
             control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
             drain_delay: Duration::ZERO,
+            worker_dispatch: WorkerDispatchMode::LeastSessions,
         }
     }
 }

@@ -53,6 +53,10 @@ const ACCESS_LOGS: &[(&str, AccessLog)] = &[
     ("off", AccessLog::Off),
 ];
 const NO_SNI: &[(&str, NoSni)] = &[("default", NoSni::Default), ("reject", NoSni::Reject)];
+const WORKER_DISPATCH: &[(&str, WorkerDispatchMode)] = &[
+    ("least_sessions", WorkerDispatchMode::LeastSessions),
+    ("kernel", WorkerDispatchMode::Kernel),
+];
 const PREREAD_TIMEOUT: Duration = Duration::from_secs(5);
 const ON_ALL_DOWN: &[(&str, OnAllDown)] = &[
     ("reject", OnAllDown::Reject),
@@ -149,6 +153,14 @@ impl<'a> Validation<'_, 'a> {
             drain_delay: c
                 .duration("drain_delay", &raw.drain_delay, defaults.drain_delay, true)
                 .unwrap_or(defaults.drain_delay),
+            worker_dispatch: c
+                .choice(
+                    "worker_dispatch",
+                    &raw.worker_dispatch,
+                    WORKER_DISPATCH,
+                    defaults.worker_dispatch,
+                )
+                .unwrap_or(defaults.worker_dispatch),
         }
     }
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use prometheus::core::Desc;
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
-use super::{BackendSample, ProxySample, ServiceSample};
+use super::{BackendSample, ProxySample, ServiceSample, WorkerSample};
 
 /// One family: name, help, type and label names (in alphabetical order, as the
 /// text format lists them).
@@ -145,7 +145,26 @@ const UPGRADE_FAILURES: Spec = spec(
     &[],
 );
 
-const ALL: [&Spec; 17] = [
+const WORKER_SESSIONS: Spec = spec(
+    "l4lb_worker_sessions",
+    "TCP sessions each worker thread serves now.",
+    GAUGE,
+    &["worker"],
+);
+const WORKER_BUSY: Spec = spec(
+    "l4lb_worker_busy_seconds_total",
+    "Time each worker thread's event loop spent running tasks rather than waiting for events.",
+    COUNTER,
+    &["worker"],
+);
+const WORKER_HANDOFFS: Spec = spec(
+    "l4lb_worker_handoffs_total",
+    "TCP clients another worker accepted and handed to this one (worker_dispatch = least_sessions).",
+    COUNTER,
+    &["worker"],
+);
+
+const ALL: [&Spec; 20] = [
     &BUILD_INFO,
     &CONNECTIONS,
     &ACTIVE,
@@ -163,6 +182,9 @@ const ALL: [&Spec; 17] = [
     &UPGRADE_SOCKETS,
     &UPGRADE_FLOWS,
     &UPGRADE_FAILURES,
+    &WORKER_SESSIONS,
+    &WORKER_BUSY,
+    &WORKER_HANDOFFS,
 ];
 
 /// The descriptions of every family, for registering the collector.
@@ -231,6 +253,7 @@ pub fn families(sample: &ProxySample) -> Vec<MetricFamily> {
         .push(&[], upgrade.sockets_handed_over as f64);
     f.upgrade_flows.push(&[], upgrade.flows_handed_over as f64);
     f.upgrade_failures.push(&[], upgrade.failed_attempts as f64);
+    f.workers(sample);
     let mut services: Vec<&ServiceSample> = sample.services.iter().collect();
     services.sort_by(|a, b| a.name.cmp(&b.name));
     f.services(&services);
@@ -269,6 +292,9 @@ struct Families {
     upgrade_sockets: Series,
     upgrade_flows: Series,
     upgrade_failures: Series,
+    worker_sessions: Series,
+    worker_busy: Series,
+    worker_handoffs: Series,
 }
 
 impl Families {
@@ -296,6 +322,25 @@ impl Families {
             upgrade_sockets: series(&UPGRADE_SOCKETS),
             upgrade_flows: series(&UPGRADE_FLOWS),
             upgrade_failures: series(&UPGRADE_FAILURES),
+            worker_sessions: series(&WORKER_SESSIONS),
+            worker_busy: series(&WORKER_BUSY),
+            worker_handoffs: series(&WORKER_HANDOFFS),
+        }
+    }
+
+    /// One series per worker of each worker family (labels sort as text, so
+    /// worker 10 comes before worker 2: the registry keeps that order).
+    fn workers(&mut self, sample: &ProxySample) {
+        let mut workers: Vec<(String, &WorkerSample)> = sample
+            .workers
+            .iter()
+            .map(|w| (w.worker.to_string(), w))
+            .collect();
+        workers.sort_by(|a, b| a.0.cmp(&b.0));
+        for (label, w) in &workers {
+            self.worker_sessions.push(&[label], w.sessions as f64);
+            self.worker_busy.push(&[label], w.busy_seconds);
+            self.worker_handoffs.push(&[label], w.handed_in as f64);
         }
     }
 
@@ -397,6 +442,9 @@ impl Families {
             self.upgrade_sockets,
             self.upgrade_flows,
             self.upgrade_failures,
+            self.worker_sessions,
+            self.worker_busy,
+            self.worker_handoffs,
         ]
         .into_iter()
         .map(Series::family)
@@ -448,6 +496,12 @@ mod tests {
                 flows_handed_over: 7,
                 failed_attempts: 1,
             },
+            workers: (0..12)
+                .map(|worker| WorkerSample {
+                    worker,
+                    ..WorkerSample::default()
+                })
+                .collect(),
         };
         let families = families(&sample);
         for family in &families {

@@ -1,6 +1,7 @@
 //! Moving clients' bytes: listening sockets, accept loops, sessions and the relay.
 //!
-//! `listener` creates sockets, `tcp` accepts and runs sessions, `relay` copies bytes
+//! `listener` creates sockets, `tcp` accepts and runs sessions (on the worker
+//! `dispatch` chooses), `relay` copies bytes
 //! (through `splice` pipes for bulk transfers). `backend_socket` makes backend
 //! sockets from a service's `source` and `mark`; `source_check` tries those
 //! settings when a configuration is started.
@@ -11,6 +12,7 @@ pub mod activity;
 pub mod backend_socket;
 pub mod buffer_pool;
 pub mod client_hello;
+pub mod dispatch;
 pub mod listener;
 pub mod preamble;
 pub mod proxy_protocol;

@@ -29,6 +29,7 @@ use crate::limit::{ConnectionLimit, LimitPermit};
 use crate::log_throttle::LogThrottle;
 use crate::proxy::backend_socket::connect_tcp;
 use crate::proxy::client_hello::ClientHello;
+use crate::proxy::dispatch::WorkerDispatch;
 use crate::proxy::preamble::{ClientOrigin, backend_preamble, header_version, read_header};
 use crate::proxy::relay::{RelayOutcome, SessionEnd, relay};
 use crate::proxy::tls_preread::{PrereadOutcome, preread};
@@ -49,6 +50,10 @@ pub struct TcpProxy {
     /// Stops this listener alone (a reload that removes the address).
     pub stop: CancellationToken,
     pub warnings: Arc<LogThrottle>,
+    /// Which worker serves each accepted client.
+    pub dispatch: Arc<WorkerDispatch>,
+    /// The worker this listener's accept loop runs on.
+    pub worker: usize,
 }
 
 impl TcpProxy {
@@ -75,8 +80,7 @@ impl TcpProxy {
                     // away is closed before the next accept, so a burst of them
                     // never holds more descriptors than the cap allows.
                     if let Some(process_slot) = session.admit_to_process(peer) {
-                        let task = session.serve_client(client, peer, process_slot);
-                        this.lifecycle.sessions.spawn(task);
+                        this.dispatch_client(session, client, peer, process_slot);
                     }
                 }
                 Err(e) if is_aborted_handshake(&e) => debug!(error = %e, "accept: client gone"),
@@ -96,6 +100,44 @@ impl TcpProxy {
                 }
             }
         }
+    }
+
+    /// Runs an admitted client's session on the worker `dispatch` chooses: this
+    /// one, or another with fewer sessions, where the socket is registered
+    /// afresh (before anything is read from it).
+    fn dispatch_client(
+        &self,
+        session: Session,
+        client: TcpStream,
+        peer: SocketAddr,
+        process_slot: LimitPermit,
+    ) {
+        let target = self.dispatch.choose(self.worker);
+        let elsewhere = match self.dispatch.handle(target) {
+            Some(handle) if target != self.worker => handle,
+            _ => {
+                let seat = self.dispatch.seat(self.worker, false);
+                let task = session.serve_client(client, peer, process_slot);
+                self.lifecycle.sessions.spawn(async move {
+                    let _seat = seat;
+                    task.await;
+                });
+                return;
+            }
+        };
+        let client = match client.into_std() {
+            Ok(client) => client,
+            Err(e) => return warn!(error = %e, %peer, "cannot hand a client to another worker"),
+        };
+        let seat = self.dispatch.seat(target, true);
+        let task = async move {
+            let _seat = seat;
+            match TcpStream::from_std(client) {
+                Ok(client) => session.serve_client(client, peer, process_slot).await,
+                Err(e) => warn!(error = %e, %peer, "cannot register a handed-over client"),
+            }
+        };
+        self.lifecycle.sessions.spawn_on(task, elsewhere);
     }
 }
 

@@ -38,6 +38,7 @@ use crate::fd_store::FdStore;
 use crate::lifecycle::Lifecycle;
 use crate::limit::ConnectionLimit;
 use crate::log_throttle::LogThrottle;
+use crate::proxy::dispatch::WorkerDispatch;
 use crate::proxy::tcp::TcpProxy;
 use crate::proxy::udp::flow_budget::FlowBudget;
 use crate::proxy::udp::handoff::{HandedFlow, PauseRequest};
@@ -187,16 +188,19 @@ struct LoopParts {
     warnings: Arc<LogThrottle>,
     own_udp_addresses: Arc<ArcSwap<OwnAddresses>>,
     flow_budget: Arc<FlowBudget>,
+    dispatch: Arc<WorkerDispatch>,
 }
 
 impl LoopParts {
-    fn tcp(self) -> TcpProxy {
+    fn tcp(self, worker: usize) -> TcpProxy {
         TcpProxy {
             slot: self.slot,
             process_limit: self.process_limit,
             lifecycle: self.lifecycle,
             stop: self.stop,
             warnings: self.warnings,
+            dispatch: self.dispatch,
+            worker,
         }
     }
 
@@ -218,12 +222,13 @@ impl WorkerSocket {
     async fn serve(
         self,
         parts: LoopParts,
+        worker: usize,
         flows: Vec<HandedFlow>,
         pauses: mpsc::Receiver<PauseRequest>,
     ) {
         let error = match self {
             WorkerSocket::Tcp(listener) => match tokio::net::TcpListener::from_std(listener) {
-                Ok(listener) => return parts.tcp().accept_loop(listener).await,
+                Ok(listener) => return parts.tcp(worker).accept_loop(listener).await,
                 Err(e) => e,
             },
             WorkerSocket::Udp(socket) => match tokio::net::UdpSocket::from_std(socket) {
@@ -242,6 +247,8 @@ pub struct LoopContext {
     pub lifecycle: Lifecycle,
     pub loops: TaskTracker,
     pub workers: Arc<WorkerPool>,
+    /// Which worker serves each accepted TCP client.
+    pub dispatch: Arc<WorkerDispatch>,
     /// UDP flows' share of the descriptors (see `fd_budget::process_flow_cap`).
     pub flow_budget: Arc<FlowBudget>,
 }
@@ -373,6 +380,7 @@ impl ListenerSet {
             warnings,
             own_udp_addresses: Arc::clone(&self.own_udp_addresses),
             flow_budget: Arc::clone(&ctx.flow_budget),
+            dispatch: Arc::clone(&ctx.dispatch),
         };
         let udp = key.is_udp();
         let workers: Vec<_> = ctx.workers.handles().collect();
@@ -390,9 +398,9 @@ impl ListenerSet {
                     "cannot keep a descriptor of a listening socket; an upgrade will not get it"),
             }
             let handed = flows.remove(&id).unwrap_or_default();
-            let worker = workers[i % workers.len().max(1)];
-            ctx.loops
-                .spawn_on(worker_socket.serve(parts.clone(), handed, pauses), worker);
+            let index = i % workers.len().max(1);
+            let serving = worker_socket.serve(parts.clone(), index, handed, pauses);
+            ctx.loops.spawn_on(serving, workers[index]);
         }
         let listener = RunningListener {
             local,

@@ -21,6 +21,7 @@ use crate::backend::admin_state::AdminState as BackendState;
 use crate::backend::identity::Identity;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{Metrics, ProxySample, SampleSource, UpgradeSample};
+use crate::proxy::dispatch::WorkerDispatch;
 use crate::status::{ListenerSockets, ServiceView, Status, UpgradeStatus, metrics_sample};
 
 use super::watchdog::{self, Heartbeats};
@@ -52,6 +53,8 @@ pub struct LiveState {
     pub lifecycle: Lifecycle,
     pub metrics: Arc<Metrics>,
     heartbeats: Arc<Heartbeats>,
+    /// The workers' session counts and busy time.
+    dispatch: Arc<WorkerDispatch>,
     /// Backend edits from the runtime API, to the server's loop.
     edits: mpsc::Sender<EditRequest>,
 }
@@ -65,6 +68,7 @@ impl LiveState {
         lifecycle: Lifecycle,
         metrics: Arc<Metrics>,
         heartbeats: Arc<Heartbeats>,
+        dispatch: Arc<WorkerDispatch>,
         edits: mpsc::Sender<EditRequest>,
     ) -> LiveState {
         LiveState {
@@ -77,6 +81,7 @@ impl LiveState {
             lifecycle,
             metrics,
             heartbeats,
+            dispatch,
             edits,
         }
     }
@@ -159,14 +164,16 @@ impl LiveState {
         let snapshot = self.snapshot();
         let mut upgrade = self.upgrade();
         upgrade.listeners = snapshot.listeners.clone();
-        Status::now(
+        let mut status = Status::now(
             &snapshot.services,
             &self.draining_retired(),
             self.started.elapsed(),
             snapshot.generation,
             LiveState::is_draining(self),
             upgrade,
-        )
+        );
+        status.workers = self.dispatch.samples();
+        status
     }
 
     /// Upgrades so far (without the listeners).
@@ -200,6 +207,7 @@ impl SampleSource for LiveState {
             flows_handed_over: received.map_or(0, |r| r.udp_flows as u64),
             failed_attempts: upgrade.failed_attempts,
         };
+        sample.workers = self.dispatch.samples();
         sample
     }
 }

@@ -42,10 +42,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::config::WorkerDispatchMode;
 use crate::config::{self, Config, ConfigErrors};
 use crate::lifecycle::Lifecycle;
 use crate::limit::ConnectionLimit;
 use crate::metrics::{Metrics, SampleSource};
+use crate::proxy::dispatch::WorkerDispatch;
 use crate::proxy::udp::flow_budget::FlowBudget;
 use crate::service::Service;
 
@@ -277,6 +279,10 @@ impl Server {
         let lifecycle = Lifecycle::new();
         let workers =
             Arc::new(WorkerPool::start(config.global.workers).map_err(StartError::Workers)?);
+        let dispatch = Arc::new(WorkerDispatch::new(
+            workers.handles().cloned().collect(),
+            config.global.worker_dispatch == WorkerDispatchMode::LeastSessions,
+        ));
         let heartbeats = Arc::new(Heartbeats::new(workers.len(), watchdog::STALLED_AFTER));
         let heartbeats_stop = tokio_util::sync::CancellationToken::new();
         heartbeats.start(workers.handles(), &heartbeats_stop);
@@ -310,6 +316,7 @@ impl Server {
             lifecycle.clone(),
             Arc::clone(&metrics),
             Arc::clone(&heartbeats),
+            Arc::clone(&dispatch),
             edit_tx,
         ));
         metrics.register_source(Arc::clone(&live) as Arc<dyn SampleSource>)?;
@@ -333,6 +340,7 @@ impl Server {
                 lifecycle: lifecycle.clone(),
                 loops: TaskTracker::new(),
                 workers,
+                dispatch,
             },
             reloads: reload_rx,
             handle: ServerHandle {

@@ -146,6 +146,9 @@ impl Server {
         if config.global.workers != self.config.global.workers {
             warn!("[global] workers changes only take effect after a restart");
         }
+        self.ctx.dispatch.set_balanced(
+            config.global.worker_dispatch == crate::config::WorkerDispatchMode::LeastSessions,
+        );
         self.services = next.services;
         self.config = config;
         // Every listener serves the new generation before anything of the old one

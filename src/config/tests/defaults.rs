@@ -45,6 +45,7 @@ fn a_minimal_service_gets_every_default() {
             shutdown_grace: secs(30),
             control_socket: PathBuf::from("/run/l4lb/control.sock"),
             drain_delay: Duration::ZERO,
+            worker_dispatch: WorkerDispatchMode::LeastSessions,
         },
         services: vec![ServiceConfig {
             name: "pg".to_string(),
@@ -166,6 +167,7 @@ workers = 4
 max_connections = 50000
 shutdown_grace = "1m30s"
 drain_delay = "5s"
+worker_dispatch = "kernel"
 
 [[service]]
 name = "dns.udp-1"
@@ -341,6 +343,7 @@ fn a_file_with_every_key_parses_to_the_expected_config() {
             shutdown_grace: secs(90),
             control_socket: PathBuf::from("/run/l4lb/control.sock"),
             drain_delay: secs(5),
+            worker_dispatch: WorkerDispatchMode::Kernel,
         },
         services: vec![expected_dns_service(), expected_ring_service(localhost)],
     };

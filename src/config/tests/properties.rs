@@ -45,6 +45,7 @@ const KEYS: &[&str] = &[
     "workers",
     "shutdown_grace",
     "drain_delay",
+    "worker_dispatch",
     "hash_version",
     "token",
     "health",
