@@ -2,7 +2,7 @@
 # The per-connection cost of routing TLS by server name: one release l4lb with
 # two services in front of the same echo backend, "plain" (no routes) and
 # "routed" (three routes, the clients' name matching one of them). Each client
-# of examples/loadgen.rs connects, sends a ClientHello naming
+# of examples/loadgen/ connects, sends a ClientHello naming
 # bench.example.com, reads it back and closes, so both services carry the same
 # bytes; the routed one also peeks at the hello, parses it and picks a route.
 # Interleaved rounds; prints the median rate and l4lb's CPU time per

@@ -4,10 +4,11 @@
 //! loadgen echo-server  --listen 127.0.0.1:7000 --udp|--tcp
 //! loadgen udp-pingpong --target 127.0.0.1:7000 --clients 32 --duration 5 --size 64
 //! loadgen tcp-pingpong --target 127.0.0.1:7000 --connections 32 --duration 5 --size 64
+//! loadgen tcp-pingpong --target 127.0.0.1:7000 --connections 16 --rate 20000
 //! loadgen tcp-connect  --target 127.0.0.1:7000 --concurrency 32 --duration 5
 //! ```
 //!
-//! Every benchmark is closed-loop: each worker (one UDP socket, one TCP
+//! Every benchmark but `tcp-pingpong --rate` (open-loop, see `open_loop`) is closed-loop: each worker (one UDP socket, one TCP
 //! connection, or one connect loop) has at most one operation in flight, so the
 //! throughput is what the target sustains at that concurrency. Only operations
 //! that complete before the deadline are counted; whatever is in flight when the
@@ -32,6 +33,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+
+mod open_loop;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use serde_json::json;
@@ -91,6 +94,10 @@ struct TcpArgs {
     /// Request (and reply) size in bytes.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
     size: u32,
+    /// Open loop: send this many requests per second in total, on a fixed
+    /// schedule, and measure each latency from its intended send time.
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 #[derive(Args)]
@@ -299,6 +306,8 @@ struct Report {
     duration: f64,
     size: u32,
     stats: Stats,
+    /// Open loop: the offered rate, and how many requests were sent late.
+    offered: Option<(f64, u64)>,
 }
 
 impl Report {
@@ -310,7 +319,7 @@ impl Report {
             h.quantile_us(0.99),
             h.quantile_us(0.999),
         );
-        let line = json!({
+        let mut line = json!({
             "mode": self.mode,
             "target": self.target.to_string(),
             "workers": self.workers,
@@ -327,6 +336,10 @@ impl Report {
             "mean_us": round1(h.mean_us()),
             "max_us": round1(h.max_ns as f64 / 1000.0),
         });
+        if let Some((rate, behind)) = self.offered {
+            line["offered_per_sec"] = json!(rate);
+            line["behind"] = json!(behind);
+        }
         println!("{line}");
         eprintln!(
             "{} {} x{} {}s: {:.0} ops/s, p50 {:.1}us p99 {:.1}us p99.9 {:.1}us max {:.1}us, \
@@ -415,6 +428,7 @@ async fn udp_pingpong(a: UdpArgs) -> Result<Report, String> {
         duration: a.duration,
         size: a.size,
         stats,
+        offered: None,
     })
 }
 
@@ -463,6 +477,25 @@ async fn udp_round_trip(
 
 async fn tcp_pingpong(a: TcpArgs) -> Result<Report, String> {
     let run_for = check_args(a.target, a.duration)?;
+    if let Some(rate) = a.rate {
+        let (target, connections, size) = (a.target, a.connections, a.size as usize);
+        let run = move || open_loop::run(target, connections, rate, size, run_for);
+        let measured = tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|e| format!("open loop failed: {e}"))??;
+        let mut stats = Stats::new();
+        stats.hist = measured.hist;
+        stats.errors = measured.errors;
+        return Ok(Report {
+            mode: "tcp-pingpong-open",
+            target: a.target,
+            workers: a.connections,
+            duration: a.duration,
+            size: a.size,
+            stats,
+            offered: Some((rate, measured.behind)),
+        });
+    }
     let mut conns = Vec::with_capacity(a.connections as usize);
     for _ in 0..a.connections {
         conns.push(
@@ -484,6 +517,7 @@ async fn tcp_pingpong(a: TcpArgs) -> Result<Report, String> {
         duration: a.duration,
         size: a.size,
         stats,
+        offered: None,
     })
 }
 
@@ -559,6 +593,7 @@ async fn tcp_connect(a: ConnectArgs) -> Result<Report, String> {
         duration: a.duration,
         size: first.len() as u32,
         stats,
+        offered: None,
     })
 }
 
