@@ -40,7 +40,9 @@ pub fn run(
     run_for: Duration,
 ) -> Result<OpenLoopStats, String> {
     if !(rate.is_finite() && rate > 0.0 && rate <= 10_000_000.0) {
-        return Err(format!("--rate must be in (0, 10000000] requests/s, got {rate}"));
+        return Err(format!(
+            "--rate must be in (0, 10000000] requests/s, got {rate}"
+        ));
     }
     let interval = Duration::from_secs_f64(f64::from(connections) / rate);
     let mut streams = Vec::with_capacity(connections as usize);
@@ -63,7 +65,9 @@ pub fn run(
         behind: 0,
     };
     for t in threads {
-        let s = t.join().map_err(|_| "an open-loop thread panicked".to_string())?;
+        let s = t
+            .join()
+            .map_err(|_| "an open-loop thread panicked".to_string())?;
         all.hist.merge(&s.hist);
         all.errors += s.errors;
         all.behind += s.behind;
