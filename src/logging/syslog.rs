@@ -42,8 +42,7 @@ impl SyslogWriter {
             pid: std::process::id(),
         };
         let sink = syslog::unix_custom(formatter, &path).map_err(|e| {
-            let why =
-                std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
+            let why = io_cause(&e);
             format!(
                 "--log-target syslog: cannot send to {}: {why} (is a syslog daemon or journald \
                  listening there? {SOCKET_ENV} names another socket)",
@@ -58,6 +57,18 @@ impl SyslogWriter {
         Ok(SyslogWriter {
             sink: Arc::new(Mutex::new(sink)),
         })
+    }
+}
+
+/// The I/O error under `error` (the `syslog` crate wraps it twice, and says
+/// so in its text: "Initialization error: Io error: ...").
+fn io_cause(error: &syslog::Error) -> String {
+    match error {
+        syslog::Error::Initialization(inner) => match inner.downcast_ref::<syslog::Error>() {
+            Some(inner) => io_cause(inner),
+            None => inner.to_string(),
+        },
+        syslog::Error::Io(e) | syslog::Error::Write(e) => e.to_string(),
     }
 }
 
