@@ -119,3 +119,46 @@ fn an_unknown_shell_is_a_usage_error() {
     assert!(stderr.contains("invalid value 'tcsh'"), "{stderr}");
     assert!(stderr.contains("bash"), "{stderr}");
 }
+
+#[test]
+fn install_sh_puts_the_man_page_and_completions_in_place() {
+    let root = std::env::temp_dir().join(format!("l4lb-install-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .arg(BIN)
+        .env("DESTDIR", &root)
+        .env("PREFIX", "/opt/l4lb")
+        .output()
+        .expect("run install.sh");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{log}");
+    let page =
+        std::fs::read_to_string(root.join("opt/l4lb/share/man/man1/l4lb.1")).expect("man page");
+    assert_eq!(page, l4lb(&["manpage"]));
+    let bash = root.join("usr/share/bash-completion/completions/l4lb");
+    let (ok, _, errors) = feed(
+        "bash",
+        &["-n"],
+        &std::fs::read_to_string(bash).expect("bash"),
+    );
+    assert!(ok, "{errors}");
+    for installed in [
+        "opt/l4lb/share/zsh/site-functions/_l4lb",
+        "opt/l4lb/share/fish/vendor_completions.d/l4lb.fish",
+        "opt/l4lb/bin/l4lb",
+        "etc/systemd/system/l4lb.service",
+        "etc/l4lb/lb.toml",
+    ] {
+        assert!(
+            root.join(installed).is_file(),
+            "{installed} missing:\n{log}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(root);
+}
