@@ -200,3 +200,35 @@ fn backend_refuses_a_missing_token_file_and_an_unknown_action() {
         text(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_ends_on_ctrl_c_with_exit_code_0() {
+    use std::io::{BufRead, BufReader};
+    let a = TestBackend::start("a", Behaviour::Echo).await;
+    let running = RunningL4lb::start("ctl-watch", &config(&[a.addr]), "");
+    let mut watch = Command::new(BIN)
+        .args(["status", "--watch", "--admin", &running.admin.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn l4lb status --watch");
+    let mut lines = BufReader::new(watch.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("read");
+    assert!(first.starts_with("l4lb 0.1.0 · up "), "{first}");
+    let sent = Command::new("kill")
+        .args(["-INT", &watch.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    let status = loop {
+        if let Some(status) = watch.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "--watch kept running after SIGINT"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{status}");
+}

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use hyper::Method;
+use tokio::signal::unix::{SignalKind, signal};
 
 use super::{http, table};
 use crate::cli::StatusArgs;
@@ -37,17 +38,19 @@ async fn once(admin: &str, json: bool) -> Result<(), String> {
 }
 
 async fn watch(admin: &str, count: Option<u64>) -> Result<(), String> {
+    // Installed first: Ctrl-C ends the command cleanly at any point from here on.
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch for Ctrl-C: {e}"))?;
     let terminal = std::io::stdout().is_terminal();
     let mut drawn = 0;
     loop {
-        let screen = match fetch(admin).await.and_then(|d| render(admin, &d)) {
-            Ok(text) => text,
-            Err(e) => format!("{e}\n"),
+        let screen = tokio::select! {
+            screen = screen(admin) => screen,
+            _ = interrupt.recv() => return Ok(()),
         };
-        let clear = if terminal { CLEAR } else { "" };
-        print!("{clear}{screen}");
-        if !terminal {
-            println!();
+        match terminal {
+            true => print!("{CLEAR}{screen}"),
+            false => println!("{screen}"),
         }
         drawn += 1;
         if count.is_some_and(|n| drawn >= n) {
@@ -55,8 +58,16 @@ async fn watch(admin: &str, count: Option<u64>) -> Result<(), String> {
         }
         tokio::select! {
             _ = tokio::time::sleep(WATCH_INTERVAL) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = interrupt.recv() => return Ok(()),
         }
+    }
+}
+
+/// The table, or what kept it from being read.
+async fn screen(admin: &str) -> String {
+    match fetch(admin).await.and_then(|d| render(admin, &d)) {
+        Ok(text) => text,
+        Err(e) => format!("{e}\n"),
     }
 }
 
