@@ -13,7 +13,7 @@ pub const DEFAULT_ADMIN: &str = "127.0.0.1:9100";
 
 /// l4lb: a Layer-4 (TCP and UDP) load balancer.
 #[derive(Debug, Parser)]
-#[command(name = "l4lb", version, about, propagate_version = true)]
+#[command(name = "l4lb", version, propagate_version = true)]
 pub struct Cli {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
