@@ -2,7 +2,9 @@
 //! Chromium loads it from the real binary's admin endpoint, lets its script
 //! poll `/status`, and the DOM it built must show each backend in the state
 //! `/status` gives — also after a backend is killed. The runtime-API buttons
-//! are there only when a token is configured. Writes a screenshot to
+//! are there only when a token is configured, and clicking them (Chromium
+//! driven over the DevTools protocol) asks for the token and sends it to the
+//! runtime API. Writes a screenshot to
 //! `target/stats-page.png` (or to `$L4LB_SCREENSHOT`, e.g. docs/stats-page.png).
 
 mod common;
@@ -169,4 +171,75 @@ async fn without_a_token_the_page_has_no_runtime_api_buttons() {
         "{dom}"
     );
     assert!(!dom.contains("runtime API</th>"), "{dom}");
+}
+
+/// Clicks the `action` button of `address` with `window.prompt` answering
+/// `token`; the notice the page shows afterwards.
+fn click(
+    browser: &mut common::devtools::Browser,
+    address: &str,
+    action: &str,
+    token: &str,
+) -> String {
+    let script = format!(
+        r#"(async () => {{
+            const until = async (ok) => {{ for (let i = 0; i < 400 && !ok(); i++) await new Promise(r => setTimeout(r, 25)); }};
+            const selector = 'tr[data-backend="{address}"] button[data-action="{action}"]';
+            await until(() => document.querySelector(selector));
+            window.prompted = 0;
+            window.prompt = () => {{ window.prompted += 1; return {token:?}; }};
+            const notice = document.getElementById("notice");
+            notice.textContent = ""; notice.hidden = true;
+            document.querySelector(selector).click();
+            await until(() => !notice.hidden);
+            return notice.textContent + " (prompted " + window.prompted + ")";
+        }})()"#
+    );
+    browser
+        .eval(&script)
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_buttons_ask_for_the_token_and_send_it_to_the_runtime_api() {
+    let a = TestBackend::start("a", Behaviour::Echo).await;
+    let b = TestBackend::start("b", Behaviour::Echo).await;
+    let udp = common::udp_echo().await;
+    let l4lb = RunningL4lb::start(
+        "stats-page-click",
+        &config(&[a.addr, b.addr], udp),
+        "s3cret",
+    );
+    let admin = l4lb.admin;
+    let profile = l4lb.dir.join("chromium");
+    let addr = a.addr.to_string();
+    let (wrong, right, again, ready) = tokio::task::spawn_blocking(move || {
+        let mut browser = common::devtools::Browser::start(&profile);
+        browser.open(&format!("http://{admin}/"));
+        let wrong = click(&mut browser, &addr, "drain", "wrong");
+        let right = click(&mut browser, &addr, "drain", "s3cret");
+        // The token is kept for the tab: no second prompt.
+        let again = click(&mut browser, &addr, "maint", "unused");
+        let ready = click(&mut browser, &addr, "ready", "unused");
+        (wrong, right, again, ready)
+    })
+    .await
+    .expect("browser task");
+    assert_eq!(
+        wrong,
+        format!(
+            "drain {}: 401 missing or wrong bearer token (prompted 1)",
+            a.addr
+        )
+    );
+    assert_eq!(right, format!("web {}: up → draining (prompted 1)", a.addr));
+    assert_eq!(
+        again,
+        format!("web {}: draining → maint (prompted 0)", a.addr)
+    );
+    assert_eq!(ready, format!("web {}: maint → up (prompted 0)", a.addr));
+    assert_eq!(states(&status(admin).await)[&a.addr.to_string()], "up");
+    drop(b);
 }

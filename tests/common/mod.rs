@@ -6,6 +6,7 @@
 
 pub mod binary;
 pub mod chromium;
+pub mod devtools;
 pub mod dns_relay;
 pub mod dnsmasq;
 pub mod mariadb;
