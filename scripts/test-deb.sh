@@ -11,6 +11,7 @@
 # the installed units (as scripts/verify-unit.sh checks them); nothing was
 # started. Then dpkg --purge removes every file, the conffile included.
 # Refuses to run where l4lb is installed already (a package, or /etc/l4lb).
+# Installs systemd (systemd-analyze), man-db and groff-base when missing.
 set -euo pipefail
 [ $# -gt 0 ] && deb=$(realpath -- "$1")
 cd "$(dirname "$0")/.."
@@ -21,10 +22,15 @@ if dpkg-query -W -f='${Status}' l4lb 2>/dev/null | grep -q installed; then
   fail "the l4lb package is installed already; this script installs and purges it"
 fi
 [ -e /etc/l4lb ] && fail "/etc/l4lb exists (an l4lb installed by hand?); this script would take it over"
-command -v systemd-analyze >/dev/null 2>&1 || {
+missing=()
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v man >/dev/null 2>&1 || missing+=(man-db)
+command -v groff >/dev/null 2>&1 || missing+=(groff-base)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
-}
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
 installed=
 cleanup() { [ -n "$installed" ] && dpkg --purge l4lb >/dev/null 2>&1 || true; }
