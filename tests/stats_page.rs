@@ -144,6 +144,17 @@ async fn the_page_shows_what_status_says_before_and_after_a_backend_dies() {
         "the last probe's error:\n{dom}"
     );
 
+    let drained = std::process::Command::new(common::binary::BIN)
+        .args(["backend", "drain", "web", &c.addr.to_string()])
+        .args(["--admin", &admin.to_string()])
+        .env("L4LB_TOKEN", "s3cret")
+        .output()
+        .expect("l4lb backend drain");
+    assert!(drained.status.success(), "{drained:?}");
+    let (dom, rows) = page(admin, "/", profile.clone()).await;
+    assert_eq!(rows, states(&status(admin).await), "{dom}");
+    assert_eq!(rows[&c.addr.to_string()], "draining", "{dom}");
+
     let out = std::env::var_os("L4LB_SCREENSHOT").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/stats-page.png"),
         PathBuf::from,
