@@ -13,7 +13,9 @@
 # `cargo test`. bird2, socat, curl, nftables and iproute2 run the ECMP lab
 # (tests/ecmp_lab.rs runs scripts/ecmp_lab.sh: network namespaces, a BGP router and
 # three l4lb instances). systemd-socket-activate (`systemd`) passes sockets to l4lb
-# the way a socket unit does (tests/systemd.rs).
+# the way a socket unit does (tests/systemd.rs). Headless Chromium (`chromium`) loads
+# the admin endpoint's stats page (tests/stats_page.rs); zsh and fish check the
+# completion scripts (tests/manual.rs); groff (`groff-base`) renders the man page.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +37,10 @@ has curl || missing+=(curl)
 has bird || missing+=(bird2)
 has socat || missing+=(socat)
 has systemd-socket-activate || missing+=(systemd)
+has chromium || missing+=(chromium)
+has zsh || missing+=(zsh)
+has fish || missing+=(fish)
+has groff || missing+=(groff-base)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   apt-get update -qq

@@ -7,17 +7,25 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// The configuration file used when none is given.
 pub const DEFAULT_CONFIG: &str = "/etc/l4lb/lb.toml";
 
+/// The admin endpoint `status` and `backend` talk to when none is given: the
+/// documented default of `[admin] listen`.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9100";
+
 /// l4lb: a Layer-4 (TCP and UDP) load balancer.
 #[derive(Debug, Parser)]
-#[command(name = "l4lb", version, about, propagate_version = true)]
+#[command(name = "l4lb", version, propagate_version = true)]
 pub struct Cli {
-    /// Log line format (logs go to stderr).
+    /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
     /// Log level or filter (e.g. `debug`, `l4lb=debug`); overrides RUST_LOG. Default: info.
     #[arg(long, global = true)]
     pub log_level: Option<String>,
+
+    /// Where log lines go: stderr, or syslog (RFC 3164 datagrams to /dev/log).
+    #[arg(long, value_enum, default_value_t = LogTarget::Stderr, global = true)]
+    pub log_target: LogTarget,
 
     #[command(subcommand)]
     pub command: Command,
@@ -48,6 +56,79 @@ pub enum Command {
     },
     /// Run a service's real strategy and health logic against simulated backends.
     Simulate(SimulateArgs),
+    /// Show every service and backend of a running l4lb (its admin endpoint's /status).
+    Status(StatusArgs),
+    /// Take a backend of a running l4lb out of rotation or put it back (runtime API).
+    Backend(BackendArgs),
+    /// Print a shell completion script for l4lb.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the l4lb(1) manual page (roff).
+    Manpage,
+}
+
+/// Where `status` and `backend` find the running l4lb.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AdminArgs {
+    /// Address of the admin endpoint (`[admin] listen` of its configuration).
+    #[arg(long, value_name = "ADDR", env = "L4LB_ADMIN", default_value = DEFAULT_ADMIN)]
+    pub admin: String,
+}
+
+/// `l4lb status [--admin ADDR] [--json | --watch]`
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// Print the /status JSON document as it is, for scripts.
+    #[arg(long, conflicts_with = "watch")]
+    pub json: bool,
+    /// Redraw the table every 2 seconds until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: stop after this many tables.
+    #[arg(long, value_name = "N", requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+}
+
+/// `l4lb backend drain|maint|ready SERVICE ADDRESS`
+#[derive(Debug, clap::Args)]
+pub struct BackendArgs {
+    /// What to do: drain (no new clients), maint (no new clients, sessions
+    /// closed) or ready (back in rotation).
+    #[arg(value_enum)]
+    pub action: BackendAction,
+    /// The service's name.
+    pub service: String,
+    /// The backend's address as configured (e.g. 10.0.0.11:5432).
+    pub address: String,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// File holding the runtime API's bearer token (`[admin] token`); else $L4LB_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// A runtime-API action on one backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendAction {
+    Drain,
+    Maint,
+    Ready,
+}
+
+impl BackendAction {
+    /// The action's word in the runtime API's path.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Drain => "drain",
+            Self::Maint => "maint",
+            Self::Ready => "ready",
+        }
+    }
 }
 
 /// `l4lb simulate CONFIG --service NAME [--workload FILE] ...`
@@ -79,4 +160,10 @@ pub struct SimulateArgs {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogTarget {
+    Stderr,
+    Syslog,
 }

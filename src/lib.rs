@@ -2,7 +2,11 @@
 //!
 //! # Layout
 //! - [`cli`]: command-line definitions (clap).
-//! - [`logging`]: the checked log filter and the stderr subscriber (colour only on a terminal).
+//! - [`logging`]: the checked log filter and the subscriber: stderr (colour only on a
+//!   terminal) or syslog.
+//! - [`ctl`]: `l4lb status` and `l4lb backend`: a running l4lb's admin endpoint as a
+//!   table, JSON, and runtime-API actions.
+//! - [`manual`]: `l4lb completions` and `l4lb manpage`, generated from the clap definitions.
 //! - [`config`]: `lb.toml` → raw structs → validated [`config::Config`], every error collected.
 //! - [`discovery`]: backends found in DNS (`[[service.discover]]`): policy, lookups, group loops.
 //! - [`backend`]: one backend's identity and live counters; the RAII connection guard.
@@ -40,6 +44,7 @@ pub mod backend;
 pub mod balancer;
 pub mod cli;
 pub mod config;
+pub mod ctl;
 pub mod discovery;
 pub mod fd_store;
 pub mod health;
@@ -47,6 +52,7 @@ pub mod lifecycle;
 pub mod limit;
 pub mod log_throttle;
 pub mod logging;
+pub mod manual;
 pub mod metrics;
 pub mod notify;
 pub mod proxy;

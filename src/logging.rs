@@ -1,15 +1,18 @@
 //! Logging setup: the filter from `--log-level` or `RUST_LOG`, checked before
-//! anything is logged, and colour only where a person reads the lines.
+//! anything is logged, colour only where a person reads the lines, and the
+//! target: stderr (the default) or syslog (`syslog`).
 //!
 //! This file owns turning the command line and the environment into a global
 //! `tracing` subscriber. It does not decide what is logged where.
+
+pub mod syslog;
 
 use std::ffi::OsStr;
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
+use crate::cli::{LogFormat, LogTarget};
 
 /// The filter used when neither `--log-level` nor `RUST_LOG` is given.
 const DEFAULT_FILTER: &str = "info";
@@ -20,19 +23,34 @@ const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
 const EXPECTED: &str = "expected a level (off, error, warn or warning, info, debug, trace) \
                         or a filter such as \"info,l4lb::access=warn\"";
 
-/// Installs the global subscriber writing to stderr. `Err` says what is wrong
-/// with the filter (or that a subscriber is already installed).
-pub fn init(format: LogFormat, level: Option<&str>) -> Result<(), String> {
+/// Installs the global subscriber writing to `target`. `Err` says what is
+/// wrong with the filter or the target (or that a subscriber is already installed).
+pub fn init(format: LogFormat, level: Option<&str>, target: LogTarget) -> Result<(), String> {
     let filter = chosen_filter(level)?;
-    let no_color = std::env::var_os("NO_COLOR");
-    let ansi = use_colour(std::io::stderr().is_terminal(), no_color.as_deref());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    let installed = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let installed = match target {
+        LogTarget::Stderr => {
+            let no_color = std::env::var_os("NO_COLOR");
+            let ansi = use_colour(std::io::stderr().is_terminal(), no_color.as_deref());
+            let builder = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(ansi)
+                .with_writer(std::io::stderr);
+            match format {
+                LogFormat::Text => builder.try_init(),
+                LogFormat::Json => builder.json().flatten_event(true).try_init(),
+            }
+        }
+        LogTarget::Syslog => {
+            // syslog stamps each line itself, so the time is left out of the text ones.
+            let builder = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(false)
+                .with_writer(syslog::SyslogWriter::connect()?);
+            match format {
+                LogFormat::Text => builder.without_time().try_init(),
+                LogFormat::Json => builder.json().flatten_event(true).try_init(),
+            }
+        }
     };
     installed.map_err(|e| format!("cannot set up logging: {e}"))
 }

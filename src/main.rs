@@ -27,7 +27,10 @@ mod successor;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(message) = logging::init(cli.log_format, cli.log_level.as_deref()) {
+    if let Some(code) = print_manual(&cli.command) {
+        return code;
+    }
+    if let Err(message) = logging::init(cli.log_format, cli.log_level.as_deref(), cli.log_target) {
         eprintln!("l4lb: {message}");
         return ExitCode::FAILURE;
     }
@@ -39,7 +42,31 @@ fn main() -> ExitCode {
             fd_store,
         } => run(config, *upgrade, *fd_store),
         Command::Simulate(args) => simulate(args),
+        Command::Status(args) => l4lb::ctl::status(args),
+        Command::Backend(args) => l4lb::ctl::backend(args),
+        Command::Completions { .. } | Command::Manpage => ExitCode::SUCCESS,
     }
+}
+
+/// `completions` and `manpage` print generated text and need no logging; `None`
+/// for every other command.
+fn print_manual(command: &Command) -> Option<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    let written = match command {
+        Command::Completions { shell } => {
+            l4lb::manual::completions(*shell, &mut stdout);
+            Ok(())
+        }
+        Command::Manpage => l4lb::manual::manpage(&mut stdout),
+        _ => return None,
+    };
+    Some(match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("l4lb: cannot write the manual page: {e}");
+            ExitCode::FAILURE
+        }
+    })
 }
 
 fn simulate(args: &l4lb::cli::SimulateArgs) -> ExitCode {

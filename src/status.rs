@@ -123,6 +123,12 @@ pub struct BackendStatus {
     pub active_connections: usize,
     pub total_connections: u64,
     pub connect_failures: u64,
+    /// Payload bytes client→backend and backend→client (tcp and udp), as in
+    /// `l4lb_bytes_total`.
+    pub bytes_upstream: u64,
+    pub bytes_downstream: u64,
+    /// Passive ejections so far, as in `l4lb_outlier_ejections_total`.
+    pub ejections: u64,
     pub ejected: bool,
     /// Seconds until a passive ejection ends (it may end sooner: a passing
     /// active check ends it); `null` when not ejected.
@@ -271,6 +277,7 @@ fn backend_status(
             times_marked_down: h.marked_down,
         }
     });
+    let (bytes_upstream, bytes_downstream) = backend.bytes();
     BackendStatus {
         address: backend.address().to_string(),
         state: backend.state_name(now),
@@ -280,6 +287,9 @@ fn backend_status(
         active_connections: backend.active(),
         total_connections: backend.total_connections(),
         connect_failures: backend.connect_failures(),
+        bytes_upstream,
+        bytes_downstream,
+        ejections: backend.ejections(),
         ejected: backend.is_ejected(now),
         ejected_until: backend
             .ejected_for(now)

@@ -1,4 +1,5 @@
-//! The admin HTTP/1.1 endpoint: Prometheus metrics, the `/status` document, the
+//! The admin HTTP/1.1 endpoint: the HTML stats page (`/`, `/stats`), Prometheus
+//! metrics, the `/status` document, the
 //! `/healthz` probe, the `/ready` route-announcer check and the runtime API
 //! (`POST /services/{name}/backends/{address}/drain|maint|ready`, and
 //! `PUT`/`DELETE /services/{name}/backends/{address}`, `POST /services/{name}/backends`,
@@ -19,6 +20,7 @@ mod response;
 mod routes;
 mod server;
 mod slots;
+mod stats_page;
 
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,8 @@ use super::response::{self, AdminResponse, JSON, PLAIN_TEXT};
 /// A resource the admin endpoint serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Endpoint {
+    /// `/` and `/stats`: the HTML stats page.
+    StatsPage,
     Metrics,
     Status,
     Healthz,
@@ -52,6 +54,7 @@ impl Endpoint {
     /// The endpoint at `path` (query string already stripped), if any.
     fn from_path(path: &str) -> Option<Self> {
         match path {
+            "/" | "/stats" => Some(Self::StatsPage),
             "/metrics" => Some(Self::Metrics),
             "/status" => Some(Self::Status),
             "/healthz" => Some(Self::Healthz),
@@ -66,7 +69,9 @@ impl Endpoint {
 
     fn allowed(self) -> AllowedMethods {
         match self {
-            Self::Metrics | Self::Status | Self::Healthz | Self::Ready => AllowedMethods::GetOrHead,
+            Self::StatsPage | Self::Metrics | Self::Status | Self::Healthz | Self::Ready => {
+                AllowedMethods::GetOrHead
+            }
             Self::BackendAction | Self::Backends => AllowedMethods::Post,
             Self::Backend => AllowedMethods::PutOrDelete,
         }
@@ -128,6 +133,7 @@ pub(crate) fn handle<B>(request: &Request<B>, state: &dyn AdminState) -> Reply {
     }
     let path = request.uri().path();
     let response = match route(request.method(), path) {
+        Route::Serve(Endpoint::StatsPage) => super::stats_page::respond(state),
         Route::Serve(Endpoint::Metrics) => return Reply::Document(Document::Metrics),
         Route::Serve(Endpoint::Status) => return Reply::Document(Document::Status),
         Route::Serve(Endpoint::Healthz) => healthz(state),
@@ -292,6 +298,8 @@ mod tests {
             ("/status", Endpoint::Status),
             ("/healthz", Endpoint::Healthz),
             ("/ready", Endpoint::Ready),
+            ("/", Endpoint::StatsPage),
+            ("/stats", Endpoint::StatsPage),
         ] {
             assert_eq!(route(&Method::GET, path), Route::Serve(endpoint));
             assert_eq!(route(&Method::HEAD, path), Route::Serve(endpoint));
@@ -310,7 +318,15 @@ mod tests {
 
     #[test]
     fn unknown_paths_are_not_found_for_any_method() {
-        for path in ["/", "/metrics/", "/Metrics", "/healthz/x", "*"] {
+        for path in [
+            "",
+            "/index.html",
+            "/stats/",
+            "/metrics/",
+            "/Metrics",
+            "/healthz/x",
+            "*",
+        ] {
             assert_eq!(route(&Method::GET, path), Route::NotFound);
             assert_eq!(route(&Method::POST, path), Route::NotFound);
         }

@@ -4,6 +4,9 @@
 //! served it. Nothing here is a mock: every byte crosses real loopback sockets.
 #![allow(dead_code)]
 
+pub mod binary;
+pub mod chromium;
+pub mod devtools;
 pub mod dns_relay;
 pub mod dnsmasq;
 pub mod mariadb;
@@ -367,6 +370,22 @@ pub async fn wait_until(what: &str, done: impl Fn() -> bool) {
             "never happened: {what}"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Polls the async `done` until it holds (bounded by `PATIENCE`).
+pub async fn wait_until_async<F, Fut>(what: &str, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !done().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
