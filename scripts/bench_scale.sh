@@ -41,7 +41,8 @@
 #           and the echo backend are separate processes with their own limits.
 #   udp     `loadgen udp-pingpong --clients UDP_FLOWS --size 64`: UDP_FLOWS
 #           client sockets (distinct source ports), each with one datagram in
-#           flight, direct, through l4lb (max_flows 20000, idle_timeout 1h) and
+#           flight, direct, through l4lb (max_flows 9000, within the ~9,900
+#           flows its descriptor budget allows here; idle_timeout 1h) and
 #           nginx (stream udp, no proxy_responses); a fresh balancer per run, so
 #           flows of earlier runs do not pile up. Round trips/s, p99, lost
 #           datagrams, and the balancer's CPU µs per round trip.
@@ -452,7 +453,7 @@ run_udp() { # TARGET ROUND
       {
         l4lb_head "$name"
         printf '\n[[service]]\nname = "udp-echo"\nprotocol = "udp"\nlisten = "127.0.0.1:%s"\n' "$listen_port"
-        printf 'strategy = "round_robin"\nidle_timeout = "1h"\nmax_flows = 20000\n'
+        printf 'strategy = "round_robin"\nidle_timeout = "1h"\nmax_flows = 9000\n'
         printf '[[service.backend]]\naddress = "127.0.0.1:%s"\n' "$b_udp"
       } >"$work/$name.toml"
       "$l4lb" check "$work/$name.toml" >/dev/null
@@ -629,10 +630,13 @@ echo
 echo "Logs:"
 for f in "$work"/*.log; do
   case "$(basename "$f")" in loadgen.log | echo-*.log) continue ;; esac
-  n=$(grep -cE ' (WARN|ERROR) |\[(ALERT|error|crit|alert|emerg)\]' "$f" || true)
+  # HAProxy's start-up warning that 20000 descriptors are fewer than maxconn
+  # 20000 wants, and its worker stopped by SIGTERM at the end, are expected.
+  n=$(grep -E ' (WARN|ERROR) |\[(ALERT|error|crit|alert|emerg)\]' "$f" | grep -vcE 'FD limit|exited with code 143' || true)
   if [ "${n:-0}" -gt 0 ]; then
     echo "- $(basename "$f"): $n warn/error line(s)"
-    grep -E ' (WARN|ERROR) |\[(ALERT|error|crit|alert|emerg)\]' "$f" | sed -n '1,3p' | cut -c1-300 | sed 's/^/    /'
+    grep -E ' (WARN|ERROR) |\[(ALERT|error|crit|alert|emerg)\]' "$f" | grep -vE 'FD limit|exited with code 143' |
+      sed -n '1,3p' | cut -c1-300 | sed 's/^/    /'
   fi
 done
 [ "$failed" -eq 0 ] || die "$failed run(s) failed; see above"
