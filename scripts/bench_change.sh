@@ -39,7 +39,10 @@
 #           checks are under way.
 # The table gives, per balancer and condition, the median req/s, p50 and p99,
 # the ratio of the condition's p99 to the quiet p99 (l4lb's target: <= 1.10),
-# client errors summed over the rounds, and reloads done / requested.
+# the balancer's CPU time per request (all its processes during the run, with
+# the time of workers that exited and were waited for by their master; not the
+# `haproxy -c` and `nginx -s reload` commands the reloader runs), client errors
+# summed over the rounds, and reloads done / requested.
 #
 # Installs haproxy, nginx and libnginx-mod-stream when missing (system services
 # kept from starting), builds the release l4lb and loadgen under `nice -n 19`,
@@ -73,6 +76,7 @@ bench_packages
 bench_workdir bench-change
 bench_build
 ulimit -n 20000 2>/dev/null || true
+clk_tck=$(getconf CLK_TCK)
 
 echo "## Machine"
 echo
@@ -262,7 +266,7 @@ failed=0
 # run_one COND KIND ROUND
 run_one() {
   local cond=$1 kind=$2 r=$3 name="$1-$2-$3" file pid rpid out rc=0 reload_json='{}'
-  local before_ok before_fail after_ok after_fail checks_before='0 0 0 0' checks_after='0 0 0 0'
+  local before_ok before_fail after_ok after_fail cpu0 cpu1 checks_before='0 0 0 0' checks_after='0 0 0 0'
   file=$(config_file "$kind" "$name")
   "write_$kind" "$file" 1 "$cond" "$name"
   check_config "$kind" "$file"
@@ -281,9 +285,11 @@ run_one() {
     rpid=$!
   fi
   out="$work/raw/$name.json"
+  cpu0=$(tree_ticks "$pid")
   timeout $((DURATION + 30)) "$loadgen" tcp-pingpong --target "127.0.0.1:$listen_port" \
     --connections "$CONNECTIONS" --size "$SIZE" --duration "$DURATION" \
     >"$out" 2>>"$work/loadgen.log" || rc=$?
+  cpu1=$(tree_ticks "$pid")
   if [ "$cond" = reload ]; then
     wait "$rpid" || rc=$?
     reload_json=$(tail -n1 "$work/raw/$name.reloader")
@@ -295,14 +301,17 @@ run_one() {
   forget_pid "$pid"
   local line
   line=$(python3 - "$results" "$cond" "$kind" "$r" "$rc" "$out" "$reload_json" \
-    "$((after_ok - before_ok))" "$((after_fail - before_fail))" "$checks_before" "$checks_after" "$DURATION" <<'PY'
+    "$((after_ok - before_ok))" "$((after_fail - before_fail))" "$checks_before" "$checks_after" \
+    "$((cpu1 - cpu0))" "$clk_tck" <<'PY'
 import json, sys
-results, cond, kind, rnd, rc, out, reload_json, done, bad, cb, ca, dur = sys.argv[1:13]
+results, cond, kind, rnd, rc, out, reload_json, done, bad, cb, ca, ticks, tck = sys.argv[1:14]
 row = {"cond": cond, "kind": kind, "round": int(rnd), "rc": int(rc), "ok": False}
 try:
     run = json.loads(open(out).read().strip().splitlines()[-1])
     row.update(rps=run["ops_per_sec"], p50=run["p50_us"], p99=run["p99_us"],
                p999=run["p999_us"], max=run["max_us"], errors=run["errors"])
+    if run["ops"]:
+        row["cpu_us_per_req"] = round(int(ticks) / int(tck) * 1e6 / run["ops"], 2)
     if cond == "reload":
         row.update(json.loads(reload_json), reloads_done=int(done), reloads_failed=int(bad))
     if cond == "health" and kind == "l4lb":
@@ -348,18 +357,18 @@ def sel(c, k):
 def med(c, k, f):
     v = [r[f] for r in sel(c, k) if r.get(f) is not None]
     return statistics.median(v) if v else None
-print("| balancer | condition | req/s | p50 (µs) | p99 (µs) | p99 ÷ quiet p99 | client errors | reloads done / requested |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
+print("| balancer | condition | req/s | p50 (µs) | p99 (µs) | p99 ÷ quiet p99 | balancer CPU µs per request | client errors | reloads done / requested |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for k, label in kinds:
     q99 = med("quiet", k, "p99")
     for c in conds:
         if c == "health" and k == "nginx":
-            print(f"| {label} | health | n/a | n/a | n/a | n/a | n/a | no active checks in nginx open source |")
+            print(f"| {label} | health | n/a | n/a | n/a | n/a | n/a | n/a | no active checks in nginx open source |")
             continue
         got = sel(c, k)
         n = len(got)
         if not n:
-            print(f"| {label} | {c} | failed | | | | | |")
+            print(f"| {label} | {c} | failed | | | | | | |")
             continue
         rps, p50, p99 = med(c, k, "rps"), med(c, k, "p50"), med(c, k, "p99")
         ratio = f"{p99 / q99:.2f}" if q99 else "n/a"
@@ -371,7 +380,9 @@ for k, label in kinds:
             bad = sum(r.get("reloads_failed", 0) + r.get("request_failed", 0) for r in got)
             rel = f"{done} / {req}" + (f" ({bad} failed)" if bad else "")
         note = "" if n == rounds else f" ({n}/{rounds} runs)"
-        print(f"| {label} | {c} | {rps:.0f}{note} | {p50:.1f} | {p99:.1f} | {ratio} | {errs} | {rel} |")
+        cpu = med(c, k, "cpu_us_per_req")
+        cpu = "n/a" if cpu is None else f"{cpu:.2f}"
+        print(f"| {label} | {c} | {rps:.0f}{note} | {p50:.1f} | {p99:.1f} | {ratio} | {cpu} | {errs} | {rel} |")
 print()
 print("Per round (p99 µs; reload runs: reloads done/requested):")
 print()

@@ -77,7 +77,8 @@ bench_workdir() {
   cat >"$work/proctree.py" <<'PY'
 """proctree.py pids|rss|cpu ROOT: ROOT and all its descendants (from
 /proc/*/status PPid). `rss`: summed VmRSS in KiB and the number of processes;
-`cpu`: summed utime+stime in clock ticks and the number of processes."""
+`cpu`: summed utime+stime+cutime+cstime in clock ticks and the number of
+processes."""
 import os, sys
 
 def status(pid):
@@ -95,7 +96,9 @@ def ticks(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
             rest = f.read().rsplit(")", 1)[1].split()
-        return int(rest[11]) + int(rest[12])  # fields 14 and 15: utime, stime
+        # fields 14-17: utime, stime, and those of waited-for children (a
+        # worker that exited, e.g. after a reload, still counts)
+        return sum(int(x) for x in rest[11:15])
     except (OSError, IndexError, ValueError):
         return 0
 
@@ -164,8 +167,8 @@ forget_pid() {
   pids=("${pids[@]}")
 }
 
-# tree_rss PID / tree_ticks PID: summed VmRSS (KiB) / utime+stime (ticks) of
-# PID and its descendants.
+# tree_rss PID / tree_ticks PID: summed VmRSS (KiB) / CPU time (ticks, with
+# that of exited children) of PID and its descendants.
 tree_rss() { python3 "$work/proctree.py" rss "$1" | cut -d' ' -f1; }
 tree_ticks() { python3 "$work/proctree.py" cpu "$1" | cut -d' ' -f1; }
 

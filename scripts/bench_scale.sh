@@ -43,9 +43,14 @@
 #           client sockets (distinct source ports), each with one datagram in
 #           flight, direct, through l4lb (max_flows 9000, within the ~9,900
 #           flows its descriptor budget allows here; idle_timeout 1h) and
-#           nginx (stream udp, no proxy_responses); a fresh balancer per run, so
+#           nginx (stream udp, no proxy_responses, `listen ... udp rcvbuf=4m`:
+#           the 4 MiB receive buffer l4lb asks for on its UDP listeners; with
+#           the default 208 KiB nginx drops thousands of datagrams a second
+#           here); a fresh balancer per run, so
 #           flows of earlier runs do not pile up. Round trips/s, p99, lost
-#           datagrams, and the balancer's CPU µs per round trip.
+#           datagrams, the balancer's CPU µs per round trip, and the CPU of
+#           the backend (a python3 echo with 32 MiB socket buffers, see below;
+#           near 100% it is the bottleneck).
 #
 # Installs haproxy, nginx and libnginx-mod-stream when missing (system services
 # kept from starting), builds the release l4lb and loadgen under `nice -n 19`,
@@ -111,8 +116,34 @@ pids+=($!)
 fleet_pid=$!
 "$loadgen" echo-server --listen "127.0.0.1:$b_tcp" --tcp 2>"$work/echo-tcp.log" &
 pids+=($!)
-"$loadgen" echo-server --listen "127.0.0.1:$b_udp" --udp 2>"$work/echo-udp.log" &
+# The UDP backend: a python3 echo whose socket buffers are 32 MiB
+# (SO_RCVBUFFORCE, as root), because 5000 datagrams arriving at once overflow
+# the default 208 KiB buffer of `loadgen echo-server --udp`, and each datagram
+# dropped there stalls its client for loadgen's 1 s reply timeout: the rows
+# would measure the backend's drops, not the balancers.
+cat >"$work/udp_echo.py" <<'PY'
+"""udp_echo.py PORT: echoes every datagram on 127.0.0.1:PORT to its sender."""
+import socket, sys
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for plain, force in ((socket.SO_RCVBUF, SO_RCVBUFFORCE), (socket.SO_SNDBUF, SO_SNDBUFFORCE)):
+    try:
+        s.setsockopt(socket.SOL_SOCKET, force, 32 << 20)
+    except OSError:
+        s.setsockopt(socket.SOL_SOCKET, plain, 32 << 20)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+print("udp echo: receive buffer", s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), file=sys.stderr, flush=True)
+recv, send = s.recvfrom, s.sendto
+while True:
+    data, peer = recv(65536)
+    try:
+        send(data, peer)
+    except OSError:
+        pass
+PY
+python3 "$work/udp_echo.py" "$b_udp" 2>"$work/echo-udp.log" &
 pids+=($!)
+udp_echo_pid=$!
 wait_echo tcp "$fleet_port" 127.0.1.1
 wait_echo tcp "$b_tcp"
 wait_echo udp "$b_udp"
@@ -446,7 +477,7 @@ print(json.dumps(row))' "$kind" "$n" "$before" "$after" "$procs" "$ready" "$err"
 
 # --- UDP with many flows -------------------------------------------------------
 run_udp() { # TARGET ROUND
-  local t=$1 r=$2 name="udp-$1-$2" pid="" port c0=0 c1=0 rc=0 out
+  local t=$1 r=$2 name="udp-$1-$2" pid="" port c0=0 c1=0 e0 e1 rc=0 out
   case "$t" in
     direct) port=$b_udp ;;
     l4lb)
@@ -468,7 +499,7 @@ run_udp() { # TARGET ROUND
         printf 'events { worker_connections 20000; }\n'
         printf 'stream {\n    proxy_timeout 1h;\n    proxy_connect_timeout 3s;\n'
         printf '    upstream udp_echo { server 127.0.0.1:%s; }\n' "$b_udp"
-        printf '    server { listen 127.0.0.1:%s udp; proxy_pass udp_echo; }\n}\n' "$listen_port"
+        printf '    server { listen 127.0.0.1:%s udp rcvbuf=4m; proxy_pass udp_echo; }\n}\n' "$listen_port"
       } >"$work/$name.conf"
       nginx -q -t -p "$work/nginx/" -c "$work/$name.conf" -e "$work/$name-error.log"
       start_nginx "$name"
@@ -479,27 +510,30 @@ run_udp() { # TARGET ROUND
   wait_echo udp "$port"
   sleep 1
   if [ -n "$pid" ]; then c0=$(tree_ticks "$pid"); fi
+  e0=$(tree_ticks "$udp_echo_pid")
   out="$work/raw/$name.json"
   timeout $((DURATION + 60)) "$loadgen" udp-pingpong --target "127.0.0.1:$port" \
     --clients "$UDP_FLOWS" --size 64 --duration "$DURATION" >"$out" 2>>"$work/loadgen.log" || rc=$?
+  e1=$(tree_ticks "$udp_echo_pid")
   if [ -n "$pid" ]; then
     c1=$(tree_ticks "$pid")
     forget_pid "$pid"
   fi
   record udp "$(python3 -c '
 import json, sys
-t, r, rc, out, c0, c1, tck = sys.argv[1:8]
+t, r, rc, out, c0, c1, tck, e0, e1, dur = sys.argv[1:11]
 row = {"section": "udp", "target": t, "round": int(r), "rc": int(rc), "ok": False}
 try:
     run = json.loads(open(out).read().strip().splitlines()[-1])
     row.update(rps=run["ops_per_sec"], p50=run["p50_us"], p99=run["p99_us"],
                lost=run["lost"], errors=run["errors"], ops=run["ops"])
+    row["backend_cpu_pct"] = round((int(e1) - int(e0)) / int(tck) / float(dur) * 100, 1)
     if t != "direct" and run["ops"]:
         row["cpu_us_per_rt"] = round((int(c1) - int(c0)) / int(tck) * 1e6 / run["ops"], 2)
     row["ok"] = row["rc"] == 0 and run["ops"] > 0
 except Exception as e:
     row["error"] = f"{type(e).__name__}: {e}"
-print(json.dumps(row))' "$t" "$r" "$rc" "$out" "$c0" "$c1" "$clk_tck")"
+print(json.dumps(row))' "$t" "$r" "$rc" "$out" "$c0" "$c1" "$clk_tck" "$e0" "$e1" "$DURATION")"
 }
 
 # --- measurement ---------------------------------------------------------------
@@ -605,18 +639,18 @@ udp = sec("udp")
 if udp:
     print(f"### UDP, {flows} concurrent flows (median of {rounds} rounds)")
     print()
-    print("| target | round trips/s | p50 (µs) | p99 (µs) | lost (all rounds) | errors (all rounds) | balancer CPU µs per round trip |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| target | round trips/s | p50 (µs) | p99 (µs) | lost (all rounds) | errors (all rounds) | balancer CPU µs per round trip | backend CPU (% of a core) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for t in ("direct", "l4lb", "nginx"):
         ok = [r for r in udp if r["target"] == t and r["ok"]]
         if not ok:
-            print(f"| {t} | failed | | | | | |")
+            print(f"| {t} | failed | | | | | | |")
             continue
         m = lambda f: statistics.median([r[f] for r in ok if f in r]) if any(f in r for r in ok) else None
         cpu = m("cpu_us_per_rt")
         note = "" if len(ok) == rounds else f" ({len(ok)}/{rounds} runs)"
         print(f"| {t} | {m('rps'):.0f}{note} | {m('p50'):.0f} | {m('p99'):.0f} | {sum(r['lost'] for r in ok)} | "
-              f"{sum(r['errors'] for r in ok)} | {'n/a' if cpu is None else f'{cpu:.2f}'} |")
+              f"{sum(r['errors'] for r in ok)} | {'n/a' if cpu is None else f'{cpu:.2f}'} | {m('backend_cpu_pct'):.0f} |")
     print()
     print("Per round (round trips/s): " + "; ".join(
         f"{t} " + " / ".join(f"{r['rps']:.0f}" if r["ok"] else "failed"
