@@ -29,9 +29,11 @@
 #           port, all served by one `loadgen echo-server` on 0.0.0.0, so a whole
 #           fleet costs the backend side one listening descriptor), TCP checks
 #           every 1 s (timeout 1 s, rise 2, fall 3): l4lb [service.health],
-#           HAProxy `check inter 1s`. After 5 s, the balancer's utime+stime
+#           HAProxy `check inter 1s`. After 5 s, the balancer's CPU time
 #           (all its processes) over CPU_SECONDS ÷ CPU_SECONDS, in % of one
-#           core; the checks done per second and how many backends are up.
+#           core; l4lb's checks per second (l4lb_health_checks_total); failed
+#           checks in the window (l4lb's counter, HAProxy's `show stat`
+#           chkfail); backends up at the end; the echo listener's own CPU.
 #   idle    a fresh balancer with one TCP echo service; the summed VmRSS of its
 #           processes before and 2 s after a python3 holder opened N connections
 #           through it (one byte echoed on each, then idle): KiB per connection.
@@ -46,11 +48,11 @@
 #           nginx (stream udp, no proxy_responses, `listen ... udp rcvbuf=4m`:
 #           the 4 MiB receive buffer l4lb asks for on its UDP listeners; with
 #           the default 208 KiB nginx drops thousands of datagrams a second
-#           here); a fresh balancer per run, so
-#           flows of earlier runs do not pile up. Round trips/s, p99, lost
-#           datagrams, the balancer's CPU µs per round trip, and the CPU of
-#           the backend (a python3 echo with 32 MiB socket buffers, see below;
-#           near 100% it is the bottleneck).
+#           here); a fresh balancer per run, so flows of earlier runs do not
+#           pile up. Round trips/s, p50, p99, lost datagrams, the balancer's
+#           CPU µs per round trip, and the CPU of the backend (a python3 echo
+#           with 32 MiB socket buffers, see below; near 100% it is the
+#           bottleneck).
 #
 # Installs haproxy, nginx and libnginx-mod-stream when missing (system services
 # kept from starting), builds the release l4lb and loadgen under `nice -n 19`,
