@@ -1,6 +1,11 @@
 //! `kind = "tcp"`: the connect completes; then, when configured, `send` is
 //! written and the reply must start with `expect` (read until that many bytes
 //! have come or the backend closes).
+//!
+//! The probe's connection is closed with a reset (SO_LINGER 0), as HAProxy
+//! closes its checks: neither side keeps it in TIME_WAIT (10,000 backends
+//! checked every second would otherwise hold about 60,000 of this host's
+//! ephemeral ports), and the backend does not pay for an orderly close.
 
 use std::net::SocketAddr;
 
@@ -16,6 +21,16 @@ impl Probe for TcpCheck {
         let mut stream = TcpStream::connect(target)
             .await
             .map_err(|e| format!("tcp: connect: {e}"))?;
+        let verdict = self.converse(&mut stream).await;
+        // Best effort: a socket that refuses the option is closed the usual way.
+        let _ = stream.set_zero_linger();
+        verdict
+    }
+}
+
+impl TcpCheck {
+    /// Sends `send` and checks the reply against `expect`, when configured.
+    async fn converse(&self, stream: &mut TcpStream) -> Result<Passed, Failed> {
         if !self.send.is_empty() {
             stream
                 .write_all(&self.send)
@@ -25,7 +40,7 @@ impl Probe for TcpCheck {
         let Some(expect) = &self.expect else {
             return Ok(Passed::default());
         };
-        let reply = read_up_to(&mut stream, expect.len())
+        let reply = read_up_to(stream, expect.len())
             .await
             .map_err(|e| format!("tcp: read: {e}"))?;
         if reply != *expect {
@@ -85,5 +100,24 @@ mod tests {
     async fn a_close_before_the_prefix_fails() {
         let addr = answering(b"+O").await;
         assert!(check(b"+OK").exchange(addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_probe_connection_ends_with_a_reset_not_a_fin() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let plain = TcpCheck {
+            send: Vec::new(),
+            expect: None,
+        };
+        let probe = tokio::spawn(async move { plain.exchange(addr).await });
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        assert_eq!(probe.await.expect("probe"), Ok(Passed::default()));
+        let mut byte = [0u8; 1];
+        let end = stream.read(&mut byte).await;
+        assert!(
+            matches!(&end, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+            "the backend saw {end:?}, not a reset"
+        );
     }
 }

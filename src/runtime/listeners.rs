@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, Protocol};
+use crate::config::{Config, Protocol, ServiceConfig};
 use crate::fd_store::FdStore;
 use crate::lifecycle::Lifecycle;
 use crate::limit::ConnectionLimit;
@@ -535,9 +535,14 @@ impl ListenerSet {
 
     /// The addresses actually bound for `service`, in configuration order.
     pub fn local_addrs(&self, config: &Config, service: &str) -> Vec<SocketAddr> {
-        let Some(service) = config.services.iter().find(|s| s.name == service) else {
-            return Vec::new();
-        };
+        match config.services.iter().find(|s| s.name == service) {
+            Some(service) => self.bound_addrs(service),
+            None => Vec::new(),
+        }
+    }
+
+    /// The addresses bound for `service`, in its `listen` order.
+    pub fn bound_addrs(&self, service: &ServiceConfig) -> Vec<SocketAddr> {
         service
             .listen
             .iter()

@@ -497,11 +497,15 @@ impl Server {
 
     /// Publishes what operators see: generation, services, bound addresses.
     fn publish(&self, generation: u64) {
+        // One pass over the configuration: finding each service's settings by
+        // name would make publishing quadratic in the number of services.
         let services = self
-            .services()
-            .into_iter()
-            .map(|service| crate::status::ServiceView {
-                listen: self.local_addrs(service.name()),
+            .config
+            .services
+            .iter()
+            .filter_map(|declared| Some((declared, Arc::clone(self.services.get(&declared.name)?))))
+            .map(|(declared, service)| crate::status::ServiceView {
+                listen: self.listeners.bound_addrs(declared),
                 discovery: self
                     .discovery
                     .running()
