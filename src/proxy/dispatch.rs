@@ -196,13 +196,19 @@ mod tests {
         assert_eq!(pick(&[], 0), 0);
     }
 
-    #[test]
-    fn four_clients_hashed_onto_one_worker_end_up_two_and_two() {
+    /// Dispatch over two workers (both on one runtime: only counts matter here).
+    fn two_workers(balanced: bool) -> (tokio::runtime::Runtime, Arc<WorkerDispatch>) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
         let handles = vec![runtime.handle().clone(), runtime.handle().clone()];
-        let dispatch = Arc::new(WorkerDispatch::new(handles, true));
+        let dispatch = Arc::new(WorkerDispatch::new(handles, balanced));
+        (runtime, dispatch)
+    }
+
+    #[test]
+    fn four_clients_hashed_onto_one_worker_end_up_two_and_two() {
+        let (_runtime, dispatch) = two_workers(true);
         let seats: Vec<WorkerSeat> = (0..4)
             .map(|_| {
                 let worker = dispatch.choose(0);
@@ -219,11 +225,7 @@ mod tests {
 
     #[test]
     fn with_kernel_dispatch_every_client_stays_where_it_was_accepted() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let handles = vec![runtime.handle().clone(), runtime.handle().clone()];
-        let dispatch = Arc::new(WorkerDispatch::new(handles, false));
+        let (_runtime, dispatch) = two_workers(false);
         let _seats: Vec<WorkerSeat> = (0..4)
             .map(|_| dispatch.seat(dispatch.choose(0), false))
             .collect();

@@ -29,7 +29,7 @@ use crate::limit::{ConnectionLimit, LimitPermit};
 use crate::log_throttle::LogThrottle;
 use crate::proxy::backend_socket::connect_tcp;
 use crate::proxy::client_hello::ClientHello;
-use crate::proxy::dispatch::WorkerDispatch;
+use crate::proxy::dispatch::{WorkerDispatch, WorkerSeat};
 use crate::proxy::preamble::{ClientOrigin, backend_preamble, header_version, read_header};
 use crate::proxy::relay::{RelayOutcome, SessionEnd, relay};
 use crate::proxy::tls_preread::{PrereadOutcome, preread};
@@ -75,6 +75,7 @@ impl TcpProxy {
                     let session = Session {
                         service: this.slot.current(),
                         listener: Arc::clone(&shared),
+                        seat: None,
                     };
                     // Judged here, not in the session's task: a client turned
                     // away is closed before the next accept, so a burst of them
@@ -104,10 +105,12 @@ impl TcpProxy {
 
     /// Runs an admitted client's session on the worker `dispatch` chooses: this
     /// one, or another with fewer sessions, where the socket is registered
-    /// afresh (before anything is read from it).
+    /// afresh (before anything is read from it). The session's future is
+    /// spawned as it is, never wrapped in another async block that holds it:
+    /// that would store it twice and double every idle session's memory.
     fn dispatch_client(
         &self,
-        session: Session,
+        mut session: Session,
         client: TcpStream,
         peer: SocketAddr,
         process_slot: LimitPermit,
@@ -116,12 +119,9 @@ impl TcpProxy {
         let elsewhere = match self.dispatch.handle(target) {
             Some(handle) if target != self.worker => handle,
             _ => {
-                let seat = self.dispatch.seat(self.worker, false);
+                session.seat = Some(self.dispatch.seat(self.worker, false));
                 let task = session.serve_client(client, peer, process_slot);
-                self.lifecycle.sessions.spawn(async move {
-                    let _seat = seat;
-                    task.await;
-                });
+                self.lifecycle.sessions.spawn(task);
                 return;
             }
         };
@@ -129,9 +129,8 @@ impl TcpProxy {
             Ok(client) => client,
             Err(e) => return warn!(error = %e, %peer, "cannot hand a client to another worker"),
         };
-        let seat = self.dispatch.seat(target, true);
+        session.seat = Some(self.dispatch.seat(target, true));
         let task = async move {
-            let _seat = seat;
             match TcpStream::from_std(client) {
                 Ok(client) => session.serve_client(client, peer, process_slot).await,
                 Err(e) => warn!(error = %e, %peer, "cannot register a handed-over client"),
@@ -148,6 +147,9 @@ impl TcpProxy {
 struct Session {
     service: Arc<Service>,
     listener: Arc<TcpProxy>,
+    /// Counts the session on the worker that serves it, for as long as the
+    /// session that was accepted lives (`None` on the copy made at connect).
+    seat: Option<WorkerSeat>,
 }
 
 impl Session {
@@ -217,6 +219,7 @@ impl Session {
         let session = Session {
             service: Arc::clone(&connected.service),
             listener: Arc::clone(&self.listener),
+            seat: None,
         };
         session
             .relay(client, connected, origin, &routing, started)
