@@ -20,23 +20,13 @@ use std::time::{Duration, Instant};
 
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
 
+mod common;
+
+use common::binary::{free_port, temp_dir};
+
 const BIN: &str = env!("CARGO_BIN_EXE_l4lb");
 const PATIENCE: Duration = Duration::from_secs(20);
 const ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("l4lb-activation-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
 
 /// A backend that writes `tag` and a newline to every client, then closes.
 fn tag_server(tag: &'static str) -> SocketAddr {
@@ -229,7 +219,7 @@ fn systemd_socket_activate_passes_a_listener_that_every_worker_serves() {
         eprintln!("skipped: {ACTIVATE} (Debian package systemd) is not installed");
         return;
     }
-    let dir = temp_dir("activate");
+    let dir = temp_dir("activation-activate");
     let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let admin = free_port();
     let text = config_text(&dir, admin, 2, &[("pg", "tcp", listen, tag_server("pg"))]);
@@ -257,7 +247,7 @@ fn systemd_socket_activate_passes_a_listener_that_every_worker_serves() {
 
 #[test]
 fn tcp_and_udp_sockets_passed_like_systemd_are_served_and_strays_are_named() {
-    let dir = temp_dir("harness");
+    let dir = temp_dir("activation-harness");
     let tcp = TcpListener::bind("127.0.0.1:0").expect("tcp");
     let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
     let stray = UdpSocket::bind("127.0.0.1:0").expect("stray");
@@ -301,7 +291,7 @@ fn tcp_and_udp_sockets_passed_like_systemd_are_served_and_strays_are_named() {
 
 #[test]
 fn a_passed_descriptor_l4lb_cannot_serve_stops_the_start_naming_it() {
-    let dir = temp_dir("bad");
+    let dir = temp_dir("activation-bad");
     let listener = TcpListener::bind("127.0.0.1:0").expect("tcp");
     let connected = TcpStream::connect(listener.local_addr().expect("a")).expect("connect");
     let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -382,7 +372,7 @@ impl FakeSystemd {
 
 #[test]
 fn the_fd_store_keeps_listeners_across_a_restart_and_queued_clients_are_served() {
-    let dir = temp_dir("fdstore");
+    let dir = temp_dir("activation-fdstore");
     let mut systemd = FakeSystemd::new(&dir);
     let notify = systemd.path.to_str().expect("utf-8").to_string();
     let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
