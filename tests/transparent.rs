@@ -100,11 +100,14 @@ impl Drop for Running {
     }
 }
 
-/// Probes every 200ms (rise and fall stay at their defaults).
+/// Probes every 200ms (rise and fall stay at their defaults). The tcp probe
+/// reads the backend's greeting: a check that only connects would never be
+/// accepted by the backend (it ends before the handshake's last ACK), and the
+/// backends here record their peers as they accept them.
 fn health(protocol: &str) -> &'static str {
     match protocol {
         "udp" => "[service.health]\ninterval = \"200ms\"\ntimeout = \"200ms\"\nsend = \"ping\"\n",
-        _ => "[service.health]\ninterval = \"200ms\"\ntimeout = \"200ms\"\n",
+        _ => "[service.health]\ninterval = \"200ms\"\ntimeout = \"200ms\"\nexpect = \"peer=\"\n",
     }
 }
 
