@@ -42,15 +42,6 @@ impl FdStore {
         }
     }
 
-    /// A store that never sends.
-    pub fn disabled() -> FdStore {
-        FdStore { notifier: None }
-    }
-
-    pub fn is_enabled(&self) -> bool {
-        self.notifier.is_some()
-    }
-
     /// Gives systemd a duplicate of every socket of one listen address.
     pub fn store(&self, protocol: Protocol, local: SocketAddr, fds: &[BorrowedFd<'_>]) {
         let Some(notifier) = &self.notifier else {
@@ -168,15 +159,22 @@ mod tests {
     }
 
     #[test]
-    fn a_disabled_store_sends_nothing() {
-        let store = FdStore::disabled();
-        assert!(!store.is_enabled());
+    fn a_store_not_asked_for_sends_nothing() {
+        let dir = std::env::temp_dir().join(format!("l4lb-fdstore-off-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify.sock");
+        let _ = std::fs::remove_file(&path);
+        let systemd = UnixDatagram::bind(&path).unwrap();
+        systemd.set_nonblocking(true).unwrap();
+        // Not wanted, and no `$FDSTORE` offer in this process's environment.
+        let store = FdStore::new(Arc::new(Notifier::to_path(&path)), false);
+        assert!(store.notifier.is_none());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        store.store(
-            Protocol::Tcp,
-            listener.local_addr().unwrap(),
-            &[listener.as_fd()],
-        );
-        store.remove(Protocol::Tcp, listener.local_addr().unwrap());
+        let local = listener.local_addr().unwrap();
+        store.store(Protocol::Tcp, local, &[listener.as_fd()]);
+        store.remove(Protocol::Tcp, local);
+        let mut buf = [0u8; 64];
+        assert!(systemd.recv(&mut buf).is_err(), "nothing reached systemd");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

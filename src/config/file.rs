@@ -369,13 +369,18 @@ fn read_service(
     })
 }
 
-fn read_routes(
+/// Each table of the array `key` under a service (or route) at
+/// `service_path`, read by `read_one` with its table, span and path; items that
+/// are not tables, or that `read_one` rejects, are reported and skipped.
+fn read_each<T>(
     value: &Spanned<DeValue>,
     service_path: &str,
+    (key, header): (&str, &str),
     report: &mut Report,
-) -> Vec<RouteEntry> {
-    let route_path = paths::join(service_path, "route");
-    let Some(items) = array_of_tables(value, &route_path, "[[service.route]]", report) else {
+    mut read_one: impl FnMut(&DeTable<'_>, &Span, &str, &mut Report) -> Option<T>,
+) -> Vec<T> {
+    let array_path = paths::join(service_path, key);
+    let Some(items) = array_of_tables(value, &array_path, header, report) else {
         return Vec::new();
     };
     items
@@ -383,19 +388,35 @@ fn read_routes(
         .enumerate()
         .filter_map(|(i, item)| {
             let (span, table) = item.as_ref()?;
-            let path = paths::indexed(service_path, "route", i);
-            let fields = read_section(table, span, &path, ROUTE_TABLES, report);
+            read_one(table, span, &paths::indexed(service_path, key, i), report)
+        })
+        .collect()
+}
+
+fn read_routes(
+    value: &Spanned<DeValue>,
+    service_path: &str,
+    report: &mut Report,
+) -> Vec<RouteEntry> {
+    let route = ("route", "[[service.route]]");
+    read_each(
+        value,
+        service_path,
+        route,
+        report,
+        |table, span, path, report| {
+            let fields = read_section(table, span, path, ROUTE_TABLES, report);
             let health = table.get("health").and_then(|v| {
                 read_table(
                     v,
-                    &paths::join(&path, "health"),
+                    &paths::join(path, "health"),
                     "[service.route.health]",
                     report,
                 )
             });
             let backends = table
                 .get("backend")
-                .map(|v| read_backends(v, &path, report))
+                .map(|v| read_backends(v, path, report))
                 .unwrap_or_default();
             Some(RouteEntry {
                 fields: fields?,
@@ -403,8 +424,8 @@ fn read_routes(
                 backends,
                 backend_written: is_written(table.get("backend")),
             })
-        })
-        .collect()
+        },
+    )
 }
 
 fn read_backends(
@@ -412,25 +433,22 @@ fn read_backends(
     service_path: &str,
     report: &mut Report,
 ) -> Vec<Section<RawBackend>> {
-    let backend_path = paths::join(service_path, "backend");
-    let Some(items) = array_of_tables(value, &backend_path, "[[service.backend]]", report) else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, item)| {
-            let (span, table) = item.as_ref()?;
-            let path = paths::indexed(service_path, "backend", i);
+    let backend = ("backend", "[[service.backend]]");
+    read_each(
+        value,
+        service_path,
+        backend,
+        report,
+        |table, span, path, report| {
             let mut section: Section<RawBackend> =
-                read_section(table, span, &path, BACKEND_TABLES, report)?;
+                read_section(table, span, path, BACKEND_TABLES, report)?;
             section.value.health = table.get("health").and_then(|v| {
-                let health_path = paths::join(&path, "health");
+                let health_path = paths::join(path, "health");
                 read_table(v, &health_path, "[service.backend.health]", report)
             });
             Some(section)
-        })
-        .collect()
+        },
+    )
 }
 
 fn read_discover(
@@ -438,19 +456,14 @@ fn read_discover(
     service_path: &str,
     report: &mut Report,
 ) -> Vec<Section<RawDiscover>> {
-    let group_path = paths::join(service_path, "discover");
-    let Some(items) = array_of_tables(value, &group_path, "[[service.discover]]", report) else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, item)| {
-            let (span, table) = item.as_ref()?;
-            let path = paths::indexed(service_path, "discover", i);
-            read_section(table, span, &path, &[], report)
-        })
-        .collect()
+    let discover = ("discover", "[[service.discover]]");
+    read_each(
+        value,
+        service_path,
+        discover,
+        report,
+        |table, span, path, report| read_section(table, span, path, &[], report),
+    )
 }
 
 /// A value that must be a table, e.g. `[admin]` or `health = { ... }`.

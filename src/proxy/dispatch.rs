@@ -89,7 +89,7 @@ impl WorkerDispatch {
         }
     }
 
-    /// The runtime of `worker` (the accepting one's when out of range).
+    /// The runtime of `worker`; `None` when there is no such worker.
     pub fn handle(&self, worker: usize) -> Option<&Handle> {
         self.handles.get(worker)
     }
