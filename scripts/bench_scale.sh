@@ -11,6 +11,8 @@
 #       CHECK_COUNTS="1000 10000"        health-checked backends for the CPU rows
 #       CPU_SECONDS=20       length of each CPU window
 #       IDLE_COUNTS="1000 9000"          idle connections held for the memory rows
+#       IDLE_SPLIT_COUNTS="15000"        idle connections held by two processes of each
+#                            balancer sharing the listening address (see "idle")
 #       UDP_FLOWS=5000       concurrent UDP flows (client sockets)
 #       ROUNDS=3 DURATION=5  UDP: interleaved rounds (median shown), seconds per run
 #       KEEP=1               keep the work directory (configs, logs, raw results) at exit
@@ -41,6 +43,11 @@
 #           file limit here is 20000 per process, so l4lb (one process) and
 #           HAProxy (one worker) cannot hold more than about 9,900; the holder
 #           and the echo backend are separate processes with their own limits.
+#           So IDLE_SPLIT_COUNTS rows run two processes of each balancer on one
+#           listening address (SO_REUSEPORT; the kernel spreads the connections
+#           between their sockets): two l4lb instances (own admin port and
+#           control socket), two HAProxy instances, and nginx's own two worker
+#           processes with `listen ... reuseport`. RSS is summed over both.
 #   udp     `loadgen udp-pingpong --clients UDP_FLOWS --size 64`: UDP_FLOWS
 #           client sockets (distinct source ports), each with one datagram in
 #           flight, direct, through l4lb (max_flows 9000, within the ~9,900
@@ -71,6 +78,7 @@ RELOADS="${RELOADS:-5}"
 CHECK_COUNTS="${CHECK_COUNTS:-1000 10000}"
 CPU_SECONDS="${CPU_SECONDS:-20}"
 IDLE_COUNTS="${IDLE_COUNTS:-1000 9000}"
+IDLE_SPLIT_COUNTS="${IDLE_SPLIT_COUNTS-15000}"
 UDP_FLOWS="${UDP_FLOWS:-5000}"
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-5}"
@@ -79,11 +87,14 @@ SECTIONS=(reload checks idle udp)
 for v in RELOADS CPU_SECONDS UDP_FLOWS ROUNDS DURATION; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
 done
-for n in $SERVICE_COUNTS $BACKEND_COUNTS $CHECK_COUNTS $IDLE_COUNTS; do
+for n in $SERVICE_COUNTS $BACKEND_COUNTS $CHECK_COUNTS $IDLE_COUNTS $IDLE_SPLIT_COUNTS; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "counts must be positive integers, got '$n'"
 done
 for n in $SERVICE_COUNTS $CHECK_COUNTS; do
   [ "$n" -le 60000 ] || die "at most 60000 services or checked backends (loopback addresses), got $n"
+done
+for n in $IDLE_SPLIT_COUNTS; do
+  [ "$n" -le 18000 ] || die "IDLE_SPLIT_COUNTS: at most 18000 (the holder's open files), got $n"
 done
 [ "$UDP_FLOWS" -le 15000 ] || die "UDP_FLOWS must be at most 15000 (open files), got $UDP_FLOWS"
 declare -A skip=()
@@ -111,7 +122,7 @@ echo
 
 read -r -a ports <<<"$(free_ports 8)"
 [ "${#ports[@]}" -eq 8 ] || die "could not find 8 free loopback ports"
-read -r fleet_port b_tcp b_udp listen_port admin_port _ _ _ <<<"${ports[*]}"
+read -r fleet_port b_tcp b_udp listen_port admin_port admin_port2 _ _ <<<"${ports[*]}"
 
 "$loadgen" echo-server --listen "0.0.0.0:$fleet_port" --tcp 2>"$work/echo-fleet.log" &
 pids+=($!)
@@ -160,8 +171,8 @@ record() {
   case "$2" in *'"ok": false'*) failed=$((failed + 1)) ;; esac
 }
 
-l4lb_head() { # FILE-NAME: the [admin] and [global] tables
-  printf '[admin]\nlisten = "127.0.0.1:%s"\n\n' "$admin_port"
+l4lb_head() { # FILE-NAME [ADMIN-PORT]: the [admin] and [global] tables
+  printf '[admin]\nlisten = "127.0.0.1:%s"\n\n' "${2:-$admin_port}"
   printf '[global]\nworkers = 2\nshutdown_grace = "2s"\ncontrol_socket = "%s"\n' "$work/$1.sock"
 }
 
@@ -403,12 +414,12 @@ print("ready", len(held), flush=True)
 time.sleep(hold)
 PY
 
-write_idle() { # KIND NAME
-  local kind=$1 name=$2
+write_idle() { # KIND NAME [ADMIN-PORT [REUSEPORT]]
+  local kind=$1 name=$2 admin=${3:-$admin_port} reuseport=${4:+ reuseport}
   case "$kind" in
     l4lb)
       {
-        l4lb_head "$name"
+        l4lb_head "$name" "$admin"
         printf '\n[[service]]\nname = "echo"\nprotocol = "tcp"\nlisten = "127.0.0.1:%s"\n' "$listen_port"
         printf 'strategy = "round_robin"\nidle_timeout = "1h"\n'
         printf '[[service.backend]]\naddress = "127.0.0.1:%s"\n' "$b_tcp"
@@ -431,21 +442,55 @@ write_idle() { # KIND NAME
         printf 'events { worker_connections 20000; }\n'
         printf 'stream {\n    proxy_timeout 1h;\n    proxy_connect_timeout 3s;\n'
         printf '    upstream echo { server 127.0.0.1:%s; }\n' "$b_tcp"
-        printf '    server { listen 127.0.0.1:%s; proxy_pass echo; }\n}\n' "$listen_port"
+        printf '    server { listen 127.0.0.1:%s%s; proxy_pass echo; }\n}\n' "$listen_port" "$reuseport"
       } >"$work/$name.conf"
       nginx -q -t -p "$work/nginx/" -c "$work/$name.conf" -e "$work/$name-error.log"
       ;;
   esac
 }
 
-run_idle() { # KIND N
-  local kind=$1 n=$2 name="idle-$1-$2" pid hpid before after=0 procs ready=0 err=""
-  write_idle "$kind" "$name"
-  "start_$kind" "$name" warn
-  pid=$started_pid
+# start_idle KIND NAME SPLIT: starts the balancer(s) of an idle row; sets
+# idle_pids. SPLIT=1: one l4lb or HAProxy process, nginx as configured;
+# SPLIT=2: two l4lb or two HAProxy instances on the same listening address
+# (NAME-a and NAME-b), nginx with `reuseport` on its two workers.
+idle_pids=()
+start_idle() {
+  local kind=$1 name=$2 split=$3
+  idle_pids=()
+  if [ "$split" = 1 ]; then
+    write_idle "$kind" "$name"
+    "start_$kind" "$name" warn
+    idle_pids+=("$started_pid")
+  elif [ "$kind" = nginx ]; then
+    write_idle nginx "$name" "$admin_port" reuseport
+    start_nginx "$name"
+    idle_pids+=("$started_pid")
+  else
+    write_idle "$kind" "$name-a" "$admin_port"
+    write_idle "$kind" "$name-b" "$admin_port2"
+    "start_$kind" "$name-a" warn
+    idle_pids+=("$started_pid")
+    wait_echo tcp "$listen_port"
+    "start_$kind" "$name-b" warn
+    idle_pids+=("$started_pid")
+  fi
+}
+
+# sum_rss PID...: summed VmRSS (KiB) of the process trees.
+sum_rss() {
+  local total=0 p
+  for p in "$@"; do total=$((total + $(tree_rss "$p"))); done
+  echo "$total"
+}
+
+run_idle() { # KIND N SPLIT
+  local kind=$1 n=$2 split=$3 name="idle-$1-$2-$3" hpid before after=0 procs=0 ready=0 err="" p
+  local -a bal
+  start_idle "$kind" "$name" "$split"
+  bal=("${idle_pids[@]}")
   wait_echo tcp "$listen_port"
   sleep 1
-  before=$(tree_rss "$pid")
+  before=$(sum_rss "${bal[@]}")
   timeout 300 python3 "$work/holder.py" 127.0.0.1 "$listen_port" "$n" 240 \
     >"$work/raw/$name.out" 2>"$work/raw/$name.err" &
   hpid=$!
@@ -457,24 +502,26 @@ run_idle() { # KIND N
   done
   if [ "$ready" = 1 ]; then
     sleep 2
-    after=$(tree_rss "$pid")
+    after=$(sum_rss "${bal[@]}")
   else
     err=$(tail -n1 "$work/raw/$name.err" | cut -c1-200)
   fi
-  procs=$(python3 "$work/proctree.py" pids "$pid" | wc -w)
+  for p in "${bal[@]}"; do
+    procs=$((procs + $(python3 "$work/proctree.py" pids "$p" | wc -w)))
+  done
   forget_pid "$hpid"
   sleep 1
-  forget_pid "$pid"
+  for p in "${bal[@]}"; do forget_pid "$p"; done
   record idle "$(python3 -c '
 import json, sys
-kind, n, before, after, procs, ready, err = sys.argv[1:8]
-row = {"section": "idle", "kind": kind, "n": int(n), "before_kib": int(before),
+kind, n, split, before, after, procs, ready, err = sys.argv[1:9]
+row = {"section": "idle", "kind": kind, "n": int(n), "split": int(split), "before_kib": int(before),
        "after_kib": int(after), "procs": int(procs), "ok": ready == "1"}
 if row["ok"]:
     row["kib_per_conn"] = round((int(after) - int(before)) / int(n), 2)
 else:
     row["error"] = err
-print(json.dumps(row))' "$kind" "$n" "$before" "$after" "$procs" "$ready" "$err")"
+print(json.dumps(row))' "$kind" "$n" "$split" "$before" "$after" "$procs" "$ready" "$err")"
 }
 
 # --- UDP with many flows -------------------------------------------------------
@@ -551,9 +598,12 @@ if want checks; then
   done
 fi
 if want idle; then
-  echo "idle: $IDLE_COUNTS connections" >&2
+  echo "idle: $IDLE_COUNTS connections; $IDLE_SPLIT_COUNTS over two processes" >&2
   for n in $IDLE_COUNTS; do
-    for kind in l4lb haproxy nginx; do run_idle "$kind" "$n"; sleep 2; done
+    for kind in l4lb haproxy nginx; do run_idle "$kind" "$n" 1; sleep 2; done
+  done
+  for n in $IDLE_SPLIT_COUNTS; do
+    for kind in l4lb haproxy nginx; do run_idle "$kind" "$n" 2; sleep 2; done
   done
 fi
 if want udp; then
@@ -622,19 +672,21 @@ idle = sec("idle")
 if idle:
     print("### Idle memory per proxied TCP connection (summed VmRSS growth)")
     print()
-    print("| connections | l4lb (KiB/conn) | HAProxy (KiB/conn) | nginx (KiB/conn) |")
-    print("|---:|---:|---:|---:|")
-    for n in sorted({r["n"] for r in idle}):
+    print("| connections | processes | l4lb (KiB/conn) | HAProxy (KiB/conn) | nginx (KiB/conn) |")
+    print("|---:|---|---:|---:|---:|")
+    shapes = {1: "one l4lb, one HAProxy worker, nginx's 2 workers",
+              2: "two l4lb, two HAProxy, nginx's 2 workers with reuseport"}
+    for n, split in sorted({(r["n"], r.get("split", 1)) for r in idle}):
         cells = []
         for k in ("l4lb", "haproxy", "nginx"):
-            r = next((x for x in idle if x["n"] == n and x["kind"] == k), None)
+            r = next((x for x in idle if x["n"] == n and x.get("split", 1) == split and x["kind"] == k), None)
             if r is None:
                 cells.append("n/a")
             elif not r["ok"]:
                 cells.append("failed: " + r.get("error", "")[:60])
             else:
                 cells.append(f"{r['kib_per_conn']:.2f} ({r['before_kib'] / 1024:.1f} → {r['after_kib'] / 1024:.1f} MiB)")
-        print(f"| {n} | " + " | ".join(cells) + " |")
+        print(f"| {n} | {shapes[split]} | " + " | ".join(cells) + " |")
     print()
 
 udp = sec("udp")
