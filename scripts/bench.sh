@@ -43,6 +43,9 @@
 # (the table is still printed, from the runs that succeeded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+me=bench.sh
+# shellcheck source=scripts/bench_lib.sh
+. scripts/bench_lib.sh
 
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-5}"
@@ -56,7 +59,6 @@ TARGETS=(direct l4lb haproxy nginx)
 RR_TARGETS=(direct l4lb l4lb-kernel haproxy nginx)
 METRICS=(bulk1 bulk4 connect rr rr4 rr16 rr64 open mem udp syscalls)
 
-die() { echo "bench.sh: $*" >&2; exit 1; }
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, got '$ROUNDS'"
 [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer (seconds), got '$DURATION'"
 [[ "$IDLE_CONNS" =~ ^[1-9][0-9]*$ ]] || die "IDLE_CONNS must be a positive integer, got '$IDLE_CONNS'"
@@ -70,154 +72,11 @@ for m in "${skip_list[@]}"; do
 done
 want() { [ -z "${skip[$1]:-}" ]; }
 
-# --- packages -----------------------------------------------------------------
-stream_so=/usr/lib/nginx/modules/ngx_stream_module.so
-need=()
-command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
-command -v nginx >/dev/null 2>&1 || need+=(nginx)
-[ -f "$stream_so" ] || need+=(libnginx-mod-stream)
-command -v iperf3 >/dev/null 2>&1 || need+=(iperf3)
-command -v strace >/dev/null 2>&1 || need+=(strace)
-
-# Stops and disables a system service that a package install started.
-stop_system_service() {
-  local svc=$1 pidfile="/run/$1.pid" pid
-  if [ -s "$pidfile" ]; then
-    pid=$(cat "$pidfile")
-    if [ -e "/proc/$pid" ]; then
-      echo "stopping the system $svc (pid $pid) started by the package install" >&2
-      kill -TERM "$pid" 2>/dev/null || true
-    fi
-  fi
-  if command -v systemctl >/dev/null 2>&1; then
-    systemctl stop "$svc" >/dev/null 2>&1 || true
-    systemctl disable "$svc" >/dev/null 2>&1 || true
-  fi
-  if command -v update-rc.d >/dev/null 2>&1; then
-    update-rc.d "$svc" disable >/dev/null 2>&1 || true
-  fi
-}
-
-if [ "${#need[@]}" -gt 0 ]; then
-  echo "installing: ${need[*]}" >&2
-  apt-get update -qq
-  # policy-rc.d exit 101 keeps the packages from starting their system services.
-  own_policy=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-    own_policy=1
-  fi
-  install_rc=0
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${need[@]}" >/dev/null || install_rc=$?
-  if [ "$own_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
-  [ "$install_rc" -eq 0 ] || exit "$install_rc"
-  for pkg in "${need[@]}"; do
-    case "$pkg" in haproxy | nginx) stop_system_service "$pkg" ;; esac
-  done
-fi
-[ -f "$stream_so" ] || die "missing $stream_so"
-for tool in haproxy nginx iperf3 python3 ss timeout strace; do
-  command -v "$tool" >/dev/null 2>&1 || die "missing $tool"
-done
-
-# --- build --------------------------------------------------------------------
-target_dir="${CARGO_TARGET_DIR:-target}"
-cargo build --release --quiet
-cargo build --release --quiet --example loadgen
-
-work=$(mktemp -d /tmp/bench.XXXXXX)
-mkdir -p "$work/raw" "$work/nginx" "$work/mem"
-cp "$target_dir/release/l4lb" "$work/l4lb"
-cp "$target_dir/release/examples/loadgen" "$work/loadgen"
-l4lb="$work/l4lb"
-loadgen="$work/loadgen"
-
-# --- process handling ---------------------------------------------------------
-cat >"$work/proctree.py" <<'PY'
-"""proctree.py pids|rss|cpu ROOT: ROOT and all its descendants (from /proc/*/status
-PPid); `rss` prints the summed VmRSS in KiB and the number of processes; `cpu`
-the summed user and system CPU time of all their threads, in seconds."""
-import os, sys
-
-def status(pid):
-    fields = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                fields[key] = value.strip()
-    except OSError:
-        pass
-    return fields
-
-mode, root = sys.argv[1], int(sys.argv[2])
-children = {}
-for entry in os.listdir("/proc"):
-    if entry.isdigit():
-        ppid = status(entry).get("PPid")
-        if ppid is not None:
-            children.setdefault(int(ppid), []).append(int(entry))
-tree, todo = [], [root]
-while todo:
-    pid = todo.pop()
-    if os.path.exists(f"/proc/{pid}"):
-        tree.append(pid)
-    todo.extend(children.get(pid, []))
-if mode == "pids":
-    print(*tree)
-elif mode == "cpu":
-    user = system = 0
-    for pid in tree:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            user += int(fields[11]); system += int(fields[12])
-        except (OSError, IndexError, ValueError):
-            pass
-    tick = os.sysconf("SC_CLK_TCK")
-    print(f"{user / tick:.3f} {system / tick:.3f}")
-else:
-    total = 0
-    for pid in tree:
-        rss = status(pid).get("VmRSS", "0 kB").split()[0]
-        total += int(rss)
-    print(total, len(tree))
-PY
-
-alive() { # pid: running (not a zombie)
-  local state
-  [ -r "/proc/$1/stat" ] || return 1
-  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [ -n "$state" ] && [ "$state" != Z ]
-}
-
-# Stops a process this script started, and its descendants, by PID.
-stop_pid() {
-  local pid=$1 tree p
-  tree=$(python3 "$work/proctree.py" pids "$pid" 2>/dev/null || true)
-  if alive "$pid"; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
-  fi
-  for p in $tree; do
-    if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
-  done
-  wait "$pid" 2>/dev/null || true
-}
-
-pids=()
-cleanup() {
-  local rc=$? i
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop_pid "${pids[$i]}"; done
-  if [ "$rc" -ne 0 ] || [ "${KEEP:-0}" = 1 ]; then
-    echo "work directory kept: $work" >&2
-  else
-    rm -rf "$work"
-  fi
-}
-trap cleanup EXIT
+# --- packages, work directory, build ------------------------------------------
+bench_packages iperf3 strace
+bench_workdir bench
+mkdir -p "$work/mem"
+bench_build
 
 # The memory metric holds IDLE_CONNS sockets in the client, in the backend and
 # twice in the balancer.
@@ -236,39 +95,14 @@ echo "- l4lb: $("$l4lb" --version)"
 echo "- HAProxy: $(haproxy -v | head -n1)"
 echo "- nginx: $(nginx -v 2>&1)"
 echo "- iperf3: $(iperf3 --version | head -n1)"
-echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "- load average at start: $(loadavg)"
 echo "- ROUNDS=$ROUNDS DURATION=${DURATION}s SKIP=${SKIP:-none} IDLE_CONNS=$IDLE_CONNS"
 echo
 
 # --- ports --------------------------------------------------------------------
 # Fixed-for-the-run ports below the ephemeral range, free for TCP and UDP, so the
 # many short connections cannot occupy a port a balancer binds later.
-read -r -a port_list < <(python3 - <<'PY'
-import random, socket
-lo = 20000
-try:
-    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-        hi = min(int(f.read().split()[0]), 32768)
-except OSError:
-    hi = 32768
-found = []
-for port in random.sample(range(lo, hi), hi - lo):
-    ok = True
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        s = socket.socket(socket.AF_INET, kind)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            ok = False
-        finally:
-            s.close()
-    if ok:
-        found.append(port)
-    if len(found) == 16:
-        break
-print(*found)
-PY
-)
+read -r -a port_list <<<"$(free_ports 16)"
 [ "${#port_list[@]}" -eq 16 ] || die "could not find 16 free loopback ports"
 read -r b_iperf b_tcp b_udp \
   l_iperf l_tcp l_udp l_admin \
@@ -362,29 +196,6 @@ start_balancer() {
   pids+=("$started_pid")
 }
 
-# wait_echo tcp|udp PORT: waits until an echo answers through PORT (about 10 s at most).
-wait_echo() {
-  local proto=$1 port=$2 out args
-  case "$proto" in
-    tcp) args=(tcp-pingpong --connections 1) ;;
-    udp) args=(udp-pingpong --clients 1) ;;
-  esac
-  for _ in $(seq 40); do
-    out=$(timeout 5 "$loadgen" "${args[@]}" --target "127.0.0.1:$port" \
-      --duration 0.2 --size 8 2>/dev/null) || true
-    case "$out" in *'"ops":0,'* | '') sleep 0.25 ;; *) return 0 ;; esac
-  done
-  die "nothing echoes on $proto port $port"
-}
-wait_listening() {
-  local port=$1
-  for _ in $(seq 40); do
-    [ -n "$(ss -Hltn "sport = :$port")" ] && return 0
-    sleep 0.25
-  done
-  die "nothing listens on tcp port $port"
-}
-
 # --- backends and balancers ---------------------------------------------------
 iperf3 -s -B 127.0.0.1 -p "$b_iperf" >"$work/iperf3-server.log" 2>&1 &
 pids+=($!)
@@ -471,7 +282,7 @@ PY
 cpu_of() {
   case "$1" in
     direct) echo "" ;;
-    *) python3 "$work/proctree.py" cpu "${main_pid[$1]}" ;;
+    *) tree_times "${main_pid[$1]}" ;;
   esac
 }
 # cpu_since TARGET "USER SYSTEM": what the target used since that reading.
@@ -547,7 +358,7 @@ run_mem() { # target round
     die "$t: pid file $(cat "$work/$name.pid") is not the master we started ($pid)"
   fi
   sleep 1
-  read -r before _ < <(python3 "$work/proctree.py" rss "$pid")
+  before=$(tree_rss "$pid")
   timeout 300 python3 "$work/holder.py" 127.0.0.1 "${mem_port[$t]}" "$IDLE_CONNS" 240 \
     >"$work/mem/$name.out" 2>"$work/mem/$name.err" &
   hpid=$!
@@ -668,7 +479,7 @@ fi
 # --- report -------------------------------------------------------------------
 echo "## Results"
 echo
-echo "Median of $ROUNDS interleaved rounds, ${DURATION}s per run; loopback; load average at end: $(cut -d' ' -f1-3 /proc/loadavg)."
+echo "Median of $ROUNDS interleaved rounds, ${DURATION}s per run; loopback; load average at end: $(loadavg)."
 echo
 python3 - "$results" "$ROUNDS" <<'PY'
 import json, statistics, sys
@@ -828,13 +639,17 @@ expected='FD limit|Exiting Master process|exited with code 143|All workers exite
 for f in "$work"/mem-*.log; do
   if [ -s "$f" ]; then report_log "$(basename "$f")" "$f" "$expected" quiet; fi
 done
-python3 - "$l_admin" <<'PY' || echo "- l4lb /metrics: unreadable"
-import sys, urllib.request
-body = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode()
+metrics=$(http_get "http://127.0.0.1:$l_admin/metrics")
+if [ -z "$metrics" ]; then
+  echo "- l4lb /metrics: unreadable"
+else
+  python3 -c '
+import sys
+body = sys.stdin.read()
 keep = ("l4lb_rejected_connections_total", "l4lb_backend_connect_failures_total",
         "l4lb_udp_dropped_datagrams_total", "l4lb_accept_errors_total")
 lines = [l for l in body.splitlines() if l.startswith(keep) and not l.endswith(" 0")]
-print("- l4lb non-zero failure counters: " + (", ".join(lines) if lines else "none"))
-PY
+print("- l4lb non-zero failure counters: " + (", ".join(lines) if lines else "none"))' <<<"$metrics"
+fi
 
 [ "$failed" -eq 0 ] || die "$failed run(s) failed; see above"

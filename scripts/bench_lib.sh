@@ -1,5 +1,5 @@
-# Shared helpers for scripts/bench_change.sh and scripts/bench_scale.sh
-# (sourced, not run). The approach is scripts/bench.sh's: packages installed
+# Shared helpers for scripts/bench.sh, scripts/bench_change.sh and
+# scripts/bench_scale.sh (sourced, not run). The approach: packages installed
 # without starting their system services, release binaries copied into a work
 # directory under /tmp, every process started here stopped by PID at exit,
 # free loopback ports checked before use.
@@ -34,13 +34,18 @@ stop_system_service() {
   fi
 }
 
-# bench_packages: installs haproxy, nginx and libnginx-mod-stream when missing,
-# with policy-rc.d keeping their services from starting.
+# bench_packages [TOOL...]: installs haproxy, nginx and libnginx-mod-stream when
+# missing, with policy-rc.d keeping their services from starting; each TOOL
+# (a command shipped by the package of the same name, e.g. iperf3) likewise.
+# shellcheck disable=SC2120 # the TOOLs are optional
 bench_packages() {
   local need=() own_policy=0 install_rc=0 pkg tool
   command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
   command -v nginx >/dev/null 2>&1 || need+=(nginx)
   [ -f "$stream_so" ] || need+=(libnginx-mod-stream)
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+  done
   if [ "${#need[@]}" -gt 0 ]; then
     echo "installing: ${need[*]}" >&2
     timeout 300 apt-get update -qq
@@ -58,7 +63,7 @@ bench_packages() {
     done
   fi
   [ -f "$stream_so" ] || die "missing $stream_so"
-  for tool in haproxy nginx python3 ss timeout; do
+  for tool in haproxy nginx python3 ss timeout "$@"; do
     command -v "$tool" >/dev/null 2>&1 || die "missing $tool"
   done
 }
@@ -75,10 +80,11 @@ bench_workdir() {
   mkdir -p "$work/raw" "$work/nginx"
   trap bench_cleanup EXIT
   cat >"$work/proctree.py" <<'PY'
-"""proctree.py pids|rss|cpu ROOT: ROOT and all its descendants (from
+"""proctree.py pids|rss|cpu|times ROOT: ROOT and all its descendants (from
 /proc/*/status PPid). `rss`: summed VmRSS in KiB and the number of processes;
 `cpu`: summed utime+stime+cutime+cstime in clock ticks and the number of
-processes."""
+processes; `times`: summed utime and stime (without exited children), in
+seconds: "USER SYSTEM"."""
 import os, sys
 
 def status(pid):
@@ -119,6 +125,17 @@ if mode == "pids":
     print(*tree)
 elif mode == "rss":
     print(sum(int(status(p).get("VmRSS", "0 kB").split()[0]) for p in tree), len(tree))
+elif mode == "times":
+    user = system = 0
+    for pid in tree:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            user += int(fields[11]); system += int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    tick = os.sysconf("SC_CLK_TCK")
+    print(f"{user / tick:.3f} {system / tick:.3f}")
 else:
     print(sum(ticks(p) for p in tree), len(tree))
 PY
@@ -171,6 +188,9 @@ forget_pid() {
 # that of exited children) of PID and its descendants.
 tree_rss() { python3 "$work/proctree.py" rss "$1" | cut -d' ' -f1; }
 tree_ticks() { python3 "$work/proctree.py" cpu "$1" | cut -d' ' -f1; }
+# tree_times PID: "USER SYSTEM" CPU seconds of PID and its descendants (without
+# exited children).
+tree_times() { python3 "$work/proctree.py" times "$1"; }
 
 # --- binaries -----------------------------------------------------------------
 # bench_build: release l4lb and the loadgen example, built under `nice -n 19`

@@ -87,26 +87,14 @@ fn roff_escape(text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Every subcommand's section is checked on the real binary's page, as
+    /// groff renders it, in tests/manual.rs.
     #[test]
-    fn the_page_has_every_subcommand() {
+    fn the_page_is_roff() {
         let mut page = Vec::new();
         manpage(&mut page).expect("render");
         let page = String::from_utf8(page).expect("utf-8");
         assert!(page.starts_with(".ie"), "{}", &page[..40.min(page.len())]);
-        for sub in [
-            "run",
-            "check",
-            "simulate",
-            "status",
-            "backend",
-            "completions",
-            "manpage",
-        ] {
-            assert!(
-                page.contains(&format!(".SH \"L4LB {}\"", sub.to_uppercase())),
-                "{sub}"
-            );
-        }
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_l4lb");
+mod common;
+
+use common::binary::{BIN, l4lb_within_patience, signal};
 
 fn l4lb(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("run l4lb")
@@ -126,14 +128,6 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
         assert!(Instant::now() < deadline, "l4lb did not exit");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
 }
 
 /// An echo server on 127.0.0.1 that serves every client on its own thread, for the
@@ -296,47 +290,6 @@ fn json_logs_carry_one_structured_access_line_per_session() {
         .expect("duration_ms field");
     let decimals = duration.split_once('.').map_or(0, |(_, d)| d.len());
     assert!(decimals <= 3, "duration_ms={duration} in {raw}");
-}
-
-/// Reads all of `pipe` on its own thread (so a full pipe never stalls l4lb).
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        bytes
-    })
-}
-
-/// Runs l4lb to completion like [`l4lb`], but kills it and fails the test if it
-/// has not exited within 20 s.
-fn l4lb_within_patience(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn l4lb");
-    let stdout = drain(child.stdout.take().expect("stdout"));
-    let stderr = drain(child.stderr.take().expect("stderr"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("l4lb {args:?} did not exit within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    }
 }
 
 #[test]

@@ -4,46 +4,47 @@
 //! processes never share.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_l4lb");
-const PATIENCE: Duration = Duration::from_secs(20);
+mod common;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("l4lb-process-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// A backend that writes `tag` and a newline to every client, then closes.
-fn tag_server(tag: &'static str) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("backend");
-    let addr = listener.local_addr().expect("address");
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let _ = stream.write_all(format!("{tag}\n").as_bytes());
-        }
-    });
-    addr
-}
+use common::PATIENCE;
+use common::binary::{
+    BIN, free_port, notifications_until, signal, tag_server, tag_via, temp_dir, wait_exit,
+    wait_for_tag,
+};
 
 fn service_config(listen: SocketAddr, backend: SocketAddr) -> String {
     format!(
         "[global]\nshutdown_grace = \"5s\"\n[[service]]\nname = \"svc\"\nlisten = \"{listen}\"\n\
          [[service.backend]]\naddress = \"{backend}\"\n"
     )
+}
+
+/// Writes `dir/lb.toml`: the admin endpoint on `admin`, then [`service_config`].
+fn config_with_admin(
+    dir: &Path,
+    admin: SocketAddr,
+    listen: SocketAddr,
+    backend: SocketAddr,
+) -> PathBuf {
+    let config = dir.join("lb.toml");
+    let text = format!(
+        "[admin]\nlisten = \"{admin}\"\n{}",
+        service_config(listen, backend)
+    );
+    std::fs::write(&config, text).expect("config");
+    config
+}
+
+/// SIGTERM to `child`, which must then exit 0.
+fn stop(child: &mut Child) {
+    signal(child, "TERM");
+    assert_eq!(wait_exit(child), 0);
 }
 
 fn spawn(config: &Path, env: &[(&str, &str)]) -> Child {
@@ -56,64 +57,9 @@ fn spawn(config: &Path, env: &[(&str, &str)]) -> Child {
         .expect("spawn l4lb")
 }
 
-fn signal(child: &Child, name: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill -{name}");
-}
-
-fn wait_exit(child: &mut Child) -> i32 {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status.code().unwrap_or(-1);
-        }
-        assert!(Instant::now() < deadline, "l4lb did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Connects and reads the backend's tag; `None` when the connection fails.
-fn tag_via(addr: SocketAddr) -> Option<String> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(PATIENCE)).ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    Some(text.trim().to_string()).filter(|t| !t.is_empty())
-}
-
-fn wait_for_tag(addr: SocketAddr, tag: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    while tag_via(addr).as_deref() != Some(tag) {
-        assert!(Instant::now() < deadline, "{addr} never served by {tag}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Reads notification datagrams until one contains `wanted`; returns all seen.
-fn notifications_until(socket: &UnixDatagram, wanted: &str) -> Vec<String> {
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + PATIENCE;
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        if let Ok(len) = socket.recv(&mut buf) {
-            let text = String::from_utf8_lossy(&buf[..len]).into_owned();
-            let done = text.lines().any(|l| l == wanted);
-            seen.push(text);
-            if done {
-                return seen;
-            }
-        }
-    }
-    panic!("no {wanted} notification; saw {seen:?}");
-}
-
 #[test]
 fn sd_notify_ready_reloading_watchdog_and_stopping_on_a_real_socket() {
-    let dir = temp_dir("notify");
+    let dir = temp_dir("process-notify");
     let socket_path = dir.join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).expect("notify socket");
     socket
@@ -147,7 +93,7 @@ fn sd_notify_ready_reloading_watchdog_and_stopping_on_a_real_socket() {
 
 #[test]
 fn sighup_applies_the_edited_file_and_keeps_serving_on_a_broken_one() {
-    let dir = temp_dir("hup");
+    let dir = temp_dir("process-hup");
     let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let config = dir.join("lb.toml");
     std::fs::write(&config, service_config(listen, tag_server("old"))).expect("config");
@@ -166,13 +112,12 @@ fn sighup_applies_the_edited_file_and_keeps_serving_on_a_broken_one() {
         Some("new"),
         "the old config keeps serving"
     );
-    signal(&child, "TERM");
-    assert_eq!(wait_exit(&mut child), 0);
+    stop(&mut child);
 }
 
 #[test]
 fn a_second_process_takes_over_the_same_address_while_the_first_drains() {
-    let dir = temp_dir("upgrade");
+    let dir = temp_dir("process-upgrade");
     let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let old_config = dir.join("old.toml");
     let new_config = dir.join("new.toml");
@@ -183,13 +128,11 @@ fn a_second_process_takes_over_the_same_address_while_the_first_drains() {
 
     let mut new = spawn(&new_config, &[]);
     wait_for_tag(listen, "new");
-    signal(&old, "TERM");
-    assert_eq!(wait_exit(&mut old), 0);
+    stop(&mut old);
     for _ in 0..20 {
         assert_eq!(tag_via(listen).as_deref(), Some("new"));
     }
-    signal(&new, "TERM");
-    assert_eq!(wait_exit(&mut new), 0);
+    stop(&mut new);
 }
 
 /// Kills the child it holds when dropped, so a test that fails while l4lb is
@@ -226,15 +169,10 @@ fn make_fifo(path: &Path) {
 
 #[test]
 fn sighup_on_a_fifo_refuses_the_reload_and_the_admin_endpoint_keeps_answering() {
-    let dir = temp_dir("fifo");
+    let dir = temp_dir("process-fifo");
     let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let config = dir.join("lb.toml");
-    let text = format!(
-        "[admin]\nlisten = \"{admin}\"\n{}",
-        service_config(listen, tag_server("old"))
-    );
-    std::fs::write(&config, text).expect("config");
+    let config = config_with_admin(&dir, admin, listen, tag_server("old"));
     let mut child = KillOnDrop(spawn(&config, &[]));
     wait_for_tag(listen, "old");
 
@@ -257,8 +195,7 @@ fn sighup_on_a_fifo_refuses_the_reload_and_the_admin_endpoint_keeps_answering() 
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(tag_via(listen).as_deref(), Some("old"));
-    signal(&child.0, "TERM");
-    assert_eq!(wait_exit(&mut child.0), 0);
+    stop(&mut child.0);
 }
 
 /// The status code of `GET path` on the admin endpoint; `None` when it does not answer.
@@ -272,15 +209,10 @@ fn admin_status(admin: SocketAddr, path: &str) -> Option<u16> {
 
 #[test]
 fn a_second_process_on_the_same_admin_address_refuses_to_start() {
-    let dir = temp_dir("admin-exclusive");
+    let dir = temp_dir("process-admin-exclusive");
     let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let config = dir.join("lb.toml");
-    let text = format!(
-        "[admin]\nlisten = \"{admin}\"\n{}",
-        service_config(listen, tag_server("first"))
-    );
-    std::fs::write(&config, text).expect("config");
+    let config = config_with_admin(&dir, admin, listen, tag_server("first"));
     let mut first = KillOnDrop(spawn(&config, &[]));
     wait_for_tag(listen, "first");
     let deadline = Instant::now() + PATIENCE;
@@ -317,6 +249,5 @@ fn a_second_process_on_the_same_admin_address_refuses_to_start() {
         assert_eq!(admin_status(admin, "/status"), Some(200));
         assert_eq!(tag_via(listen).as_deref(), Some("first"));
     }
-    signal(&first.0, "TERM");
-    assert_eq!(wait_exit(&mut first.0), 0);
+    stop(&mut first.0);
 }

@@ -3,23 +3,18 @@
 //! power of two choices, how many clients a hash moves when a backend dies), a
 //! replay of a real l4lb's access log, determinism for a seed, and clear errors.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_l4lb");
-const PATIENCE: Duration = Duration::from_secs(20);
+mod common;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("l4lb-simulate-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
+use common::PATIENCE;
+use common::binary::{BIN, free_port, l4lb_within_patience, tag_server, temp_dir};
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
@@ -44,42 +39,7 @@ fn service_config(strategy: &str, backends: usize, extra: &str) -> String {
 
 /// Runs l4lb with `args` to its end, killing it (and failing) past PATIENCE.
 fn l4lb(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn l4lb");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stdout.read_to_end(&mut bytes);
-        bytes
-    });
-    let err = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stderr.read_to_end(&mut bytes);
-        bytes
-    });
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("l4lb {args:?} did not exit within {PATIENCE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: out.join().expect("stdout reader"),
-        stderr: err.join().expect("stderr reader"),
-    }
+    l4lb_within_patience(args, &[])
 }
 
 /// `l4lb simulate CONFIG --service web ARGS... --json`, which must succeed.
@@ -115,7 +75,7 @@ fn sessions_per_backend(run: &Value) -> Vec<u64> {
 
 #[test]
 fn round_robin_with_equal_weights_gives_equal_shares_within_one() {
-    let dir = temp_dir("rr");
+    let dir = temp_dir("simulate-rr");
     let config = write(&dir, "lb.toml", &service_config("round_robin", 5, ""));
     let workload = write(
         &dir,
@@ -137,7 +97,7 @@ fn round_robin_with_equal_weights_gives_equal_shares_within_one() {
 
 #[test]
 fn power_of_two_keeps_the_max_load_far_below_random_at_high_utilisation() {
-    let dir = temp_dir("p2c");
+    let dir = temp_dir("simulate-p2c");
     let config = write(&dir, "lb.toml", &service_config("random", 20, ""));
     // 20 single-slot servers that queue, offered 95% of what they can serve:
     // the supermarket model of Mitzenmacher's "power of two choices".
@@ -178,7 +138,7 @@ fn power_of_two_keeps_the_max_load_far_below_random_at_high_utilisation() {
 
 #[test]
 fn a_dead_backend_moves_about_one_in_n_clients_with_maglev_and_exactly_its_own_with_rendezvous() {
-    let dir = temp_dir("hash");
+    let dir = temp_dir("simulate-hash");
     let health = "[service.health]\ninterval = \"1s\"\nfall = 2\nrise = 2\n";
     let config = write(&dir, "lb.toml", &service_config("maglev", 10, health));
     let workload = write(
@@ -212,7 +172,7 @@ fn a_dead_backend_moves_about_one_in_n_clients_with_maglev_and_exactly_its_own_w
 
 #[test]
 fn the_same_seed_prints_the_same_report_and_plot() {
-    let dir = temp_dir("seed");
+    let dir = temp_dir("simulate-seed");
     let config = write(&dir, "lb.toml", &service_config("power_of_two", 4, ""));
     let workload = write(
         &dir,
@@ -259,7 +219,7 @@ fn the_same_seed_prints_the_same_report_and_plot() {
 
 #[test]
 fn bad_input_is_an_error_that_says_where() {
-    let dir = temp_dir("errors");
+    let dir = temp_dir("simulate-errors");
     let config = write(&dir, "lb.toml", &service_config("round_robin", 2, ""));
     let config = config.to_str().expect("utf-8");
     let cases: [(&str, &[&str]); 4] = [
@@ -317,25 +277,6 @@ fn bad_input_is_an_error_that_says_where() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown strategy \"fastest\""));
 }
 
-/// A backend that writes `tag` and a newline to every client, then closes.
-fn tag_server(tag: &'static str) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("backend");
-    let addr = listener.local_addr().expect("address");
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let _ = stream.write_all(format!("{tag}\n").as_bytes());
-        }
-    });
-    addr
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// One session through l4lb at `listen`: connect (waiting for l4lb to listen),
 /// read the backend's tag to the end.
 fn one_session(listen: SocketAddr, deadline: Instant) -> String {
@@ -355,7 +296,7 @@ fn one_session(listen: SocketAddr, deadline: Instant) -> String {
 
 #[test]
 fn a_replayed_access_log_reproduces_the_recorded_counts_for_round_robin() {
-    let dir = temp_dir("replay");
+    let dir = temp_dir("simulate-replay");
     let backends = [tag_server("a"), tag_server("b"), tag_server("c")];
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut text =

@@ -15,30 +15,19 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
 
 mod common;
 
-use common::binary::{free_port, temp_dir};
+use common::PATIENCE;
+use common::binary::{
+    BIN, free_port, output_within_patience, signal, tag_server, tag_via, temp_dir, wait_for_tag,
+};
 
-const BIN: &str = env!("CARGO_BIN_EXE_l4lb");
-const PATIENCE: Duration = Duration::from_secs(20);
 const ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
-
-/// A backend that writes `tag` and a newline to every client, then closes.
-fn tag_server(tag: &'static str) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("backend");
-    let addr = listener.local_addr().expect("address");
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let _ = stream.write_all(format!("{tag}\n").as_bytes());
-        }
-    });
-    addr
-}
 
 /// A UDP backend that answers every datagram with `tag:` and the datagram.
 fn udp_tag_server(tag: &'static str) -> SocketAddr {
@@ -55,12 +44,14 @@ fn udp_tag_server(tag: &'static str) -> SocketAddr {
     addr
 }
 
-fn config_text(
+/// Writes `dir/lb.toml`: `workers` workers, the admin endpoint on `admin`, and
+/// one service per `(name, protocol, listen, backend)`.
+fn write_config(
     dir: &Path,
     admin: u16,
     workers: usize,
     services: &[(&str, &str, SocketAddr, SocketAddr)],
-) -> String {
+) -> PathBuf {
     let control = dir.join("control.sock");
     let mut text = format!(
         "[global]\nshutdown_grace = \"2s\"\nworkers = {workers}\ncontrol_socket = \"{}\"\n\
@@ -73,10 +64,6 @@ fn config_text(
              [[service.backend]]\naddress = \"{backend}\"\n"
         ));
     }
-    text
-}
-
-fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("lb.toml");
     std::fs::write(&path, text).expect("config");
     path
@@ -131,31 +118,10 @@ fn place_descriptors(fds: &[RawFd]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn signal(child: &Child, name: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill -{name}");
-}
-
-/// Waits for the child to exit (killing it after PATIENCE) and returns its output.
-fn finish(mut child: Child) -> Output {
-    let deadline = Instant::now() + PATIENCE;
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
-}
-
+/// SIGTERM to the child, which must then exit 0; what it wrote to stderr.
 fn stop(child: Child) -> String {
     signal(&child, "TERM");
-    let output = finish(child);
+    let output = output_within_patience(child, "l4lb");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(
         output.status.code(),
@@ -163,23 +129,6 @@ fn stop(child: Child) -> String {
         "l4lb did not stop cleanly: {stderr}"
     );
     stderr
-}
-
-/// Connects and reads the backend's tag; `None` when the connection fails.
-fn tag_via(addr: SocketAddr) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(PATIENCE)).ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    Some(text.trim().to_string()).filter(|t| !t.is_empty())
-}
-
-fn wait_for_tag(addr: SocketAddr, tag: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    while tag_via(addr).as_deref() != Some(tag) {
-        assert!(Instant::now() < deadline, "{addr} never served by {tag}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn udp_round_trip(to: SocketAddr, payload: &str) -> Option<String> {
@@ -222,8 +171,7 @@ fn systemd_socket_activate_passes_a_listener_that_every_worker_serves() {
     let dir = temp_dir("activation-activate");
     let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let admin = free_port();
-    let text = config_text(&dir, admin, 2, &[("pg", "tcp", listen, tag_server("pg"))]);
-    let config = write_config(&dir, &text);
+    let config = write_config(&dir, admin, 2, &[("pg", "tcp", listen, tag_server("pg"))]);
     let child = Command::new(ACTIVATE)
         .args(["-l", &listen.to_string(), "--fdname=pg", BIN, "run"])
         .arg(&config)
@@ -252,7 +200,7 @@ fn tcp_and_udp_sockets_passed_like_systemd_are_served_and_strays_are_named() {
     let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
     let stray = UdpSocket::bind("127.0.0.1:0").expect("stray");
     let (tcp_addr, udp_addr) = (tcp.local_addr().expect("a"), udp.local_addr().expect("a"));
-    let text = config_text(
+    let config = write_config(
         &dir,
         free_port(),
         2,
@@ -261,7 +209,6 @@ fn tcp_and_udp_sockets_passed_like_systemd_are_served_and_strays_are_named() {
             ("dns", "udp", udp_addr, udp_tag_server("dns")),
         ],
     );
-    let config = write_config(&dir, &text);
     let fds = [tcp.as_raw_fd(), udp.as_raw_fd(), stray.as_raw_fd()];
     let child = spawn_with_fds(&config, &fds, "pg:dns:stray", &[], &[]);
     wait_for_tag(tcp_addr, "pg");
@@ -295,15 +242,10 @@ fn a_passed_descriptor_l4lb_cannot_serve_stops_the_start_naming_it() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("tcp");
     let connected = TcpStream::connect(listener.local_addr().expect("a")).expect("connect");
     let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let text = config_text(
-        &dir,
-        free_port(),
-        1,
-        &[("pg", "tcp", listen, tag_server("pg"))],
-    );
-    let config = write_config(&dir, &text);
+    let pg = [("pg", "tcp", listen, tag_server("pg"))];
+    let config = write_config(&dir, free_port(), 1, &pg);
     let child = spawn_with_fds(&config, &[connected.as_raw_fd()], "oops", &[], &[]);
-    let output = finish(child);
+    let output = output_within_patience(child, "l4lb");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
@@ -376,13 +318,8 @@ fn the_fd_store_keeps_listeners_across_a_restart_and_queued_clients_are_served()
     let mut systemd = FakeSystemd::new(&dir);
     let notify = systemd.path.to_str().expect("utf-8").to_string();
     let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let text = config_text(
-        &dir,
-        free_port(),
-        2,
-        &[("pg", "tcp", listen, tag_server("pg"))],
-    );
-    let config = write_config(&dir, &text);
+    let pg = [("pg", "tcp", listen, tag_server("pg"))];
+    let config = write_config(&dir, free_port(), 2, &pg);
 
     let first = spawn_with_fds(
         &config,

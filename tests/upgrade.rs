@@ -7,6 +7,7 @@
 //! peer of another protocol version) leave the old process serving.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
@@ -20,29 +21,11 @@ use std::time::{Duration, Instant};
 use l4lb::upgrade::{fds, protocol};
 use sha2::{Digest, Sha256};
 
-const BIN: &str = env!("CARGO_BIN_EXE_l4lb");
-const PATIENCE: Duration = Duration::from_secs(20);
+mod common;
 
-/// A scratch directory, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("l4lb-upgrade-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Scratch(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::PATIENCE;
+use common::binary::{BIN, notifications_until, notifications_until_match, signal, wait_exit};
+use common::servers::ScratchDir;
 
 /// A running l4lb, killed when dropped (a failed test leaves nothing behind).
 struct Lb {
@@ -52,8 +35,13 @@ struct Lb {
 
 impl Lb {
     fn start(config: &Path, upgrade: bool, log: PathBuf) -> Lb {
+        Lb::start_with_env(config, upgrade, log, &[])
+    }
+
+    /// [`Lb::start`] with `env` added to the environment.
+    fn start_with_env(config: &Path, upgrade: bool, log: PathBuf, env: &[(&str, &OsStr)]) -> Lb {
         let mut command = Command::new(BIN);
-        command.arg("run");
+        command.arg("run").envs(env.iter().copied());
         if upgrade {
             command.arg("--upgrade");
         }
@@ -75,19 +63,8 @@ impl Lb {
         Some(status.code().unwrap_or(-1))
     }
 
-    fn wait_exit(&mut self, patience: Duration) -> i32 {
-        let deadline = Instant::now() + patience;
-        loop {
-            if let Some(code) = self.exited() {
-                return code;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "l4lb {} did not exit",
-                self.pid()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    fn wait_exit(&mut self) -> i32 {
+        wait_exit(&mut self.child)
     }
 
     fn log(&self) -> String {
@@ -98,6 +75,13 @@ impl Lb {
         let _ = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status();
+    }
+
+    /// SIGTERM, after which it must exit 0.
+    fn stop(&mut self) {
+        self.terminate();
+        let code = self.wait_exit();
+        assert_eq!(code, 0, "{}", self.log());
     }
 }
 
@@ -191,8 +175,8 @@ fn udp_echo() -> (SocketAddr, Arc<Sources>) {
     (addr, seen)
 }
 
-fn setup(name: &str) -> (Scratch, Setup, Arc<Sources>) {
-    let scratch = Scratch::new(name);
+fn setup(name: &str) -> (ScratchDir, Setup, Arc<Sources>) {
+    let scratch = ScratchDir::new(&format!("upgrade-{name}"));
     let (udp_backend, seen) = udp_echo();
     let setup = Setup {
         tcp: free_tcp(),
@@ -200,7 +184,7 @@ fn setup(name: &str) -> (Scratch, Setup, Arc<Sources>) {
         admin: free_tcp(),
         tcp_backend: tcp_echo(),
         udp_backend,
-        control: scratch.path("run/control.sock"),
+        control: scratch.path().join("run/control.sock"),
     };
     (scratch, setup, seen)
 }
@@ -224,34 +208,47 @@ fn status(admin: SocketAddr) -> Option<serde_json::Value> {
     serde_json::from_str(&admin_get(admin, "/status")?).ok()
 }
 
-/// Waits until `/status` is answered by a process that upgraded from `from`.
-fn wait_upgraded(admin: SocketAddr, from: u32, new: &mut Lb) -> serde_json::Value {
+/// Waits until `/status` answers with a document `accept` takes; fails the
+/// test when `lb` exits first, or with `missing` past PATIENCE.
+fn wait_status(
+    admin: SocketAddr,
+    lb: &mut Lb,
+    missing: &str,
+    accept: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        if let Some(status) = status(admin).filter(|s| s["upgrade"]["predecessor"]["pid"] == from) {
+        if let Some(status) = status(admin).filter(|s| accept(s)) {
             return status;
         }
-        if let Some(code) = new.exited() {
-            panic!("the new l4lb exited with {code}: {}", new.log());
+        if let Some(code) = lb.exited() {
+            panic!("l4lb {} exited with {code}: {}", lb.pid(), lb.log());
         }
-        assert!(
-            Instant::now() < deadline,
-            "no upgrade from {from}: {}",
-            new.log()
-        );
+        assert!(Instant::now() < deadline, "{missing}: {}", lb.log());
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
+/// Waits until `/status` is answered by a process that upgraded from `from`.
+fn wait_upgraded(admin: SocketAddr, from: u32, new: &mut Lb) -> serde_json::Value {
+    let missing = format!("no upgrade from {from}");
+    wait_status(admin, new, &missing, |s| {
+        s["upgrade"]["predecessor"]["pid"] == from
+    })
+}
+
 fn wait_serving(admin: SocketAddr, lb: &mut Lb) {
-    let deadline = Instant::now() + PATIENCE;
-    while status(admin).is_none() {
-        if let Some(code) = lb.exited() {
-            panic!("l4lb exited with {code}: {}", lb.log());
-        }
-        assert!(Instant::now() < deadline, "l4lb never served: {}", lb.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_status(admin, lb, "l4lb never served", |_| true);
+}
+
+/// Writes `lb.toml` with `workers` workers, starts l4lb on it (logging to
+/// `log`) and waits until it serves.
+fn start_serving(scratch: &ScratchDir, setup: &Setup, workers: usize, log: &str) -> (PathBuf, Lb) {
+    let config = scratch.path().join("lb.toml");
+    std::fs::write(&config, setup.config(workers, "")).expect("config");
+    let mut lb = Lb::start(&config, false, scratch.path().join(log));
+    wait_serving(setup.admin, &mut lb);
+    (config, lb)
 }
 
 /// Client load running until `stop`; what it saw.
@@ -479,15 +476,16 @@ const UDP_FLOWS: usize = 50;
 #[test]
 fn five_successive_upgrades_under_load_drop_nothing_and_keep_every_udp_source_port() {
     let (scratch, setup, seen) = setup("five");
-    let config = scratch.path("lb.toml");
-    std::fs::write(&config, setup.config(2, "")).expect("config");
-    let mut current = Lb::start(&config, false, scratch.path("lb-0.log"));
-    wait_serving(setup.admin, &mut current);
+    let (config, mut current) = start_serving(&scratch, &setup, 2, "lb-0.log");
     let running = start_load(&setup, LONG_SESSIONS, UDP_FLOWS);
     std::thread::sleep(Duration::from_millis(500));
     let mut previous = Vec::new();
     for round in 1..=5 {
-        let mut next = Lb::start(&config, true, scratch.path(&format!("lb-{round}.log")));
+        let mut next = Lb::start(
+            &config,
+            true,
+            scratch.path().join(format!("lb-{round}.log")),
+        );
         let status = wait_upgraded(setup.admin, current.pid(), &mut next);
         let flows = status["upgrade"]["predecessor"]["udp_flows"].as_u64();
         assert_eq!(flows, Some(UDP_FLOWS as u64), "round {round}: {status}");
@@ -499,24 +497,23 @@ fn five_successive_upgrades_under_load_drop_nothing_and_keep_every_udp_source_po
     assert_nothing_dropped(&load, intact, LONG_SESSIONS);
     assert_one_source_per_flow(&seen, UDP_FLOWS);
     for mut old in previous {
-        assert_eq!(old.wait_exit(PATIENCE), 0, "{}", old.log());
+        assert_eq!(old.wait_exit(), 0, "{}", old.log());
     }
-    current.terminate();
-    assert_eq!(current.wait_exit(PATIENCE), 0);
+    current.stop();
 }
 
 #[test]
 fn workers_one_to_two_via_upgrade_under_load_drops_nothing() {
     let (scratch, setup, seen) = setup("workers");
-    let one = scratch.path("one.toml");
-    let two = scratch.path("two.toml");
+    let one = scratch.path().join("one.toml");
+    let two = scratch.path().join("two.toml");
     std::fs::write(&one, setup.config(1, "")).expect("config");
     std::fs::write(&two, setup.config(2, "")).expect("config");
-    let mut old = Lb::start(&one, false, scratch.path("old.log"));
+    let mut old = Lb::start(&one, false, scratch.path().join("old.log"));
     wait_serving(setup.admin, &mut old);
     let running = start_load(&setup, 10, 20);
     std::thread::sleep(Duration::from_millis(500));
-    let mut new = Lb::start(&two, true, scratch.path("new.log"));
+    let mut new = Lb::start(&two, true, scratch.path().join("new.log"));
     let status = wait_upgraded(setup.admin, old.pid(), &mut new);
     std::thread::sleep(Duration::from_millis(800));
     let (load, intact) = running.finish();
@@ -534,9 +531,8 @@ fn workers_one_to_two_via_upgrade_under_load_drops_nothing() {
         serde_json::json!(["predecessor"]),
         "{status}"
     );
-    assert_eq!(old.wait_exit(PATIENCE), 0, "{}", old.log());
-    new.terminate();
-    assert_eq!(new.wait_exit(PATIENCE), 0);
+    assert_eq!(old.wait_exit(), 0, "{}", old.log());
+    new.stop();
 }
 
 /// One UDP client's flow, checked to still reach the backend from one source.
@@ -547,22 +543,20 @@ fn udp_ping(client: &UdpSocket, text: &str) {
     assert_eq!(&buf[..n], text.as_bytes());
 }
 
+/// A UDP client to `to` whose flow has made its first round trip ("f:1").
 fn udp_client(to: SocketAddr) -> UdpSocket {
     let client = UdpSocket::bind("127.0.0.1:0").expect("client");
     client.connect(to).expect("connect");
     client.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    udp_ping(&client, "f:1");
     client
 }
 
 #[test]
 fn an_upgrade_that_cannot_bind_or_is_invalid_leaves_the_old_process_serving() {
     let (scratch, setup, seen) = setup("refused");
-    let config = scratch.path("lb.toml");
-    std::fs::write(&config, setup.config(1, "")).expect("config");
-    let mut old = Lb::start(&config, false, scratch.path("old.log"));
-    wait_serving(setup.admin, &mut old);
+    let (_, mut old) = start_serving(&scratch, &setup, 1, "old.log");
     let client = udp_client(setup.udp);
-    udp_ping(&client, "f:1");
 
     let taken = TcpListener::bind("127.0.0.1:0").expect("a plain listener");
     let extra = format!(
@@ -570,10 +564,10 @@ fn an_upgrade_that_cannot_bind_or_is_invalid_leaves_the_old_process_serving() {
         taken.local_addr().expect("address"),
         setup.tcp_backend
     );
-    let unbindable = scratch.path("unbindable.toml");
+    let unbindable = scratch.path().join("unbindable.toml");
     std::fs::write(&unbindable, setup.config(1, &extra)).expect("config");
-    let mut new = Lb::start(&unbindable, true, scratch.path("unbindable.log"));
-    assert_eq!(new.wait_exit(PATIENCE), 1);
+    let mut new = Lb::start(&unbindable, true, scratch.path().join("unbindable.log"));
+    assert_eq!(new.wait_exit(), 1);
     let stderr = new.log();
     assert!(
         stderr.contains("service \"extra\": cannot listen on"),
@@ -584,10 +578,10 @@ fn an_upgrade_that_cannot_bind_or_is_invalid_leaves_the_old_process_serving() {
         "{stderr}"
     );
 
-    let invalid = scratch.path("invalid.toml");
+    let invalid = scratch.path().join("invalid.toml");
     std::fs::write(&invalid, setup.config(1, "[global.typo]\n")).expect("config");
-    let mut new = Lb::start(&invalid, true, scratch.path("invalid.log"));
-    assert_eq!(new.wait_exit(PATIENCE), 1);
+    let mut new = Lb::start(&invalid, true, scratch.path().join("invalid.log"));
+    assert_eq!(new.wait_exit(), 1);
 
     assert!(old.exited().is_none(), "the old process still runs");
     round_trip(setup.tcp).expect("the old process still serves tcp");
@@ -596,19 +590,14 @@ fn an_upgrade_that_cannot_bind_or_is_invalid_leaves_the_old_process_serving() {
     assert_eq!(status["upgrade"]["failed_attempts"], 1, "{status}");
     assert!(status["upgrade"]["successor"].is_null());
     assert_one_source_per_flow(&seen, 1);
-    old.terminate();
-    assert_eq!(old.wait_exit(PATIENCE), 0);
+    old.stop();
 }
 
 #[test]
 fn a_successor_that_gives_up_after_pausing_udp_or_speaks_another_version_changes_nothing() {
     let (scratch, setup, seen) = setup("gives-up");
-    let config = scratch.path("lb.toml");
-    std::fs::write(&config, setup.config(1, "")).expect("config");
-    let mut old = Lb::start(&config, false, scratch.path("old.log"));
-    wait_serving(setup.admin, &mut old);
+    let (_, mut old) = start_serving(&scratch, &setup, 1, "old.log");
     let client = udp_client(setup.udp);
-    udp_ping(&client, "f:1");
 
     // A peer that takes the sockets and the flows (the old process stops
     // reading UDP), then disappears without READY.
@@ -660,8 +649,7 @@ fn a_successor_that_gives_up_after_pausing_udp_or_speaks_another_version_changes
     assert_one_source_per_flow(&seen, 1);
     let status = status(setup.admin).expect("status");
     assert_eq!(status["upgrade"]["failed_attempts"], 2, "{status}");
-    old.terminate();
-    assert_eq!(old.wait_exit(PATIENCE), 0);
+    old.stop();
     assert!(
         old.log()
             .contains("binary upgrade failed before the new process was ready")
@@ -671,10 +659,10 @@ fn a_successor_that_gives_up_after_pausing_udp_or_speaks_another_version_changes
 #[test]
 fn run_upgrade_without_a_predecessor_fails_and_plain_run_starts_fresh() {
     let (scratch, setup, _seen) = setup("alone");
-    let config = scratch.path("lb.toml");
+    let config = scratch.path().join("lb.toml");
     std::fs::write(&config, setup.config(1, "")).expect("config");
-    let mut lonely = Lb::start(&config, true, scratch.path("lonely.log"));
-    assert_eq!(lonely.wait_exit(PATIENCE), 1);
+    let mut lonely = Lb::start(&config, true, scratch.path().join("lonely.log"));
+    assert_eq!(lonely.wait_exit(), 1);
     assert!(
         lonely
             .log()
@@ -682,8 +670,7 @@ fn run_upgrade_without_a_predecessor_fails_and_plain_run_starts_fresh() {
         "{}",
         lonely.log()
     );
-    let mut first = Lb::start(&config, false, scratch.path("first.log"));
-    wait_serving(setup.admin, &mut first);
+    let (_, mut first) = start_serving(&scratch, &setup, 1, "first.log");
     let mode = std::fs::metadata(&setup.control).map(|m| {
         use std::os::unix::fs::PermissionsExt;
         m.permissions().mode() & 0o777
@@ -692,7 +679,7 @@ fn run_upgrade_without_a_predecessor_fails_and_plain_run_starts_fresh() {
     let status = status(setup.admin).expect("status");
     assert!(status["upgrade"]["predecessor"].is_null(), "{status}");
     // `check` of a changed file tells what an upgrade would reuse, bind and close.
-    let moved = scratch.path("moved.toml");
+    let moved = scratch.path().join("moved.toml");
     let elsewhere = free_udp();
     let text = setup
         .config(1, "")
@@ -734,77 +721,41 @@ fn run_upgrade_without_a_predecessor_fails_and_plain_run_starts_fresh() {
         status["upgrade"]["failed_attempts"], 0,
         "a check is no failed upgrade: {status}"
     );
-    first.terminate();
-    assert_eq!(first.wait_exit(PATIENCE), 0);
+    first.stop();
     assert!(
         !setup.control.exists(),
         "its own socket file is removed at exit"
     );
 }
 
-/// Notification datagrams until one satisfies `done`; every one seen.
-fn notifications_until(
-    socket: &std::os::unix::net::UnixDatagram,
-    done: impl Fn(&str) -> bool,
-) -> Vec<String> {
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + PATIENCE;
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        if let Ok(len) = socket.recv(&mut buf) {
-            let text = String::from_utf8_lossy(&buf[..len]).into_owned();
-            let finished = done(&text);
-            seen.push(text);
-            if finished {
-                return seen;
-            }
-        }
-    }
-    panic!("no such notification; saw {seen:?}");
-}
-
 #[test]
 fn sigusr2_starts_the_new_binary_which_takes_over_and_becomes_the_main_pid() {
     let (scratch, setup, seen) = setup("usr2");
-    let config = scratch.path("lb.toml");
+    let config = scratch.path().join("lb.toml");
     std::fs::write(&config, setup.config(1, "")).expect("config");
-    let notify_path = scratch.path("notify.sock");
+    let notify_path = scratch.path().join("notify.sock");
     let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
     notify
         .set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
-    let child = Command::new(BIN)
-        .args(["run", config.to_str().expect("utf-8 path")])
-        .env("NOTIFY_SOCKET", &notify_path)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(scratch.path("old.log")).expect("log"))
-        .spawn()
-        .expect("spawn");
-    let mut old = Lb {
-        child,
-        log: scratch.path("old.log"),
-    };
-    notifications_until(&notify, |t| t.lines().any(|l| l == "READY=1"));
+    let env = [("NOTIFY_SOCKET", notify_path.as_os_str())];
+    let mut old = Lb::start_with_env(&config, false, scratch.path().join("old.log"), &env);
+    notifications_until(&notify, "READY=1");
     let client = udp_client(setup.udp);
-    udp_ping(&client, "f:1");
 
-    let sent = Command::new("kill")
-        .args(["-USR2", &old.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
+    signal(&old.child, "USR2");
     let main_pid = |t: &str| {
         t.lines()
             .find_map(|l| l.strip_prefix("MAINPID="))
             .and_then(|p| p.parse::<u32>().ok())
     };
-    let seen_notes = notifications_until(&notify, |t| main_pid(t).is_some());
+    let seen_notes = notifications_until_match(&notify, "MAINPID=", |t| main_pid(t).is_some());
     let ready = seen_notes.last().expect("a notification");
     assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
     let new_pid = main_pid(ready).expect("MAINPID");
     assert_ne!(new_pid, old.pid());
     let _new = KillPid(new_pid);
-    assert_eq!(old.wait_exit(PATIENCE), 0, "{}", old.log());
+    assert_eq!(old.wait_exit(), 0, "{}", old.log());
 
     let status = status(setup.admin).expect("the new process answers /status");
     assert_eq!(
