@@ -20,6 +20,7 @@
 //! look complete. A direction that has ended already passed its FIN on after
 //! its last byte, so what the kernel still holds for it is delivered whole.
 
+use std::future::poll_fn;
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
@@ -224,7 +225,7 @@ enum Burst {
 async fn pump(mut direction: Direction<'_>) -> Result<(), Side> {
     loop {
         consume_budget().await;
-        if direction.from.readable().await.is_err() {
+        if read_ready(direction.from.as_ref()).await.is_err() {
             return Err(direction.read_failed());
         }
         let burst = match direction.copy_burst().await? {
@@ -293,7 +294,7 @@ impl Direction<'_> {
             self.activity.touch();
             self.activity.hold(self.way);
             while pipe.pending() > 0 {
-                if to.writable().await.is_err() {
+                if write_ready(to).await.is_err() {
                     return Err(self.write_failed());
                 }
                 match to.try_io(Interest::WRITABLE, || pipe.drain_to(to_fd)) {
@@ -357,6 +358,20 @@ impl Direction<'_> {
             Way::Down => (Side::Backend, Side::Client),
         }
     }
+}
+
+/// Waits until `socket` may have bytes to read. `poll_read_ready` keeps the
+/// waker in the socket's own registration (each direction is the only reader
+/// of its socket), so an idle session's task holds no waiter of its own: a
+/// `readable()` future would carry a 150-byte one per direction.
+async fn read_ready(socket: &TcpStream) -> io::Result<()> {
+    poll_fn(|cx| socket.poll_read_ready(cx)).await
+}
+
+/// Waits until `socket` can take bytes; as `read_ready` (each direction is
+/// the only writer of its socket).
+async fn write_ready(socket: &TcpStream) -> io::Result<()> {
+    poll_fn(|cx| socket.poll_write_ready(cx)).await
 }
 
 /// One read into `buf` that never waits: `Pending` when the socket had nothing
