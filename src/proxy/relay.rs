@@ -109,7 +109,10 @@ enum Side {
 
 /// Relays between `client` and `backend` until both have closed, one fails,
 /// `idle` passes with no bytes moved either way, or `stop` completes (with the
-/// reason the session is being closed). A cut session with bytes still on
+/// reason the session is being closed). `stop` comes pinned by the caller, and
+/// each direction's state is built here and lent to its pump: an `async fn`
+/// stores an argument it holds across an await twice (rust-lang/rust#62958),
+/// and every idle session would pay for both copies. A cut session with bytes still on
 /// their way in a direction that has not ended is set to reset both sockets
 /// when they are closed (see `in_flight`). Bytes are also added, as they move, to
 /// `totals` (client to backend, backend to client), so long sessions show up in
@@ -118,7 +121,7 @@ pub async fn relay(
     client: &mut TcpStream,
     backend: &mut TcpStream,
     idle: Duration,
-    stop: impl Future<Output = SessionEnd>,
+    stop: Pin<&mut impl Future<Output = SessionEnd>>,
     totals: (&AtomicU64, &AtomicU64),
 ) -> RelayOutcome {
     let activity = Activity::new();
@@ -132,22 +135,22 @@ pub async fn relay(
         // Each future is built in place and lent pinned: moving futures into
         // another future would keep a second copy of each in the session's
         // task, which every idle session pays for.
-        let up = pin!(pump(Direction {
+        let mut up = Direction {
             from: client_in,
             to: backend_out,
             counts: [&bytes_up, totals.0],
             activity: &activity,
             way: Way::Up,
-        }));
-        let down = pin!(pump(Direction {
+        };
+        let mut down = Direction {
             from: backend_in,
             to: client_out,
             counts: [&bytes_down, totals.1],
             activity: &activity,
             way: Way::Down,
-        }));
+        };
         let idle_timeout = pin!(activity.idle_for(idle, kernel_moved));
-        until_ended(up, down, idle_timeout, pin!(stop)).await
+        until_ended(pin!(up.pump()), pin!(down.pump()), idle_timeout, stop).await
     };
     let cut_mid_stream = in_flight(&activity, Way::Up, client, backend)
         || in_flight(&activity, Way::Down, backend, client);
@@ -221,25 +224,25 @@ enum Burst {
     Bulk(PooledPipe),
 }
 
-/// Moves `direction`'s bytes until end of stream, then passes the FIN on.
-async fn pump(mut direction: Direction<'_>) -> Result<(), Side> {
-    loop {
-        consume_budget().await;
-        if read_ready(direction.from.as_ref()).await.is_err() {
-            return Err(direction.read_failed());
-        }
-        let burst = match direction.copy_burst().await? {
-            Burst::Bulk(pipe) => direction.splice_burst(pipe).await?,
-            other => other,
-        };
-        if let Burst::Ended = burst {
-            direction.end_of_stream();
-            return Ok(());
+impl Direction<'_> {
+    /// Moves this direction's bytes until end of stream, then passes the FIN on.
+    async fn pump(&mut self) -> Result<(), Side> {
+        loop {
+            consume_budget().await;
+            if read_ready(self.from.as_ref()).await.is_err() {
+                return Err(self.read_failed());
+            }
+            let burst = match self.copy_burst().await? {
+                Burst::Bulk(pipe) => self.splice_burst(pipe).await?,
+                other => other,
+            };
+            if let Burst::Ended = burst {
+                self.end_of_stream();
+                return Ok(());
+            }
         }
     }
-}
 
-impl Direction<'_> {
     /// Copies through a pooled buffer until the socket is drained, the stream
     /// ends, or the traffic proves bulk (and a pipe is free). A read that finds
     /// the task's budget spent ends the burst as drained too; `pump` then

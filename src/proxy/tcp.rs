@@ -10,6 +10,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -174,56 +175,61 @@ impl Session {
         slot
     }
 
-    /// The whole life of one admitted client's session.
-    async fn serve_client(
+    /// The whole life of one admitted client's session. Not an `async fn`: that
+    /// would store each argument twice for the session's whole life
+    /// (rust-lang/rust#62958); the block below holds them once.
+    fn serve_client(
         self,
         mut client: TcpStream,
         tcp_peer: SocketAddr,
-        _process_slot: LimitPermit,
-    ) {
-        let started = Instant::now();
-        let expects_header = self.service.config().accept_proxy_protocol;
-        let origin = match self.client_origin(&mut client, tcp_peer).await {
-            Ok(origin) => origin,
-            Err(e) => {
-                let why = format!("bad or missing PROXY header: {e}");
-                return self.reject(tcp_peer, RejectReason::ProxyProtocol, &why);
+        process_slot: LimitPermit,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            let _process_slot = &process_slot;
+            let started = Instant::now();
+            let expects_header = self.service.config().accept_proxy_protocol;
+            let mut origin = match self.client_origin(&mut client, tcp_peer).await {
+                Ok(origin) => origin,
+                Err(e) => {
+                    let why = format!("bad or missing PROXY header: {e}");
+                    return self.reject(tcp_peer, RejectReason::ProxyProtocol, &why);
+                }
+            };
+            let peer = origin.source;
+            if expects_header && !self.service.permits(peer) {
+                return self.reject(peer, RejectReason::Acl, "source address not allowed");
             }
-        };
-        let peer = origin.source;
-        if expects_header && !self.service.permits(peer) {
-            return self.reject(peer, RejectReason::Acl, "source address not allowed");
+            // Per source only now: behind a PROXY header the real client is known
+            // only once the header is read.
+            let Some(_admission) = self.service.admit(peer) else {
+                return self.reject(
+                    peer,
+                    RejectReason::MaxConnections,
+                    "service or per-source limit",
+                );
+            };
+            let routing = if self.service.prereads_tls() {
+                match self.route_client(&client, peer).await {
+                    Ok(routing) => routing,
+                    Err((reason, why)) => return self.reject(peer, reason, &why),
+                }
+            } else {
+                Routing::default()
+            };
+            let mut connected = match self.connect_backend(peer, &routing).await {
+                Ok(connected) => connected,
+                Err(reason) => return self.reject(peer, reason, "no backend could be reached"),
+            };
+            // From here on the session belongs to the generation it connected with.
+            let session = Session {
+                service: Arc::clone(&connected.service),
+                listener: Arc::clone(&self.listener),
+                seat: None,
+            };
+            session
+                .relay(&mut client, &mut connected, &mut origin, &routing, started)
+                .await;
         }
-        // Per source only now: behind a PROXY header the real client is known
-        // only once the header is read.
-        let Some(_admission) = self.service.admit(peer) else {
-            return self.reject(
-                peer,
-                RejectReason::MaxConnections,
-                "service or per-source limit",
-            );
-        };
-        let routing = if self.service.prereads_tls() {
-            match self.route_client(&client, peer).await {
-                Ok(routing) => routing,
-                Err((reason, why)) => return self.reject(peer, reason, &why),
-            }
-        } else {
-            Routing::default()
-        };
-        let connected = match self.connect_backend(peer, &routing).await {
-            Ok(connected) => connected,
-            Err(reason) => return self.reject(peer, reason, "no backend could be reached"),
-        };
-        // From here on the session belongs to the generation it connected with.
-        let session = Session {
-            service: Arc::clone(&connected.service),
-            listener: Arc::clone(&self.listener),
-            seat: None,
-        };
-        session
-            .relay(client, connected, origin, &routing, started)
-            .await;
     }
 
     /// Reads the client's ClientHello ahead (peeking, never consuming) and
@@ -263,33 +269,34 @@ impl Session {
     /// Relays between the client and the backend it connected to, then logs.
     async fn relay(
         &self,
-        mut client: TcpStream,
-        connected: Connected,
-        origin: ClientOrigin,
+        client: &mut TcpStream,
+        connected: &mut Connected,
+        origin: &mut ClientOrigin,
         routing: &Routing,
         started: Instant,
     ) {
         let Connected {
             guard,
-            stream: mut upstream,
+            stream: upstream,
             route,
             ..
         } = connected;
+        let route = *route;
         let peer = origin.source;
         // The client's socket inherited TCP_NODELAY from the listener.
         let _ = upstream.set_nodelay(true);
         let early_bytes = origin.early_data.len() as u64;
-        if let Err(e) = self.send_preamble(&client, &mut upstream, origin).await {
+        if let Err(e) = self.send_preamble(client, upstream, origin).await {
             debug!(client = %peer, error = %e, "backend closed before the session started");
             return;
         }
         let idle = self.service.config().idle_timeout;
-        let stop = self.session_stop(guard.backend());
+        let stop = pin!(self.session_stop(guard.backend()));
         let totals = guard.backend().byte_counters();
         totals
             .0
             .fetch_add(early_bytes, std::sync::atomic::Ordering::Relaxed);
-        let mut outcome = relay(&mut client, &mut upstream, idle, stop, totals).await;
+        let mut outcome = relay(client, upstream, idle, stop, totals).await;
         outcome.bytes_up += early_bytes;
         let duration = started.elapsed();
         self.service.record_session(duration);
@@ -319,7 +326,7 @@ impl Session {
         &self,
         client: &TcpStream,
         upstream: &mut TcpStream,
-        origin: ClientOrigin,
+        origin: &mut ClientOrigin,
     ) -> io::Result<()> {
         let header = match header_version(self.service.config().proxy_protocol) {
             Some(version) => {
@@ -331,7 +338,7 @@ impl Session {
             }
             None => None,
         };
-        let preamble = backend_preamble(header, origin.early_data);
+        let preamble = backend_preamble(header, std::mem::take(&mut origin.early_data));
         if !preamble.is_empty() {
             upstream.write_all(&preamble).await?;
         }
