@@ -178,6 +178,10 @@ impl Session {
     /// The whole life of one admitted client's session. Not an `async fn`: that
     /// would store each argument twice for the session's whole life
     /// (rust-lang/rust#62958); the block below holds them once.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would store its arguments twice"
+    )]
     fn serve_client(
         self,
         mut client: TcpStream,
