@@ -320,28 +320,6 @@ run_loadgen() { # metric target round -- loadgen arguments
   record "$metric" "$t" "$r" "$rc" loadgen "$out" "$(cpu_since "$t" "$cpu")"
 }
 
-cat >"$work/holder.py" <<'PY'
-"""holder.py HOST PORT N HOLD_S: opens N TCP connections, echoes one byte on
-each (proof that each one reaches the backend), prints `ready N`, then holds
-them idle for HOLD_S seconds or until killed."""
-import socket, sys, time
-host, port, n, hold = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-held = []
-while len(held) < n:
-    batch = []
-    for _ in range(min(100, n - len(held))):
-        s = socket.create_connection((host, port), timeout=10)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.sendall(b"x")
-        batch.append(s)
-    for s in batch:
-        if s.recv(1) != b"x":
-            sys.exit("wrong echo")
-    held.extend(batch)
-print("ready", len(held), flush=True)
-time.sleep(hold)
-PY
-
 # Memory: a fresh balancer with one echo service; RSS of all its processes
 # before and while IDLE_CONNS idle connections pass through it.
 run_mem() { # target round

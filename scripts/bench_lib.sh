@@ -72,9 +72,9 @@ bench_packages() {
 pids=()
 work=
 
-# bench_workdir PREFIX: creates $work (/tmp/PREFIX.XXXXXX) and the exit trap
-# that stops every process in `pids` and removes $work (kept with KEEP=1 or
-# on failure).
+# bench_workdir PREFIX: creates $work (/tmp/PREFIX.XXXXXX) with the helper
+# scripts proctree.py and holder.py, and the exit trap that stops every process
+# in `pids` and removes $work (kept with KEEP=1 or on failure).
 bench_workdir() {
   work=$(mktemp -d "/tmp/$1.XXXXXX")
   mkdir -p "$work/raw" "$work/nginx"
@@ -138,6 +138,27 @@ elif mode == "times":
     print(f"{user / tick:.3f} {system / tick:.3f}")
 else:
     print(sum(ticks(p) for p in tree), len(tree))
+PY
+  cat >"$work/holder.py" <<'PY'
+"""holder.py HOST PORT N HOLD_S: opens N TCP connections, echoes one byte on
+each (proof that each one reaches the backend), prints `ready N`, then holds
+them idle for HOLD_S seconds or until killed."""
+import socket, sys, time
+host, port, n, hold = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+held = []
+while len(held) < n:
+    batch = []
+    for _ in range(min(100, n - len(held))):
+        s = socket.create_connection((host, port), timeout=10)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(b"x")
+        batch.append(s)
+    for s in batch:
+        if s.recv(1) != b"x":
+            sys.exit("wrong echo")
+    held.extend(batch)
+print("ready", len(held), flush=True)
+time.sleep(hold)
 PY
 }
 
