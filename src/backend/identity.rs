@@ -12,9 +12,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::lifecycle::CloseSignal;
 use arc_swap::ArcSwap;
 use prometheus::Histogram;
-use tokio_util::sync::CancellationToken;
 
 use super::health::HealthRecord;
 use super::outlier::OutlierState;
@@ -45,8 +45,8 @@ pub struct Identity {
     pub outlier: OutlierState,
     /// Percent of its weight an agent check last reported (100 without one).
     pub(super) agent_weight: AtomicU32,
-    /// Cancelled (and replaced) to close the sessions open on this backend.
-    pub(super) session_closer: ArcSwap<CancellationToken>,
+    /// Closed (and replaced) to close the sessions open on this backend.
+    pub(super) session_closer: ArcSwap<CloseSignal>,
 }
 
 impl Identity {
@@ -67,7 +67,7 @@ impl Identity {
             health: Mutex::new(HealthRecord::default()),
             outlier: OutlierState::default(),
             agent_weight: AtomicU32::new(100),
-            session_closer: ArcSwap::from_pointee(CancellationToken::new()),
+            session_closer: ArcSwap::from_pointee(CloseSignal::default()),
         })
     }
 

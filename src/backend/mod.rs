@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
+use crate::lifecycle::CloseSignal;
 
 use admin_state::{AdminCell, AdminState};
 use health::{CheckResult, HealthSnapshot, Transition};
@@ -253,15 +253,15 @@ impl Backend {
         self.identity.outlier.ejections()
     }
 
-    /// A token cancelled when this backend's open sessions must close.
-    pub fn session_closer(&self) -> Arc<CancellationToken> {
+    /// A signal closed when this backend's open sessions must close.
+    pub fn session_closer(&self) -> Arc<CloseSignal> {
         self.identity.session_closer.load_full()
     }
 
     /// Closes every session currently open on this backend (through any copy).
     pub fn close_sessions(&self) {
-        let fresh = Arc::new(CancellationToken::new());
-        self.identity.session_closer.swap(fresh).cancel();
+        let fresh = Arc::new(CloseSignal::default());
+        self.identity.session_closer.swap(fresh).close();
     }
 
     /// Connections currently open (or being opened) to this backend, through any
@@ -446,10 +446,7 @@ mod tests {
         assert_eq!(new.weight(), 5);
         let closing = old.session_closer();
         new.close_sessions();
-        assert!(
-            closing.is_cancelled(),
-            "closing through one copy closes all"
-        );
+        assert!(closing.is_closed(), "closing through one copy closes all");
     }
 
     #[test]

@@ -32,7 +32,8 @@ use crate::proxy::backend_socket::connect_tcp;
 use crate::proxy::client_hello::ClientHello;
 use crate::proxy::dispatch::{WorkerDispatch, WorkerSeat};
 use crate::proxy::preamble::{ClientOrigin, backend_preamble, header_version, read_header};
-use crate::proxy::relay::{RelayOutcome, SessionEnd, relay};
+use crate::proxy::relay::{RelayOutcome, relay};
+use crate::proxy::session_stop::SessionStop;
 use crate::proxy::tls_preread::{PrereadOutcome, preread};
 use crate::service::{ConnectAttempts, RejectReason, Service, ServiceSlot};
 
@@ -352,15 +353,9 @@ impl Session {
     /// Completes when the session must be closed from outside: at the end of a
     /// drain, or when its backend's sessions are closed (marked down with
     /// `close_on_down`, or put in maintenance).
-    fn session_stop(&self, backend: &Backend) -> impl Future<Output = SessionEnd> + use<> {
-        let shutdown = self.listener.lifecycle.close_sessions.clone();
-        let backend_closed = backend.session_closer();
-        async move {
-            tokio::select! {
-                () = shutdown.cancelled() => SessionEnd::Shutdown,
-                () = backend_closed.cancelled() => SessionEnd::BackendDown,
-            }
-        }
+    fn session_stop(&self, backend: &Backend) -> SessionStop {
+        let shutdown = Arc::clone(&self.listener.lifecycle.close_sessions);
+        SessionStop::new(shutdown, backend.session_closer())
     }
 
     fn reject(&self, peer: SocketAddr, reason: RejectReason, why: &str) {

@@ -135,7 +135,7 @@ impl ServerHandle {
     pub fn close_now(&self) {
         self.lifecycle.withdraw.cancel();
         self.lifecycle.stop_accepting.cancel();
-        self.lifecycle.close_sessions.cancel();
+        self.lifecycle.close_sessions.close();
     }
 
     /// Re-reads `path` and applies it; on any error the running configuration
@@ -589,7 +589,7 @@ async fn drain(lifecycle: &Lifecycle, grace: Duration) -> DrainReport {
         closing = remaining,
         "grace period over: closing remaining sessions"
     );
-    lifecycle.close_sessions.cancel();
+    lifecycle.close_sessions.close();
     if tokio::time::timeout(CLOSE_PATIENCE, sessions.wait())
         .await
         .is_err()
