@@ -190,6 +190,7 @@ impl Session {
         process_slot: LimitPermit,
     ) -> impl Future<Output = ()> + Send + 'static {
         async move {
+            // Named here so the block owns the slot: it is freed when the session ends.
             let _process_slot = &process_slot;
             let started = Instant::now();
             let expects_header = self.service.config().accept_proxy_protocol;

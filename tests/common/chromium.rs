@@ -7,6 +7,20 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The flags of every headless run (here and in `devtools`): no GPU, no
+/// first-run or background traffic, and no host name resolves but 127.0.0.1.
+pub const HEADLESS_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+];
+
 /// How long one Chromium run may take before it is killed and the test fails.
 const RUN_LIMIT: Duration = Duration::from_secs(90);
 /// Virtual time the page's timers get: enough for three polls of `/status`.
@@ -14,18 +28,8 @@ const VIRTUAL_TIME_MS: u32 = 5000;
 
 fn chromium(profile: &Path, extra: &[String], url: &str) -> Vec<u8> {
     let mut child = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-default-apps",
-            "--hide-scrollbars",
-            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-        ])
+        .args(HEADLESS_FLAGS)
+        .arg("--hide-scrollbars")
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(format!("--virtual-time-budget={VIRTUAL_TIME_MS}"))
         .args(extra)

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::chromium::HEADLESS_FLAGS;
+
 const ANSWER_LIMIT: Duration = Duration::from_secs(60);
 
 pub struct Browser {
@@ -31,18 +33,8 @@ impl Browser {
         let (read_fd, write_fd) = (browser_reads.as_raw_fd(), browser_writes.as_raw_fd());
         let mut command = Command::new("chromium");
         command
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-default-apps",
-                "--remote-debugging-pipe",
-                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-            ])
+            .args(HEADLESS_FLAGS)
+            .arg("--remote-debugging-pipe")
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
             .stdin(Stdio::null())
