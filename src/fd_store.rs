@@ -98,6 +98,17 @@ mod tests {
         assert_ne!(fd_name(Protocol::Tcp, v4), fd_name(Protocol::Udp, v4));
     }
 
+    /// A socket standing in for systemd's notify socket, in a fresh directory
+    /// named after `tag`: the directory, the socket's path, and the socket.
+    fn fake_systemd(tag: &str) -> (std::path::PathBuf, std::path::PathBuf, UnixDatagram) {
+        let dir = std::env::temp_dir().join(format!("l4lb-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify.sock");
+        let _ = std::fs::remove_file(&path);
+        let systemd = UnixDatagram::bind(&path).unwrap();
+        (dir, path, systemd)
+    }
+
     /// What systemd would receive: the message and the descriptors attached.
     fn receive(socket: &UnixDatagram) -> (String, Vec<OwnedFd>) {
         use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
@@ -118,11 +129,7 @@ mod tests {
 
     #[test]
     fn a_stored_listener_outlives_the_process_copy_and_can_be_removed() {
-        let dir = std::env::temp_dir().join(format!("l4lb-fdstore-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("notify.sock");
-        let _ = std::fs::remove_file(&path);
-        let systemd = UnixDatagram::bind(&path).unwrap();
+        let (dir, path, systemd) = fake_systemd("fdstore");
         systemd
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
@@ -160,11 +167,7 @@ mod tests {
 
     #[test]
     fn a_store_not_asked_for_sends_nothing() {
-        let dir = std::env::temp_dir().join(format!("l4lb-fdstore-off-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("notify.sock");
-        let _ = std::fs::remove_file(&path);
-        let systemd = UnixDatagram::bind(&path).unwrap();
+        let (dir, path, systemd) = fake_systemd("fdstore-off");
         systemd.set_nonblocking(true).unwrap();
         // Not wanted, and no `$FDSTORE` offer in this process's environment.
         let store = FdStore::new(Arc::new(Notifier::to_path(&path)), false);
