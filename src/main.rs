@@ -253,6 +253,15 @@ fn start(
 }
 
 async fn serve(config: Config, mode: UpgradeMode, fd_store: bool) -> ExitCode {
+    // Before any listener is bound: a SIGTERM that comes the moment clients can
+    // connect must start a drain, not end the process by the default action.
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            error!(error = %e, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
     let activated = match socket_activation::from_env() {
         Ok(activated) => activated,
         Err(e) => {
@@ -276,13 +285,6 @@ async fn serve(config: Config, mode: UpgradeMode, fd_store: bool) -> ExitCode {
         store.remove(*protocol, *local);
     }
     server.use_fd_store(store);
-    let signals = match Signals::install() {
-        Ok(signals) => signals,
-        Err(e) => {
-            error!(error = %e, "cannot install signal handlers");
-            return ExitCode::FAILURE;
-        }
-    };
     let watchdog_stop = CancellationToken::new();
     let workers = handle.clone();
     tokio::spawn(run_watchdog(
