@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::binary::{BIN, l4lb_within_patience, signal};
+use common::ports::free_port;
 
 fn l4lb(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("run l4lb")
@@ -96,11 +97,6 @@ fn version_prints_the_package_version() {
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("l4lb {}", env!("CARGO_PKG_VERSION"))
     );
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
 }
 
 /// Starts `l4lb run` and waits until `addr` accepts connections.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::ports::free_port;
 use common::{Behaviour, Blackhole, PATIENCE, TestBackend, TestProxy, read_tag, wait_until};
 use l4lb::service::RejectReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -84,12 +85,6 @@ async fn a_client_still_sending_its_proxy_header_during_a_reload_gets_a_new_back
     assert_eq!(read_tag(&mut client).await, "b");
     assert_eq!(a.accepted(), 0);
     assert_eq!(proxy.current("svc").rejections(RejectReason::NoBackend), 0);
-}
-
-/// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    probe.local_addr().expect("address").port()
 }
 
 /// Connects over and over, as fast as it can, until told to stop; counts the

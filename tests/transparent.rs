@@ -11,6 +11,8 @@
 mod lab;
 #[path = "transparent/peers.rs"]
 mod peers;
+#[path = "common/ports.rs"]
+mod ports;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -430,10 +432,7 @@ fn tag_via(addr: SocketAddr) -> Option<String> {
 fn a_reload_that_turns_on_client_source_without_the_capability_is_refused() {
     let dir = std::env::temp_dir().join(format!("l4tp-{}-reload", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let listen: SocketAddr = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        probe.local_addr().expect("address")
-    };
+    let listen = SocketAddr::from(([127, 0, 0, 1], ports::free_port()));
     let backend = tag_backend();
     let plain = format!(
         "[[service]]\nname = \"pg\"\nlisten = \"{listen}\"\n\

@@ -108,9 +108,13 @@ mod tests {
         })
     }
 
+    /// Where the tests that close their port bind: a loopback address no other test
+    /// binds, so the freed port cannot be taken by a test running in parallel.
+    const CLOSED_AFTERWARDS: &str = "127.84.0.1:0";
+
     #[tokio::test]
     async fn tcp_probe_succeeds_on_a_listener_and_fails_on_a_closed_port() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(CLOSED_AFTERWARDS)
             .await
             .expect("bind");
         let open = listener.local_addr().expect("address");
@@ -125,7 +129,7 @@ mod tests {
 
     #[tokio::test]
     async fn udp_probe_needs_a_reply_and_fails_fast_on_port_unreachable() {
-        let server = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let server = UdpSocket::bind(CLOSED_AFTERWARDS).await.expect("bind");
         let addr = server.local_addr().expect("address");
         let echo = tokio::spawn(async move {
             let mut buf = [0u8; 64];

@@ -17,13 +17,7 @@ use super::PATIENCE;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_l4lb");
 
-/// A port on 127.0.0.1 that nothing listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
+pub use super::ports::free_port;
 
 /// A fresh directory for one test's files.
 pub fn temp_dir(name: &str) -> PathBuf {
@@ -69,7 +63,7 @@ impl RunningL4lb {
 
     fn wait_for_admin(&self) {
         let deadline = Instant::now() + PATIENCE;
-        while TcpStream::connect(self.admin).is_err() {
+        while !healthz_answers(self.admin) {
             let log = std::fs::read_to_string(self.dir.join("l4lb.log")).unwrap_or_default();
             assert!(
                 Instant::now() < deadline,
@@ -78,6 +72,20 @@ impl RunningL4lb {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Whether `GET /healthz` on `admin` answers `200` (not merely whether a connect
+/// succeeds: the answer proves it is l4lb, and that it serves).
+fn healthz_answers(admin: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect(admin) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = "GET /healthz HTTP/1.1\r\nHost: l4lb\r\nConnection: close\r\n\r\n";
+    let mut answer = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("HTTP/1.1 200")
 }
 
 impl Drop for RunningL4lb {

@@ -10,6 +10,7 @@ pub mod devtools;
 pub mod dns_relay;
 pub mod dnsmasq;
 pub mod mariadb;
+pub mod ports;
 pub mod postgres;
 pub mod redis;
 pub mod servers;

@@ -119,7 +119,7 @@ pub async fn wait_for_tcp(addr: SocketAddr) {
     }
 }
 
-/// A loopback port nothing listens on right now.
+/// A loopback port nothing listens on right now (see [`super::ports`]).
 pub async fn free_port() -> u16 {
-    super::refusing_addrs::<1>().await[0].port()
+    super::ports::free_port()
 }
