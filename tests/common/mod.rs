@@ -140,11 +140,13 @@ async fn echo(mut stream: TcpStream) {
     let _ = writer.shutdown().await;
 }
 
-/// `N` distinct addresses on 127.0.0.1 that refuse connections (bound together, then released).
+/// `N` distinct loopback addresses that refuse connections (bound together, then
+/// released). They are on 127.84.1.1, which nothing else in the tests binds, so no
+/// test running in parallel can be given one of these ports and listen there.
 pub async fn refusing_addrs<const N: usize>() -> [SocketAddr; N] {
     let mut listeners = Vec::new();
     for _ in 0..N {
-        listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+        listeners.push(TcpListener::bind("127.84.1.1:0").await.expect("bind"));
     }
     std::array::from_fn(|i| listeners[i].local_addr().expect("address"))
 }
