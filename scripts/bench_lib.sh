@@ -1,5 +1,5 @@
-# Shared helpers for scripts/bench.sh, scripts/bench_change.sh and
-# scripts/bench_scale.sh (sourced, not run). The approach: packages installed
+# Shared helpers for scripts/bench.sh, scripts/bench_change.sh,
+# scripts/bench_scale.sh and scripts/bench_reload.sh (sourced, not run). The approach: packages installed
 # without starting their system services, release binaries copied into a work
 # directory under /tmp, every process started here stopped by PID at exit,
 # free loopback ports checked before use.
