@@ -24,6 +24,7 @@ mod handoff;
 pub mod inherited;
 mod listeners;
 mod live;
+mod memory;
 mod probes;
 mod reload;
 mod socket_group;
@@ -150,7 +151,7 @@ impl ServerHandle {
                 let message = format!("reading the configuration failed: {e}");
                 Err(ConfigErrors::about_file(path, message))
             });
-        match loaded {
+        let outcome = match loaded {
             Ok(config) => self.reload(config).await,
             Err(errors) => {
                 for line in errors.capped_lines(config::SHOWN_ERRORS) {
@@ -163,7 +164,9 @@ impl ServerHandle {
                 self.live.count_reload(false);
                 Err(ReloadError::Invalid(errors))
             }
-        }
+        };
+        let _ = tokio::task::spawn_blocking(memory::release_free_memory).await;
+        outcome
     }
 
     /// Applies an already validated configuration (see `reload_file`).
