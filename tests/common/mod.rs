@@ -335,6 +335,31 @@ pub async fn read_tag(stream: &mut TcpStream) -> String {
     line.trim_end().to_string()
 }
 
+/// Reads the "NAME\n" tag of a `Tagged` backend and then its echo of `sent`
+/// (written before the tag was read) exactly, buffering nothing beyond them, so
+/// a later read sees only what the backend sends next.
+pub async fn read_tag_and_echo(stream: &mut TcpStream, sent: &[u8]) -> String {
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let tag_end = loop {
+        let end = received.iter().position(|&b| b == b'\n');
+        if let Some(end) = end.filter(|end| received.len() >= end + 1 + sent.len()) {
+            break end;
+        }
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut chunk))
+            .await
+            .expect("tag and echo arrive in time")
+            .expect("read tag and echo");
+        assert!(n > 0, "closed after {} bytes", received.len());
+        received.extend_from_slice(&chunk[..n]);
+    };
+    assert!(
+        received[tag_end + 1..] == *sent,
+        "the echo differs from what was sent"
+    );
+    String::from_utf8_lossy(&received[..tag_end]).into_owned()
+}
+
 /// Connects, reads the tag, closes: which backend served this connection.
 pub async fn tag_of_new_connection(to: SocketAddr) -> String {
     let mut stream = TcpStream::connect(to).await.expect("connect");
