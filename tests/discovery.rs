@@ -484,3 +484,28 @@ async fn a_hashing_strategy_moves_only_the_clients_of_a_vanished_address() {
     }
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn an_address_that_leads_back_into_l4lb_is_left_out() {
+    let port = free_port().await;
+    let _backends = backends_on(port, &[2, 3]).await;
+    // 127.0.0.1:port is the service's own listener.
+    let zone = Zone::start(&hosts("pg.test", &[1, 2, 3]), &[]).await;
+    let group = format!(
+        "dns = \"pg.test\"\nport = {port}\nresolvers = [\"{}\"]\nrefresh = \"1s\"",
+        zone.addr
+    );
+    let text = config(&group).replace(
+        "name = \"pg\"\nlisten = \"127.0.0.1:0\"",
+        &format!("name = \"pg\"\nlisten = \"127.0.0.1:{port}\""),
+    );
+    let proxy = TestProxy::start(&text).await;
+    wait_for_set(&proxy, &set_of(port, &[2, 3])).await;
+    let to = proxy.addr("pg");
+    for _ in 0..10 {
+        let mut stream = tokio::net::TcpStream::connect(to).await.expect("connect");
+        let tag = common::read_tag(&mut stream).await;
+        assert!(set_of(port, &[2, 3]).contains(&tag), "served by {tag}");
+    }
+    proxy.stop().await;
+}

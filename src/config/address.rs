@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use super::model::Protocol;
+use super::model::{Protocol, ServiceConfig};
 use super::report::{Report, Span};
 
 /// Resolves a host name and port to its first address (`None`: no address).
@@ -132,6 +132,21 @@ impl<'l> LoopFinder<'l> {
             .find(|l| l.protocol == protocol && reaches(backend, l.addr))
             .copied()
     }
+}
+
+/// The listen address of `services` that `backend`, a backend of a `protocol`
+/// service, would send clients back into, if any (the rule of [`LoopFinder`],
+/// for addresses found after the file was checked).
+pub fn own_listener_reached(
+    services: &[ServiceConfig],
+    protocol: Protocol,
+    backend: SocketAddr,
+) -> Option<SocketAddr> {
+    services
+        .iter()
+        .filter(|s| s.protocol == protocol)
+        .flat_map(|s| s.listen.iter().copied())
+        .find(|listen| listen.port() != 0 && reaches(backend, *listen))
 }
 
 fn reaches(backend: SocketAddr, listen: SocketAddr) -> bool {

@@ -33,6 +33,7 @@ mod tests;
 
 use std::path::Path;
 
+pub use address::own_listener_reached;
 pub use error::{ConfigError, ConfigErrors, SHOWN_ERRORS};
 pub use model::*;
 

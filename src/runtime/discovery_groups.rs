@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use tracing::warn;
 
-use crate::config::Config;
+use crate::config::{Config, own_listener_reached};
 use crate::discovery::{Group, compose, spawn_group};
 use crate::metrics::Metrics;
 
@@ -59,7 +60,9 @@ impl DiscoveryGroups {
         planned
     }
 
-    /// `config` with every planned group's last known set added.
+    /// `config` with every planned group's last known set added; a discovered
+    /// address that leads back into one of l4lb's listeners is left out, with a
+    /// warning.
     pub fn compose(config: &Config, groups: &Groups) -> Config {
         let mut composed = config.clone();
         for service in composed.services.iter_mut() {
@@ -68,7 +71,25 @@ impl DiscoveryGroups {
             };
             let sets: Vec<_> = groups.iter().map(|g| g.set()).collect();
             let with_sets = groups.iter().map(|g| &g.config).zip(sets.iter());
-            *service = compose::composed(service, with_sets.map(|(c, s)| (c, s.as_slice())));
+            let protocol = service.protocol;
+            let listener_reached = |addr| own_listener_reached(&config.services, protocol, addr);
+            let result =
+                compose::composed(service, with_sets.map(|(c, s)| (c, s.as_slice())), |addr| {
+                    listener_reached(addr).is_some()
+                });
+            for addr in &result.loops {
+                let listen = listener_reached(*addr)
+                    .map(|l| l.to_string())
+                    .unwrap_or_default();
+                warn!(
+                    service = %service.name,
+                    backend = %addr,
+                    listen = %listen,
+                    "discovery: address left out: it reaches l4lb's own listen address, \
+                     so clients would be proxied back into l4lb"
+                );
+            }
+            *service = result.service;
         }
         composed
     }
