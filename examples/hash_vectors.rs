@@ -9,10 +9,14 @@
 //! IPv6, IPv4-mapped IPv6, edge values), over three backend sets (3 equal IPv4
 //! backends; 10 weighted IPv6 ones; 100 mixed IPv4/IPv6 with weights up to
 //! 1000), with both `hash_key`s, with every backend eligible and with one
-//! excluded (the order a hashing strategy falls back in). `tests/hash_vectors.rs`
+//! excluded (the order a hashing strategy falls back in). `sni_cases` record the
+//! same for `hash_key = "sni"`: the pick for each of 80 lower-cased server names
+//! (as l4lb hashes them), over the same sets and strategies; a client without a
+//! name hashes as `source_ip`, which `cases` cover. `tests/hash_vectors.rs`
 //! recomputes every pick and fails if one differs: the picks are a contract
 //! between l4lb instances of different versions. Run this only when adding a
-//! new `hash_version`; never to make that test pass.
+//! new `hash_version` or vectors for what no vector covered yet (then check that
+//! the diff only adds lines); never to make that test pass.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -20,7 +24,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use l4lb::backend::Backend;
-use l4lb::balancer::{PickContext, build};
+use l4lb::balancer::{PickContext, build, sni_hash};
 use l4lb::config::{HashKey, HashVersion, StrategyConfig, StrategyKind};
 
 /// A strategy and its size parameter, as the vectors name them.
@@ -34,59 +38,99 @@ const STRATEGIES: [(StrategyKind, u32, usize); 5] = [
 
 const HASH_KEYS: [HashKey; 2] = [HashKey::SourceIp, HashKey::SourceIpPort];
 
+/// The client of every `sni_cases` pick (its address plays no part when a name is hashed).
+const SNI_CLIENT: &str = "192.0.2.1:40000";
+
 fn main() {
     let sets = backend_sets();
     let clients = clients();
+    let names = server_names();
+    let client_contexts: Vec<PickContext> = clients.iter().map(|&c| context(c, None)).collect();
+    let sni_client = SNI_CLIENT.parse().unwrap_or(SocketAddr::from(([0; 4], 0)));
+    let name_contexts: Vec<PickContext> = names
+        .iter()
+        .map(|name| context(sni_client, Some(sni_hash(name))))
+        .collect();
     let mut cases = Vec::new();
+    let mut sni_cases = Vec::new();
     for (set_name, set) in &sets {
         let backends = to_backends(set);
-        for (kind, virtual_nodes, table_size) in STRATEGIES {
+        for strategy in STRATEGIES {
             for hash_key in HASH_KEYS {
-                for excluded in [vec![], vec![1]] {
-                    let config = StrategyConfig {
-                        kind,
-                        hash_key,
-                        virtual_nodes,
-                        table_size,
-                        hash_version: HashVersion::V1,
-                    };
-                    let picks = picks(&config, &backends, &clients, &excluded);
-                    cases.push(json!({
-                        "set": set_name, "strategy": kind.as_str(), "hash_key": hash_key.as_str(),
-                        "virtual_nodes": virtual_nodes, "table_size": table_size,
-                        "excluded": excluded, "picks": picks,
-                    }));
-                }
+                cases.extend(cases_for(
+                    set_name,
+                    &backends,
+                    strategy,
+                    hash_key,
+                    &client_contexts,
+                ));
             }
+            let named = cases_for(set_name, &backends, strategy, HashKey::Sni, &name_contexts);
+            sni_cases.extend(named);
         }
     }
-    print_document(&sets, &clients, &cases);
+    print_document(&sets, &clients, &cases, &names, &sni_cases);
+}
+
+/// The cases of one set, strategy and key: every backend eligible, then backend 1 excluded.
+fn cases_for(
+    set_name: &str,
+    backends: &[Arc<Backend>],
+    (kind, virtual_nodes, table_size): (StrategyKind, u32, usize),
+    hash_key: HashKey,
+    contexts: &[PickContext],
+) -> Vec<Value> {
+    [vec![], vec![1]]
+        .into_iter()
+        .map(|excluded| {
+            let config = StrategyConfig {
+                kind,
+                hash_key,
+                virtual_nodes,
+                table_size,
+                hash_version: HashVersion::V1,
+            };
+            let picks = picks(&config, backends, contexts, &excluded);
+            json!({
+                "set": set_name, "strategy": kind.as_str(), "hash_key": hash_key.as_str(),
+                "virtual_nodes": virtual_nodes, "table_size": table_size,
+                "excluded": excluded, "picks": picks,
+            })
+        })
+        .collect()
+}
+
+fn context(client: SocketAddr, server_name: Option<u64>) -> PickContext {
+    PickContext {
+        client,
+        random: 0,
+        server_name,
+    }
 }
 
 /// The backend `config` picks for each client, as an index into `backends`.
 fn picks(
     config: &StrategyConfig,
     backends: &[Arc<Backend>],
-    clients: &[SocketAddr],
+    contexts: &[PickContext],
     excluded: &[usize],
 ) -> Vec<Option<usize>> {
     let strategy = build(config, backends);
     let eligible = |i: usize| !excluded.contains(&i);
-    clients
+    contexts
         .iter()
-        .map(|&client| {
-            let ctx = PickContext {
-                client,
-                random: 0,
-                server_name: None,
-            };
-            strategy.pick(backends, &ctx, &eligible)
-        })
+        .map(|ctx| strategy.pick(backends, ctx, &eligible))
         .collect()
 }
 
 /// One JSON value per line for the cases, so a changed pick shows as a small diff.
-fn print_document(sets: &[(String, Vec<(String, u32)>)], clients: &[SocketAddr], cases: &[Value]) {
+fn print_document(
+    sets: &[(String, Vec<(String, u32)>)],
+    clients: &[SocketAddr],
+    cases: &[Value],
+    names: &[String],
+    sni_cases: &[Value],
+) {
     let sets: Vec<Value> = sets
         .iter()
         .map(|(name, backends)| {
@@ -104,12 +148,60 @@ fn print_document(sets: &[(String, Vec<(String, u32)>)], clients: &[SocketAddr],
     println!("\"backend_sets\": {},", json!(sets));
     println!("\"clients\": {},", json!(clients));
     println!("\"cases\": [");
-    for (i, case) in cases.iter().enumerate() {
-        let comma = if i + 1 < cases.len() { "," } else { "" };
-        println!("{case}{comma}");
-    }
+    print_lines(cases);
+    println!("],");
+    println!("\"sni_client\": {},", json!(SNI_CLIENT));
+    println!("\"server_names\": {},", json!(names));
+    println!("\"sni_cases\": [");
+    print_lines(sni_cases);
     println!("]");
     println!("}}");
+}
+
+fn print_lines(values: &[Value]) {
+    for (i, value) in values.iter().enumerate() {
+        let comma = if i + 1 < values.len() { "," } else { "" };
+        println!("{value}{comma}");
+    }
+}
+
+/// 80 server names, lower-cased as l4lb hashes them: 64 of a fleet's shapes
+/// (`db7.eu.example.com`, ...), then edge values (one label, a punycode label,
+/// digits and hyphens, the longest name DNS allows).
+fn server_names() -> Vec<String> {
+    let regions = ["eu", "us", "ap", "sa"];
+    let mut names: Vec<String> = (0..64)
+        .map(|i| format!("db{i}.{}.example.com", regions[i % 4]))
+        .collect();
+    let longest = format!(
+        "{}.{}.{}.{}",
+        "a".repeat(63),
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(61)
+    );
+    names.extend(
+        [
+            "localhost",
+            "example.com",
+            "www.example.com",
+            "xn--bcher-kva.example",
+            "a.b.c.d.e.f.g.example.org",
+            "api-v2.internal",
+            "0.example.net",
+            "123-456.example.net",
+            "tenant-42.saas.example.io",
+            "grpc.svc.cluster.local",
+            "redis.cache.svc.cluster.local",
+            "x",
+            "mail.example.co.uk",
+            "_acme.example.com",
+            "db1.example.com",
+        ]
+        .map(String::from),
+    );
+    names.push(longest);
+    names
 }
 
 type BackendSet = Vec<(String, u32)>;

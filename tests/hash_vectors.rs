@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use l4lb::backend::Backend;
-use l4lb::balancer::{PickContext, build};
+use l4lb::balancer::{PickContext, build, sni_hash};
 use l4lb::config::{HashKey, HashVersion, StrategyConfig, StrategyKind};
 
 const VECTORS: &str = include_str!("data/hash_vectors.json");
@@ -23,6 +23,10 @@ struct Vectors {
     sets: Vec<(String, Vec<Arc<Backend>>)>,
     clients: Vec<SocketAddr>,
     cases: Vec<Value>,
+    /// `hash_key = "sni"`: the client of every pick, the names, their cases.
+    sni_client: SocketAddr,
+    server_names: Vec<String>,
+    sni_cases: Vec<Value>,
 }
 
 fn vectors() -> Vectors {
@@ -41,11 +45,20 @@ fn vectors() -> Vectors {
         .map(|c| c.as_str().unwrap().parse().unwrap())
         .collect();
     let cases = document["cases"].as_array().unwrap().clone();
+    let server_names = document["server_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_owned())
+        .collect();
     Vectors {
         version,
         sets,
         clients,
         cases,
+        sni_client: document["sni_client"].as_str().unwrap().parse().unwrap(),
+        server_names,
+        sni_cases: document["sni_cases"].as_array().unwrap().clone(),
     }
 }
 
@@ -66,6 +79,7 @@ fn strategy_config(case: &Value, version: HashVersion) -> StrategyConfig {
     let hash_key = match case["hash_key"].as_str().unwrap() {
         "source_ip" => HashKey::SourceIp,
         "source_ip_port" => HashKey::SourceIpPort,
+        "sni" => HashKey::Sni,
         other => panic!("unknown hash_key {other}"),
     };
     StrategyConfig {
@@ -90,12 +104,16 @@ fn describe(case: &Value) -> String {
     )
 }
 
-#[test]
-fn every_recorded_pick_is_unchanged() {
-    let vectors = vectors();
+/// Every pick of `cases` against the pick each context gets today: what
+/// differs, and how many were compared.
+fn mismatches(
+    vectors: &Vectors,
+    cases: &[Value],
+    contexts: &[(String, PickContext)],
+) -> (Vec<String>, usize) {
     let mut mismatches = Vec::new();
     let mut compared = 0;
-    for case in &vectors.cases {
+    for case in cases {
         let set_name = case["set"].as_str().unwrap();
         let (_, backends) = vectors.sets.iter().find(|(n, _)| n == set_name).unwrap();
         let strategy = build(&strategy_config(case, vectors.version), backends);
@@ -107,23 +125,23 @@ fn every_recorded_pick_is_unchanged() {
             .collect();
         let eligible = |i: usize| !excluded.contains(&i);
         let expected = case["picks"].as_array().unwrap();
-        assert_eq!(expected.len(), vectors.clients.len(), "{}", describe(case));
-        for (&client, want) in vectors.clients.iter().zip(expected) {
-            let ctx = PickContext {
-                client,
-                random: 0,
-                server_name: None,
-            };
-            let got = strategy.pick(backends, &ctx, &eligible);
+        assert_eq!(expected.len(), contexts.len(), "{}", describe(case));
+        for ((who, ctx), want) in contexts.iter().zip(expected) {
+            let got = strategy.pick(backends, ctx, &eligible);
             compared += 1;
             if got.map(|i| i as u64) != want.as_u64() {
                 mismatches.push(format!(
-                    "{}: client {client} picked {got:?}, recorded {want}",
+                    "{}: {who} picked {got:?}, recorded {want}",
                     describe(case)
                 ));
             }
         }
     }
+    (mismatches, compared)
+}
+
+fn assert_unchanged(vectors: &Vectors, (mismatches, compared): (Vec<String>, usize)) {
+    assert!(compared > 0);
     assert!(
         mismatches.is_empty(),
         "{} of {compared} recorded picks changed (hash_version {}); first ones:\n{}",
@@ -131,6 +149,45 @@ fn every_recorded_pick_is_unchanged() {
         vectors.version.number(),
         mismatches[..mismatches.len().min(10)].join("\n")
     );
+}
+
+#[test]
+fn every_recorded_pick_is_unchanged() {
+    let vectors = vectors();
+    let contexts: Vec<_> = vectors
+        .clients
+        .iter()
+        .map(|&client| {
+            let ctx = PickContext {
+                client,
+                random: 0,
+                server_name: None,
+            };
+            (format!("client {client}"), ctx)
+        })
+        .collect();
+    let result = mismatches(&vectors, &vectors.cases, &contexts);
+    assert_unchanged(&vectors, result);
+}
+
+/// `hash_key = "sni"`: each lower-cased server name goes where it was recorded.
+#[test]
+fn every_recorded_server_name_pick_is_unchanged() {
+    let vectors = vectors();
+    let contexts: Vec<_> = vectors
+        .server_names
+        .iter()
+        .map(|name| {
+            let ctx = PickContext {
+                client: vectors.sni_client,
+                random: 0,
+                server_name: Some(sni_hash(name)),
+            };
+            (format!("server name {name}"), ctx)
+        })
+        .collect();
+    let result = mismatches(&vectors, &vectors.sni_cases, &contexts);
+    assert_unchanged(&vectors, result);
 }
 
 /// The file covers what the contract promises, so it cannot silently shrink.
@@ -159,6 +216,18 @@ fn the_vectors_cover_every_hashing_strategy_and_address_family() {
     for key in ["source_ip", "source_ip_port"] {
         assert!(vectors.cases.iter().any(|c| c["hash_key"] == key));
     }
+    let named: std::collections::BTreeSet<&str> = vectors
+        .sni_cases
+        .iter()
+        .inspect(|c| assert_eq!(c["hash_key"], "sni"))
+        .map(|c| c["strategy"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        named.len(),
+        3,
+        "every hashing strategy has server-name vectors"
+    );
+    assert!(vectors.server_names.len() >= 80);
     assert!(
         vectors
             .cases
