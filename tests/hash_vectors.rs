@@ -3,8 +3,8 @@
 //!
 //! Several l4lb instances behind ECMP send a client to the same backend only if
 //! they compute the same mapping, and a rolling upgrade mixes versions. The file
-//! was written once by `cargo run --example hash_vectors`; this test never writes
-//! it. A failure here means a change moved clients: give the new mapping a new
+//! was written by `cargo run --example hash_vectors` (the `sni_cases` added
+//! later, every earlier line unchanged); this test never writes it. A failure here means a change moved clients: give the new mapping a new
 //! `hash_version` instead of changing version 1.
 
 use std::net::SocketAddr;
