@@ -18,19 +18,26 @@ use crate::config::{BackendConfig, DiscoverConfig, ServiceConfig, StrategyKind};
 
 use super::policy::Found;
 
+/// A discovered address left out, and the listener of l4lb's it would reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loop {
+    pub backend: SocketAddr,
+    pub listen: SocketAddr,
+}
+
 /// A service's composed configuration, and the discovered addresses left out
 /// because they lead back into l4lb.
 pub struct Composed {
     pub service: ServiceConfig,
-    pub loops: Vec<SocketAddr>,
+    pub loops: Vec<Loop>,
 }
 
 /// `base` (as declared) with each group's `sets` appended, except addresses
-/// for which `reaches_l4lb` is true.
+/// for which `listener_reached` names one of l4lb's listeners.
 pub fn composed<'s>(
     base: &ServiceConfig,
     sets: impl IntoIterator<Item = (&'s DiscoverConfig, &'s [Found])>,
-    reaches_l4lb: impl Fn(SocketAddr) -> bool,
+    listener_reached: impl Fn(SocketAddr) -> Option<SocketAddr>,
 ) -> Composed {
     let mut loops = Vec::new();
     let mut service = base.clone();
@@ -51,8 +58,11 @@ pub fn composed<'s>(
         if !seen.insert(found.addr) || !names.insert(address.clone()) {
             continue;
         }
-        if reaches_l4lb(found.addr) {
-            loops.push(found.addr);
+        if let Some(listen) = listener_reached(found.addr) {
+            loops.push(Loop {
+                backend: found.addr,
+                listen,
+            });
             continue;
         }
         service.backends.push(BackendConfig {
@@ -117,7 +127,7 @@ address = "10.0.0.9:53"
         ];
         let group = &pg.discover[0];
         let result = composed(pg, [(group, &set[..])], |addr| {
-            own_listener_reached(&config.services, Protocol::Tcp, addr).is_some()
+            own_listener_reached(&config.services, Protocol::Tcp, addr)
         });
         let addresses: Vec<_> = result.service.backends.iter().map(|b| b.resolved).collect();
         assert_eq!(
@@ -128,6 +138,10 @@ address = "10.0.0.9:53"
                 SocketAddr::from(([127, 0, 0, 1], 53)),
             ]
         );
-        assert_eq!(result.loops, [SocketAddr::from(([127, 0, 0, 1], 5432))]);
+        let reached = Loop {
+            backend: SocketAddr::from(([127, 0, 0, 1], 5432)),
+            listen: SocketAddr::from(([0, 0, 0, 0], 5432)),
+        };
+        assert_eq!(result.loops, [reached]);
     }
 }

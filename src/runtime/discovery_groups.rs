@@ -72,19 +72,15 @@ impl DiscoveryGroups {
             let sets: Vec<_> = groups.iter().map(|g| g.set()).collect();
             let with_sets = groups.iter().map(|g| &g.config).zip(sets.iter());
             let protocol = service.protocol;
-            let listener_reached = |addr| own_listener_reached(&config.services, protocol, addr);
             let result =
                 compose::composed(service, with_sets.map(|(c, s)| (c, s.as_slice())), |addr| {
-                    listener_reached(addr).is_some()
+                    own_listener_reached(&config.services, protocol, addr)
                 });
-            for addr in &result.loops {
-                let listen = listener_reached(*addr)
-                    .map(|l| l.to_string())
-                    .unwrap_or_default();
+            for reached in &result.loops {
                 warn!(
                     service = %service.name,
-                    backend = %addr,
-                    listen = %listen,
+                    backend = %reached.backend,
+                    listen = %reached.listen,
                     "discovery: address left out: it reaches l4lb's own listen address, \
                      so clients would be proxied back into l4lb"
                 );
