@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 
 use common::dns_relay::DnsRelay;
 use common::dnsmasq::Zone;
-use common::servers::free_port;
+use common::ports::free_port;
 use common::{Behaviour, PATIENCE, TestBackend, TestProxy, get_ok, http, samples};
 
 /// Backends tagged with their address, on 127.0.0.{2..} and one shared port.
@@ -41,6 +41,13 @@ fn config(group: &str) -> String {
     format!(
         "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[service]]\nname = \"pg\"\n\
          listen = \"127.0.0.1:0\"\n\n[[service.discover]]\n{group}\n"
+    )
+}
+
+/// A `[[service.discover]]` body: `pg.test` on `port`, asked of `resolver`.
+fn pg_group(port: u16, resolver: SocketAddr, refresh: &str) -> String {
+    format!(
+        "dns = \"pg.test\"\nport = {port}\nresolvers = [\"{resolver}\"]\nrefresh = \"{refresh}\""
     )
 }
 
@@ -148,13 +155,10 @@ async fn tag_from(to: SocketAddr) -> Option<String> {
 
 #[tokio::test]
 async fn addresses_join_and_leave_while_clients_keep_being_served() {
-    let port = free_port().await;
+    let port = free_port();
     let _backends = backends_on(port, &[2, 3, 4]).await;
     let zone = Zone::start(&hosts("pg.test", &[2, 3]), &[]).await;
-    let group = format!(
-        "dns = \"pg.test\"\nport = {port}\nresolvers = [\"{}\"]\nrefresh = \"ttl\"",
-        zone.addr
-    );
+    let group = pg_group(port, zone.addr, "ttl");
     let proxy = TestProxy::start(&config(&group)).await;
     wait_for_set(&proxy, &set_of(port, &[2, 3])).await;
     let traffic = Traffic::start(proxy.addr("pg"));
@@ -204,14 +208,11 @@ async fn addresses_join_and_leave_while_clients_keep_being_served() {
 
 #[tokio::test]
 async fn a_stopped_resolver_changes_nothing_and_is_counted() {
-    let port = free_port().await;
+    let port = free_port();
     let _backends = backends_on(port, &[2, 3]).await;
     let zone = Zone::start(&hosts("pg.test", &[2, 3]), &[]).await;
     let relay = DnsRelay::start(zone.addr).await;
-    let group = format!(
-        "dns = \"pg.test\"\nport = {port}\nresolvers = [\"{}\"]\nrefresh = \"1s\"\ntimeout = \"300ms\"",
-        relay.addr
-    );
+    let group = format!("{}\ntimeout = \"300ms\"", pg_group(port, relay.addr, "1s"));
     let proxy = TestProxy::start(&config(&group)).await;
     let set = set_of(port, &[2, 3]);
     wait_for_set(&proxy, &set).await;
@@ -247,13 +248,10 @@ async fn a_stopped_resolver_changes_nothing_and_is_counted() {
 
 #[tokio::test]
 async fn one_nxdomain_changes_nothing_three_in_a_row_empty_the_group() {
-    let port = free_port().await;
+    let port = free_port();
     let _backends = backends_on(port, &[2, 3]).await;
     let zone = Zone::start(&hosts("pg.test", &[2, 3]), &[]).await;
-    let group = format!(
-        "dns = \"pg.test\"\nport = {port}\nresolvers = [\"{}\"]\nrefresh = \"1s\"",
-        zone.addr
-    );
+    let group = pg_group(port, zone.addr, "1s");
     let proxy = TestProxy::start(&config(&group)).await;
     let set = set_of(port, &[2, 3]);
     wait_for_set(&proxy, &set).await;
@@ -355,14 +353,11 @@ async fn srv_weights_become_weights_and_priorities_backup_tiers() {
 
 #[tokio::test]
 async fn a_ttl_of_zero_is_clamped_to_one_second() {
-    let port = free_port().await;
+    let port = free_port();
     let _backends = backends_on(port, &[2]).await;
     let zone = Zone::start(&hosts("pg.test", &[2]), &[]).await;
     let relay = DnsRelay::start(zone.addr).await;
-    let group = format!(
-        "dns = \"pg.test\"\nport = {port}\nresolvers = [\"{}\"]\nrefresh = \"ttl\"",
-        relay.addr
-    );
+    let group = pg_group(port, relay.addr, "ttl");
     let proxy = TestProxy::start(&config(&group)).await;
     wait_for_set(&proxy, &set_of(port, &[2])).await;
     let start = relay.queries();
@@ -380,15 +375,12 @@ async fn a_ttl_of_zero_is_clamped_to_one_second() {
 
 #[tokio::test]
 async fn a_slow_resolver_never_delays_healthz() {
-    let port = free_port().await;
+    let port = free_port();
     let _backends = backends_on(port, &[2]).await;
     let zone = Zone::start(&hosts("pg.test", &[2]), &[]).await;
     let relay = DnsRelay::start(zone.addr).await;
     relay.set_delay(Duration::from_secs(2));
-    let group = format!(
-        "dns = \"pg.test\"\nport = {port}\nresolvers = [\"{}\"]\nrefresh = \"1s\"",
-        relay.addr
-    );
+    let group = pg_group(port, relay.addr, "1s");
     let proxy = TestProxy::start(&config(&group)).await;
     let admin = proxy.admin.unwrap();
     common::wait_until("a lookup is in flight", || relay.pending() > 0).await;
@@ -412,7 +404,7 @@ async fn a_slow_resolver_never_delays_healthz() {
 
 #[tokio::test]
 async fn a_reload_keeps_a_groups_set_and_static_backends_mix_with_it() {
-    let port = free_port().await;
+    let port = free_port();
     let _backends = backends_on(port, &[2, 3, 4]).await;
     let zone = Zone::start(&hosts("pg.test", &[2, 3]), &[]).await;
     let relay = DnsRelay::start(zone.addr).await;
@@ -420,10 +412,7 @@ async fn a_reload_keeps_a_groups_set_and_static_backends_mix_with_it() {
     let text = format!(
         "{}\n[[service.backend]]\naddress = \"127.0.0.3:{port}\"\n\
          [[service.backend]]\naddress = \"127.0.0.4:{port}\"\n",
-        config(&format!(
-            "dns = \"pg.test\"\nport = {port}\nresolvers = [\"{}\"]\nrefresh = \"1s\"",
-            relay.addr
-        ))
+        config(&pg_group(port, relay.addr, "1s"))
     );
     let proxy = TestProxy::start(&text).await;
     let all = set_of(port, &[2, 3, 4]);
@@ -448,13 +437,10 @@ async fn a_reload_keeps_a_groups_set_and_static_backends_mix_with_it() {
 /// `consistent_hash`, whose ring loses only the vanished address's points (a
 /// rebuilt `maglev` table also moves a few other clients, by design).
 async fn a_hashing_strategy_moves_only_the_clients_of_a_vanished_address() {
-    let port = free_port().await;
+    let port = free_port();
     let _backends = backends_on(port, &[2, 3, 4]).await;
     let zone = Zone::start(&hosts("pg.test", &[2, 3, 4]), &[]).await;
-    let group = format!(
-        "dns = \"pg.test\"\nport = {port}\nresolvers = [\"{}\"]\nrefresh = \"1s\"",
-        zone.addr
-    );
+    let group = pg_group(port, zone.addr, "1s");
     let text = config(&group).replace(
         "name = \"pg\"\n",
         "name = \"pg\"\nstrategy = \"consistent_hash\"\n",
@@ -487,14 +473,11 @@ async fn a_hashing_strategy_moves_only_the_clients_of_a_vanished_address() {
 
 #[tokio::test]
 async fn an_address_that_leads_back_into_l4lb_is_left_out() {
-    let port = free_port().await;
+    let port = free_port();
     let _backends = backends_on(port, &[2, 3]).await;
     // 127.0.0.1:port is the service's own listener.
     let zone = Zone::start(&hosts("pg.test", &[1, 2, 3]), &[]).await;
-    let group = format!(
-        "dns = \"pg.test\"\nport = {port}\nresolvers = [\"{}\"]\nrefresh = \"1s\"",
-        zone.addr
-    );
+    let group = pg_group(port, zone.addr, "1s");
     let text = config(&group).replace(
         "name = \"pg\"\nlisten = \"127.0.0.1:0\"",
         &format!("name = \"pg\"\nlisten = \"127.0.0.1:{port}\""),

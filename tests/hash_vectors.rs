@@ -151,20 +151,21 @@ fn assert_unchanged(vectors: &Vectors, (mismatches, compared): (Vec<String>, usi
     );
 }
 
+fn context(client: SocketAddr, server_name: Option<u64>) -> PickContext {
+    PickContext {
+        client,
+        random: 0,
+        server_name,
+    }
+}
+
 #[test]
 fn every_recorded_pick_is_unchanged() {
     let vectors = vectors();
     let contexts: Vec<_> = vectors
         .clients
         .iter()
-        .map(|&client| {
-            let ctx = PickContext {
-                client,
-                random: 0,
-                server_name: None,
-            };
-            (format!("client {client}"), ctx)
-        })
+        .map(|&client| (format!("client {client}"), context(client, None)))
         .collect();
     let result = mismatches(&vectors, &vectors.cases, &contexts);
     assert_unchanged(&vectors, result);
@@ -178,11 +179,7 @@ fn every_recorded_server_name_pick_is_unchanged() {
         .server_names
         .iter()
         .map(|name| {
-            let ctx = PickContext {
-                client: vectors.sni_client,
-                random: 0,
-                server_name: Some(sni_hash(name)),
-            };
+            let ctx = context(vectors.sni_client, Some(sni_hash(name)));
             (format!("server name {name}"), ctx)
         })
         .collect();
