@@ -7,7 +7,8 @@ mod common;
 use std::net::SocketAddr;
 use std::process::{Command, Output};
 
-use common::binary::{BIN, RunningL4lb, free_port};
+use common::binary::{BIN, RunningL4lb};
+use common::ports::free_port;
 use common::{Behaviour, TestBackend, get_ok, wait_until_async};
 
 fn l4lb(args: &[&str], env: &[(&str, &str)]) -> Output {

@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use common::dnsmasq::{self, Dnsmasq};
 use common::mariadb::{self, MariaDb};
+use common::ports::free_port;
 use common::postgres::Postgres;
 use common::redis::Redis;
-use common::servers::free_port;
 use common::{PATIENCE, TestProxy, get_ok, wait_until};
 use l4lb::backend::Backend;
 use tokio::io::AsyncWriteExt;
@@ -249,7 +249,7 @@ async fn mysql_full_of_connections_is_marked_down_while_tcp_stays_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_refused_is_marked_down_while_a_udp_check_stays_up() {
-    let port = free_port().await;
+    let port = free_port();
     let Some(answering) = Dnsmasq::start(port, &["ok.test"]).await else {
         return;
     };
@@ -293,7 +293,7 @@ async fn http_checks_the_status_of_a_real_endpoint() {
     )]))
     .await;
     let admin = web.admin.expect("admin");
-    let [plain_port] = [free_port().await];
+    let [plain_port] = [free_port()];
     let _listener = TcpListener::bind(("127.0.0.1", plain_port))
         .await
         .expect("bind");
@@ -324,7 +324,7 @@ async fn http_checks_the_status_of_a_real_endpoint() {
 }
 
 async fn free_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port().await))
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
 /// An agent that answers every connection with the current `reply` line.

@@ -14,9 +14,9 @@ mod common;
 
 use common::PATIENCE;
 use common::binary::{
-    BIN, free_port, notifications_until, signal, tag_server, tag_via, temp_dir, wait_exit,
-    wait_for_tag,
+    BIN, notifications_until, signal, tag_server, tag_via, temp_dir, wait_exit, wait_for_tag,
 };
+use common::ports::free_port;
 
 fn service_config(listen: SocketAddr, backend: SocketAddr) -> String {
     format!(

@@ -14,7 +14,8 @@ use serde_json::Value;
 mod common;
 
 use common::PATIENCE;
-use common::binary::{BIN, free_port, l4lb_within_patience, tag_server, temp_dir};
+use common::binary::{BIN, l4lb_within_patience, tag_server, temp_dir};
+use common::ports::free_port;
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);

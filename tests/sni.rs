@@ -526,7 +526,7 @@ async fn behind_a_proxy_header_the_client_hello_that_follows_it_routes() {
 #[tokio::test]
 async fn the_access_log_names_the_route_and_the_server_name() {
     let echo = TestBackend::start("echo", Behaviour::Echo).await;
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], common::servers::free_port().await));
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], common::ports::free_port()));
     let dir = ScratchDir::new("sni-log");
     let path = dir.path().join("lb.toml");
     let toml = routed_service(

@@ -8,7 +8,7 @@
 //! The sockets the test passes are bound without SO_REUSEPORT, so an l4lb that
 //! bound its own socket instead of using the passed one could not start at all.
 
-use std::io::{IoSliceMut, Read, Write};
+use std::io::{IoSliceMut, Read};
 use std::mem::MaybeUninit;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -24,8 +24,9 @@ mod common;
 
 use common::PATIENCE;
 use common::binary::{
-    BIN, free_port, output_within_patience, signal, tag_server, tag_via, temp_dir, wait_for_tag,
+    BIN, admin_get, output_within_patience, signal, tag_server, tag_via, temp_dir, wait_for_tag,
 };
+use common::ports::free_port;
 
 const ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
 
@@ -149,19 +150,6 @@ fn wait_for_udp(to: SocketAddr, payload: &str, expected: &str) {
     }
 }
 
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: l4lb\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    Some(text)
-}
-
 #[test]
 fn systemd_socket_activate_passes_a_listener_that_every_worker_serves() {
     if !Path::new(ACTIVATE).exists() {
@@ -184,7 +172,7 @@ fn systemd_socket_activate_passes_a_listener_that_every_worker_serves() {
     for _ in 0..50 {
         assert_eq!(tag_via(listen).as_deref(), Some("pg"));
     }
-    let status = http_get(admin, "/status").expect("admin answers");
+    let status = admin_get(([127, 0, 0, 1], admin).into(), "/status").expect("admin answers");
     assert!(
         status.contains("\"systemd\""),
         "/status names the origin: {status}"

@@ -24,7 +24,9 @@ use sha2::{Digest, Sha256};
 mod common;
 
 use common::PATIENCE;
-use common::binary::{BIN, notifications_until, notifications_until_match, signal, wait_exit};
+use common::binary::{
+    BIN, admin_get, notifications_until, notifications_until_match, signal, wait_exit,
+};
 use common::servers::ScratchDir;
 
 /// A running l4lb, killed when dropped (a failed test leaves nothing behind).
@@ -187,21 +189,6 @@ fn setup(name: &str) -> (ScratchDir, Setup, Arc<Sources>) {
         control: scratch.path().join("run/control.sock"),
     };
     (scratch, setup, seen)
-}
-
-/// GET `path` on the admin endpoint: the body when it answers 200.
-fn admin_get(admin: SocketAddr, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(admin).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
 fn status(admin: SocketAddr) -> Option<serde_json::Value> {

@@ -53,7 +53,7 @@ async fn open_sessions(to: std::net::SocketAddr, count: usize) -> Vec<TcpStream>
 #[tokio::test]
 async fn eight_long_lived_clients_spread_two_per_worker_and_keep_their_bytes() {
     let backend = TestBackend::start("db", Behaviour::Echo).await;
-    let port = common::servers::free_port().await;
+    let port = common::ports::free_port();
     let proxy = TestProxy::start(&config(port, backend.addr, "least_sessions")).await;
     let admin = proxy.admin.expect("admin");
     let mut open = open_sessions(proxy.addr("pool"), 2 * WORKERS).await;
@@ -104,7 +104,7 @@ async fn eight_long_lived_clients_spread_two_per_worker_and_keep_their_bytes() {
 #[tokio::test]
 async fn kernel_dispatch_hands_nothing_over_and_a_reload_switches_it_on() {
     let backend = TestBackend::start("db", Behaviour::Echo).await;
-    let port = common::servers::free_port().await;
+    let port = common::ports::free_port();
     let proxy = TestProxy::start(&config(port, backend.addr, "kernel")).await;
     let admin = proxy.admin.expect("admin");
     let first = open_sessions(proxy.addr("pool"), 2 * WORKERS).await;

@@ -17,7 +17,7 @@ use super::PATIENCE;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_l4lb");
 
-pub use super::ports::free_port;
+use super::ports::free_port;
 
 /// A fresh directory for one test's files.
 pub fn temp_dir(name: &str) -> PathBuf {
@@ -63,7 +63,7 @@ impl RunningL4lb {
 
     fn wait_for_admin(&self) {
         let deadline = Instant::now() + PATIENCE;
-        while !healthz_answers(self.admin) {
+        while admin_get(self.admin, "/healthz").is_none() {
             let log = std::fs::read_to_string(self.dir.join("l4lb.log")).unwrap_or_default();
             assert!(
                 Instant::now() < deadline,
@@ -74,18 +74,21 @@ impl RunningL4lb {
     }
 }
 
-/// Whether `GET /healthz` on `admin` answers `200` (not merely whether a connect
-/// succeeds: the answer proves it is l4lb, and that it serves).
-fn healthz_answers(admin: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect(admin) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = "GET /healthz HTTP/1.1\r\nHost: l4lb\r\nConnection: close\r\n\r\n";
-    let mut answer = String::new();
-    stream.write_all(request.as_bytes()).is_ok()
-        && stream.read_to_string(&mut answer).is_ok()
-        && answer.starts_with("HTTP/1.1 200")
+/// `GET path` on `admin` over a fresh connection (5 s to answer): the body when
+/// the status is 200. Readiness asks `/healthz` this way, not whether a connect
+/// succeeds: the answer proves it is l4lb, and that it serves.
+pub fn admin_get(admin: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(admin).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: l4lb\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
 impl Drop for RunningL4lb {

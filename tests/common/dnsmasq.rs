@@ -69,7 +69,7 @@ impl Zone {
         let dir = super::servers::ScratchDir::new("zone");
         let hosts_path = dir.path().join("hosts");
         std::fs::write(&hosts_path, hosts).expect("write hosts file");
-        let port = super::servers::free_port().await;
+        let port = super::ports::free_port();
         let mut command = Command::new(binary);
         command
             .args([

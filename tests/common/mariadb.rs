@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 use std::process::Command;
 
-use super::servers::{ChildServer, ScratchDir, find_binary, free_port, run, wait_for_tcp};
+use super::ports::free_port;
+use super::servers::{ChildServer, ScratchDir, find_binary, run, wait_for_tcp};
 
 /// The fewest connections MariaDB accepts as `max_connections`.
 pub const MAX_CONNECTIONS: usize = 10;
@@ -30,7 +31,7 @@ impl MariaDb {
                 "--skip-test-db",
                 "--auth-root-authentication-method=normal",
             ]));
-        let port = free_port().await;
+        let port = free_port();
         let process = ChildServer::spawn(
             Command::new(server)
                 .arg("--no-defaults")

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
-use super::servers::{ScratchDir, find_binary, free_port, run, wait_for_tcp};
+use super::ports::free_port;
+use super::servers::{ScratchDir, find_binary, run, wait_for_tcp};
 
 const BIN_DIRS: &[&str] = &[
     "/usr/lib/postgresql/17/bin",
@@ -38,7 +39,7 @@ impl Postgres {
         if running_as_root() {
             run(Command::new("chown").arg("postgres").arg(dir.path()));
         }
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port().await));
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let server = Postgres {
             addr,
             bin,

@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 use std::process::Command;
 
-use super::servers::{ChildServer, ScratchDir, find_binary, free_port, wait_for_tcp};
+use super::ports::free_port;
+use super::servers::{ChildServer, ScratchDir, find_binary, wait_for_tcp};
 
 pub struct Redis {
     pub addr: SocketAddr,
@@ -19,7 +20,7 @@ impl Redis {
     pub async fn start(extra: &[String]) -> Option<Redis> {
         let binary = find_binary("redis-server", &[])?;
         let dir = ScratchDir::new("redis");
-        let port = free_port().await;
+        let port = free_port();
         let process = ChildServer::spawn(
             Command::new(binary)
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])

@@ -118,8 +118,3 @@ pub async fn wait_for_tcp(addr: SocketAddr) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
-
-/// A loopback port nothing listens on right now (see [`super::ports`]).
-pub async fn free_port() -> u16 {
-    super::ports::free_port()
-}

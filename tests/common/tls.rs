@@ -8,7 +8,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use super::PATIENCE;
-use super::servers::{ChildServer, ScratchDir, find_binary, free_port, run, wait_for_tcp};
+use super::ports::free_port;
+use super::servers::{ChildServer, ScratchDir, find_binary, run, wait_for_tcp};
 
 /// `openssl`, or `None` (the test is skipped, with a note) when it is missing.
 pub fn openssl() -> Option<PathBuf> {
@@ -54,7 +55,7 @@ pub struct TlsServer {
 impl TlsServer {
     pub async fn start(openssl: &Path, dir: &ScratchDir, common_name: &str) -> TlsServer {
         let (cert, key) = certificate(openssl, dir, common_name);
-        let port = free_port().await;
+        let port = free_port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let process = ChildServer::spawn(
             Command::new(openssl)
